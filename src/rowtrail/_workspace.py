@@ -1,0 +1,219 @@
+"""Workspaces: a directory holding the database, blob store, keys and witness state.
+
+Layout of a workspace directory (default ``./.rowtrail``, or ``$ROWTRAIL_WORKSPACE``)::
+
+    rowtrail.db            SQLite (WAL): ledger entries, tree nodes, checkpoints, lineage tables
+    blobs/                 content-addressed blobs (row maps, id arrays, features)
+    keys/ledger.pem        Ed25519 checkpoint signing key (mode 0600)
+    keys/subject.key       HMAC secret for subject pseudonyms (mode 0600)
+    witness/checkpoint     latest signed checkpoint, kept outside the database
+
+The storage backend is chosen by the location: a directory path or ``sqlite:///dir``; a
+``postgresql://`` URL is reserved for the server backend.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from rowtrail import _context
+from rowtrail.errors import InvalidInputError, StateError, StorageError
+from rowtrail.ids import pseudonymize
+from rowtrail.ledger import Ledger, NoteSigner, VerifyReport, verify_log
+from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore
+
+__all__ = ["Workspace", "open_workspace"]
+
+DB_NAME = "rowtrail.db"
+
+
+def _write_new_file(path: Path, data: bytes) -> bytes:
+    """Create ``path`` with mode 0600 holding ``data`` unless it exists; return its content."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # atomic create-if-absent, so concurrent openers agree on one key
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+    return path.read_bytes()
+
+
+def _load_signing_key(path: Path) -> Ed25519PrivateKey:
+    if not path.exists():
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_new_file(path, pem)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise StorageError(f"{path} does not hold an Ed25519 private key")
+    return key
+
+
+class Workspace:
+    """An open rowtrail workspace. Use :func:`rowtrail.open` to get one.
+
+    Examples
+    --------
+    >>> import tempfile, rowtrail
+    >>> with rowtrail.open(tempfile.mkdtemp()) as ws:
+    ...     ws.ledger.append("rows.ingested", {"n_rows": 3})
+    0
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        actor: str = "rowtrail",
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.db = SQLiteDatabase(path / DB_NAME)
+        self.workspace_id = self.db.set_meta_default("workspace_id", uuid.uuid4().hex[:16])
+        self.origin = f"rowtrail.local/{self.workspace_id}"
+        self.blobs = FileBlobStore(path / "blobs")
+        keys = path / "keys"
+        self._secret = _write_new_file(keys / "subject.key", secrets.token_bytes(32))
+        signer = NoteSigner(self.origin, _load_signing_key(keys / "ledger.pem"))
+        self.ledger = Ledger(
+            SQLiteLedgerStore(self.db),
+            self.blobs,
+            signer,
+            origin=self.origin,
+            actor=actor,
+            now=now,
+            witness=self._witness_checkpoint,
+        )
+        self.closed = False
+        self.extensions: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ identity
+    def pseudonymize(self, identifier: object) -> str:
+        """Return the keyed pseudonym (``ps:<hex>``) of a subject identifier."""
+        return pseudonymize(self._secret, identifier)
+
+    @property
+    def secret(self) -> bytes:
+        """The workspace's pseudonym secret (for adapters that pseudonymize columns)."""
+        return self._secret
+
+    # ------------------------------------------------------------ witness
+    @property
+    def witness_path(self) -> Path:
+        """File holding the latest checkpoint seen, kept outside the database."""
+        return self.path / "witness" / "checkpoint"
+
+    def _witness_checkpoint(self, note: str) -> None:
+        current = self.witnessed_checkpoint()
+        if current is not None:
+            seen = self.ledger.open_checkpoint(current)
+            new = self.ledger.open_checkpoint(note)
+            if seen.size >= new.size:
+                return
+        self.witness_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.witness_path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(note)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.witness_path)
+
+    def witnessed_checkpoint(self) -> str | None:
+        """Return the latest checkpoint note the witness file holds, if any."""
+        try:
+            return self.witness_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    # ------------------------------------------------------------ verification
+    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Verify the whole ledger, blobs and checkpoints; raise on the first problem."""
+        self._check_open()
+        return verify_log(self.ledger, witness_note=self.witnessed_checkpoint(), progress=progress)
+
+    # ------------------------------------------------------------ lifecycle
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StateError(f"workspace {self.path} is closed; open it again with rowtrail.open()")
+
+    def close(self) -> None:
+        """Close the database connection."""
+        if not self.closed:
+            self.db.close()
+            self.closed = True
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r}, size={self.ledger.size})"
+
+
+def open_workspace(
+    location: str | os.PathLike[str] | None = None,
+    *,
+    actor: str = "rowtrail",
+    now: Callable[[], datetime] | None = None,
+) -> Workspace:
+    """Open or create a workspace.
+
+    Parameters
+    ----------
+    location : str or path, optional
+        A directory, ``sqlite:///<dir>``, or (reserved) ``postgresql://…``. Defaults to
+        ``$ROWTRAIL_WORKSPACE`` or ``./.rowtrail``.
+    actor : str
+        Default actor recorded on events appended through this handle.
+    now : callable, optional
+        Clock returning an aware UTC datetime (inject for reproducible tests).
+    """
+    text = os.fspath(location) if location is not None else _context.default_location()
+    if text.startswith(("postgresql://", "postgres://")):
+        raise InvalidInputError(
+            "location of rowtrail.open: the PostgreSQL backend is not available in this version; "
+            "use a workspace directory such as './.rowtrail'"
+        )
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///") - 1 :] if text.startswith("sqlite:////") else text[len("sqlite:///") :]
+    elif "://" in text:
+        raise InvalidInputError(
+            f"location of rowtrail.open must be a directory, sqlite:///<dir> or postgresql://…; got {text!r}"
+        )
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"location of rowtrail.open must be a directory; {path} is a file")
+    return Workspace(path.resolve(), actor=actor, now=now)
+
+
+_context.register_opener(open_workspace)

@@ -1,0 +1,61 @@
+"""Tamper-evident event ledger: RFC 9162 Merkle log, C2SP checkpoints, proofs, verification."""
+
+from __future__ import annotations
+
+from rowtrail.ledger._checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    format_checkpoint_body,
+    open_checkpoint,
+    parse_checkpoint_body,
+)
+from rowtrail.ledger._events import Event, check_kind
+from rowtrail.ledger._log import Ledger, LedgerBatch
+from rowtrail.ledger._merkle import (
+    EMPTY_ROOT,
+    compute_consistency_path,
+    compute_inclusion_path,
+    compute_root,
+    leaf_hash,
+    node_hash,
+    root_from_inclusion_path,
+    verify_consistency,
+    verify_inclusion,
+)
+from rowtrail.ledger._proofs import ConsistencyProof, InclusionProof, LedgerEntry, TreeHead
+from rowtrail.ledger._store import BlobStore, EntryRow, LedgerStore, LedgerTransaction, StoredCheckpoint
+from rowtrail.ledger._verify import VerifyReport, verify_log
+
+__all__ = [
+    "EMPTY_ROOT",
+    "BlobStore",
+    "Checkpoint",
+    "ConsistencyProof",
+    "EntryRow",
+    "Event",
+    "InclusionProof",
+    "Ledger",
+    "LedgerBatch",
+    "LedgerEntry",
+    "LedgerStore",
+    "LedgerTransaction",
+    "NoteSigner",
+    "NoteVerifier",
+    "StoredCheckpoint",
+    "TreeHead",
+    "VerifyReport",
+    "check_kind",
+    "compute_consistency_path",
+    "compute_inclusion_path",
+    "compute_root",
+    "format_checkpoint_body",
+    "leaf_hash",
+    "node_hash",
+    "open_checkpoint",
+    "parse_checkpoint_body",
+    "root_from_inclusion_path",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_log",
+]

@@ -1,0 +1,198 @@
+"""C2SP ``tlog-checkpoint`` tree heads as Ed25519 signed notes (C2SP ``signed-note``).
+
+A checkpoint body is three lines, ``<origin>\\n<size>\\n<base64 root>\\n`` (optional extension
+lines follow); the note is ``body + "\\n"`` plus one signature line per signer,
+``"— <key name> <base64(key id || signature)>\\n"``. For Ed25519 the key id is the first four
+bytes of ``SHA-256(key name || 0x0A || 0x01 || public key)`` and the signature covers the body.
+A verifier key is written ``<name>+<hex key id>+<base64(0x01 || public key)>``.
+
+Verification raises :class:`~rowtrail.errors.CheckpointError`; it never returns a bool.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from rowtrail.errors import CheckpointError, InvalidInputError
+
+__all__ = [
+    "Checkpoint",
+    "NoteSigner",
+    "NoteVerifier",
+    "format_checkpoint_body",
+    "open_checkpoint",
+    "parse_checkpoint_body",
+]
+
+_ED25519 = b"\x01"
+_SIG_PREFIX = "\u2014 "
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A tree head: origin, size and root (plus the signed note it came from, if any)."""
+
+    origin: str
+    size: int
+    root: bytes
+    note: str = ""
+
+    @property
+    def body(self) -> str:
+        """Return the checkpoint body text that signatures cover."""
+        return format_checkpoint_body(self.origin, self.size, self.root)
+
+
+def format_checkpoint_body(origin: str, size: int, root: bytes) -> str:
+    """Return ``<origin>\\n<size>\\n<base64 root>\\n``."""
+    if not origin or "\n" in origin or origin != origin.strip():
+        raise InvalidInputError(f"origin must be a non-empty single line without spaces at the ends; got {origin!r}")
+    if size < 0 or len(root) != 32:
+        raise InvalidInputError(f"size must be >= 0 and root 32 bytes; got {size!r}, {len(root)} bytes")
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def parse_checkpoint_body(body: str) -> Checkpoint:
+    """Parse a checkpoint body (the part of a note above the blank line)."""
+    lines = body.split("\n")
+    if len(lines) < 4 or lines[-1] != "":
+        raise CheckpointError("checkpoint body must have origin, size and root lines, each ending in a newline")
+    origin, size_text, root_text = lines[0], lines[1], lines[2]
+    if not origin:
+        raise CheckpointError("checkpoint origin line is empty")
+    if not size_text.isdigit() or (len(size_text) > 1 and size_text[0] == "0"):
+        raise CheckpointError(f"checkpoint size must be a decimal integer; got {size_text!r}")
+    try:
+        root = base64.b64decode(root_text, validate=True)
+    except binascii.Error as exc:
+        raise CheckpointError(f"checkpoint root is not base64: {root_text!r}") from exc
+    if len(root) != 32:
+        raise CheckpointError(f"checkpoint root must be 32 bytes; got {len(root)}")
+    return Checkpoint(origin=origin, size=int(size_text), root=root)
+
+
+def _key_id(name: str, public: bytes) -> bytes:
+    return hashlib.sha256(name.encode() + b"\n" + _ED25519 + public).digest()[:4]
+
+
+def _check_key_name(name: str) -> None:
+    if not name or any(ch.isspace() for ch in name) or "+" in name:
+        raise InvalidInputError(f"key name must be non-empty with no spaces or '+'; got {name!r}")
+
+
+class NoteVerifier:
+    """Verifies Ed25519 signatures on notes by one named key."""
+
+    def __init__(self, name: str, public_key: bytes) -> None:
+        _check_key_name(name)
+        if len(public_key) != 32:
+            raise InvalidInputError(f"public_key must be 32 bytes; got {len(public_key)}")
+        self.name = name
+        self.public_key = public_key
+        self.key_id = _key_id(name, public_key)
+        self._key = Ed25519PublicKey.from_public_bytes(public_key)
+
+    @classmethod
+    def from_vkey(cls, vkey: str) -> NoteVerifier:
+        """Build a verifier from ``<name>+<hex key id>+<base64(0x01 || key)>``."""
+        parts = vkey.strip().split("+")
+        if len(parts) != 3:
+            raise CheckpointError(f"verifier key must be name+keyid+key; got {vkey!r}")
+        name, hex_id, encoded = parts
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except binascii.Error as exc:
+            raise CheckpointError("verifier key material is not base64") from exc
+        if len(raw) != 33 or raw[:1] != _ED25519:
+            raise CheckpointError("verifier key is not an Ed25519 note key")
+        verifier = cls(name, raw[1:])
+        if verifier.key_id.hex() != hex_id.lower():
+            raise CheckpointError(f"verifier key id {hex_id} does not match its key")
+        return verifier
+
+    @property
+    def vkey(self) -> str:
+        """Return this key in verifier-key text form."""
+        encoded = base64.b64encode(_ED25519 + self.public_key).decode()
+        return f"{self.name}+{self.key_id.hex()}+{encoded}"
+
+    def verify_signature(self, body: str, signature: bytes) -> None:
+        """Raise :class:`CheckpointError` unless ``signature`` signs ``body`` with this key."""
+        try:
+            self._key.verify(signature, body.encode("utf-8"))
+        except InvalidSignature as exc:
+            raise CheckpointError(f"signature by {self.name!r} does not verify") from exc
+
+
+class NoteSigner:
+    """Signs notes with an Ed25519 private key under a key name."""
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        _check_key_name(name)
+        self.name = name
+        self._key = private_key
+        public = private_key.public_key().public_bytes_raw()
+        self.verifier = NoteVerifier(name, public)
+
+    def sign(self, body: str) -> str:
+        """Return the signed note: ``body``, a blank line, and this signer's line."""
+        signature = self._key.sign(body.encode("utf-8"))
+        encoded = base64.b64encode(self.verifier.key_id + signature).decode()
+        return f"{body}\n{_SIG_PREFIX}{self.name} {encoded}\n"
+
+
+def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
+    if not isinstance(note, str) or "\n\n" not in note or not note.endswith("\n"):
+        raise CheckpointError("a signed note is a body, a blank line and signature lines")
+    body, _, signature_block = note.partition("\n\n")
+    body += "\n"
+    signatures = []
+    for line in signature_block[:-1].split("\n"):
+        if not line.startswith(_SIG_PREFIX):
+            raise CheckpointError(f"malformed signature line {line!r}")
+        name, _, encoded = line[len(_SIG_PREFIX) :].rpartition(" ")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except binascii.Error as exc:
+            raise CheckpointError(f"signature of {name!r} is not base64") from exc
+        if len(raw) < 5:
+            raise CheckpointError(f"signature of {name!r} is too short")
+        signatures.append((name, raw[:4], raw[4:]))
+    if not signatures:
+        raise CheckpointError("note carries no signature")
+    return body, signatures
+
+
+def open_checkpoint(note: str, verifiers: Iterable[NoteVerifier], *, origin: str | None = None) -> Checkpoint:
+    """Verify a signed checkpoint note and return its tree head.
+
+    At least one signature must come from one of ``verifiers`` (matched by name and key id)
+    and verify; a note signed only by unknown keys raises :class:`CheckpointError`. Every
+    known key's signature must verify. ``origin``, when given, must match.
+    """
+    body, signatures = _split_note(note)
+    checkpoint = parse_checkpoint_body(body)
+    known = {(v.name, v.key_id): v for v in verifiers}
+    verified = 0
+    for name, key_id, signature in signatures:
+        verifier = next(
+            (v for (n, k), v in known.items() if n == name and hmac.compare_digest(k, key_id)),
+            None,
+        )
+        if verifier is not None:
+            verifier.verify_signature(body, signature)
+            verified += 1
+    if verified == 0:
+        names = sorted({name for name, _, _ in signatures})
+        raise CheckpointError(f"checkpoint is signed only by unknown keys {names}")
+    if origin is not None and checkpoint.origin != origin:
+        raise CheckpointError(f"checkpoint origin is {checkpoint.origin!r}, expected {origin!r}")
+    return Checkpoint(checkpoint.origin, checkpoint.size, checkpoint.root, note)

@@ -1,0 +1,112 @@
+"""Storage protocols the ledger needs; ``rowtrail.store`` implements them.
+
+The ledger never imports SQLite or psycopg: a backend implements :class:`LedgerStore` (events,
+perfect-subtree hashes, checkpoints, subject and kind indexes) and :class:`BlobStore`
+(content-addressed bytes), and the workspace wires them together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import NamedTuple, Protocol
+
+__all__ = ["BlobStore", "EntryRow", "LedgerStore", "LedgerTransaction", "StoredCheckpoint"]
+
+
+class EntryRow(NamedTuple):
+    """One stored ledger entry as the backend keeps it."""
+
+    index: int
+    kind: str
+    leaf: bytes
+    leaf_hash: bytes
+    subjects: tuple[str, ...]
+
+
+class StoredCheckpoint(NamedTuple):
+    """A signed checkpoint as stored: size, root and the exact note text."""
+
+    size: int
+    root: bytes
+    note: str
+
+
+class LedgerTransaction(Protocol):
+    """An exclusive write transaction: reads see the committed tree, writes commit together."""
+
+    def size(self) -> int:
+        """Return the number of entries committed so far."""
+        ...
+
+    def read_node(self, level: int, index: int) -> bytes:
+        """Return a stored perfect-subtree hash (level 0 is a leaf hash)."""
+        ...
+
+    def write(self, rows: Sequence[EntryRow], nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        """Stage entries and tree nodes; they commit when the context exits cleanly."""
+        ...
+
+
+class LedgerStore(Protocol):
+    """Persistent state of one Merkle log."""
+
+    def transaction(self) -> AbstractContextManager[LedgerTransaction]:
+        """Open an exclusive write transaction (one per batch: group commit)."""
+        ...
+
+    def size(self) -> int:
+        """Return the number of committed entries."""
+        ...
+
+    def read_nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Return stored perfect-subtree hashes for ``(level, index)`` keys, in order."""
+        ...
+
+    def read_entries(self, start: int, end: int) -> list[EntryRow]:
+        """Return entries ``[start, end)`` in index order."""
+        ...
+
+    def read_entry_list(self, indices: Sequence[int]) -> list[EntryRow]:
+        """Return the given entries in the order asked."""
+        ...
+
+    def indices_by_subject(self, subject: str) -> list[int]:
+        """Return the indices of entries naming ``subject``, ascending."""
+        ...
+
+    def indices_by_kind(self, kind: str, *, start: int = 0, limit: int | None = None) -> list[int]:
+        """Return the indices of entries of ``kind``, ascending."""
+        ...
+
+    def iter_subject_index(self) -> Iterator[tuple[str, int]]:
+        """Yield every ``(subject, index)`` row of the subject index, ordered by index."""
+        ...
+
+    def count_nodes(self) -> int:
+        """Return how many interior nodes (level >= 1) are stored."""
+        ...
+
+    def save_checkpoint(self, checkpoint: StoredCheckpoint, *, created_at: str) -> None:
+        """Store a signed checkpoint."""
+        ...
+
+    def list_checkpoints(self) -> list[StoredCheckpoint]:
+        """Return all stored checkpoints, ascending by size."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage of large payloads, keyed by ``sha256:<hex>`` digests."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably and return its digest."""
+        ...
+
+    def get(self, digest: str) -> bytes:
+        """Return the bytes of ``digest`` after checking they still hash to it."""
+        ...
+
+    def has(self, digest: str) -> bool:
+        """Return whether ``digest`` is stored."""
+        ...

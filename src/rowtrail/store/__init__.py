@@ -1,0 +1,9 @@
+"""Storage backends implementing the protocols declared by the ledger and lineage layers."""
+
+from __future__ import annotations
+
+from rowtrail.store._blobs import FileBlobStore
+from rowtrail.store._migrations import SCHEMA_VERSION
+from rowtrail.store.sqlite import SQLiteDatabase, SQLiteLedgerStore
+
+__all__ = ["SCHEMA_VERSION", "FileBlobStore", "SQLiteDatabase", "SQLiteLedgerStore"]

@@ -1,0 +1,43 @@
+"""Schema migrations of the SQLite workspace database, applied in order on open.
+
+Each entry is ``(version, statements)``. A database whose ``schema_version`` is newer than the
+last entry was written by a newer rowtrail and is refused with
+:class:`~rowtrail.errors.SchemaVersionError`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            # One row per ledger entry; level-0 tree nodes are the leaf hashes kept here.
+            """CREATE TABLE events (
+                idx INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,
+                leaf BLOB NOT NULL,
+                leaf_hash BLOB NOT NULL
+            )""",
+            "CREATE INDEX events_kind ON events (kind, idx)",
+            """CREATE TABLE event_subjects (
+                subject TEXT NOT NULL,
+                idx INTEGER NOT NULL,
+                PRIMARY KEY (subject, idx)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX event_subjects_idx ON event_subjects (idx)",
+            # Perfect-subtree hashes of level >= 1, keyed level << 56 | index.
+            "CREATE TABLE tree_nodes (key INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+            """CREATE TABLE checkpoints (
+                size INTEGER PRIMARY KEY,
+                root BLOB NOT NULL,
+                note TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+        ],
+    ),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
