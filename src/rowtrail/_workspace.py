@@ -31,7 +31,7 @@ from rowtrail import _context
 from rowtrail.errors import InvalidInputError, StateError, StorageError
 from rowtrail.ids import pseudonymize
 from rowtrail.ledger import Ledger, NoteSigner, VerifyReport, verify_log
-from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore
+from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
 
 __all__ = ["Workspace", "open_workspace"]
 
@@ -107,6 +107,7 @@ class Workspace:
             now=now,
             witness=self._witness_checkpoint,
         )
+        self.lineage_store = SQLiteLineageStore(self.db)
         self.closed = False
         self.extensions: dict[str, Any] = {}
 

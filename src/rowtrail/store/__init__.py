@@ -5,5 +5,6 @@ from __future__ import annotations
 from rowtrail.store._blobs import FileBlobStore
 from rowtrail.store._migrations import SCHEMA_VERSION
 from rowtrail.store.sqlite import SQLiteDatabase, SQLiteLedgerStore
+from rowtrail.store.sqlite_lineage import SQLiteLineageStore
 
-__all__ = ["SCHEMA_VERSION", "FileBlobStore", "SQLiteDatabase", "SQLiteLedgerStore"]
+__all__ = ["SCHEMA_VERSION", "FileBlobStore", "SQLiteDatabase", "SQLiteLedgerStore", "SQLiteLineageStore"]

@@ -41,3 +41,35 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+MIGRATIONS.append(
+    (
+        2,
+        [
+            # Registered sources: one row per (name, version); identical bytes = same row.
+            """CREATE TABLE sources (
+                source_index INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                digest TEXT NOT NULL,
+                path TEXT,
+                format TEXT NOT NULL,
+                schema_json TEXT NOT NULL,
+                n_rows INTEGER NOT NULL,
+                subject_column TEXT,
+                ledger_index INTEGER,
+                created_at TEXT NOT NULL,
+                UNIQUE (name, version),
+                UNIQUE (name, digest)
+            )""",
+            # Subject pseudonym -> row ids (raw identifiers are never stored).
+            """CREATE TABLE subject_rows (
+                subject TEXT NOT NULL,
+                row_id INTEGER NOT NULL,
+                PRIMARY KEY (subject, row_id)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX subject_rows_row ON subject_rows (row_id)",
+        ],
+    )
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]

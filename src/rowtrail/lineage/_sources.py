@@ -1,0 +1,171 @@
+"""Registered sources and subjects.
+
+Registering a source (a file or an in-memory table under a name) records its SHA-256, path,
+format, schema and row count as a ``source.registered`` ledger event and gives it a source
+index, from which every row gets a row id (``source_index << 40 | row_number``; see
+:mod:`rowtrail.ids`). Identical bytes under the same name give the same source; changed
+bytes give a new version (and a new index). An optional subject column is turned into keyed
+pseudonyms; each subject gets a ``subject.ingested`` event so "was my data used" has proofs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rowtrail import _context
+from rowtrail.errors import InvalidInputError, UnknownSourceError
+from rowtrail.hashing import check_digest
+from rowtrail.ids import make_row_ids, row_id
+
+if TYPE_CHECKING:
+    from rowtrail.lineage._store import LineageStore
+
+__all__ = ["SourceInfo", "get_source", "list_sources", "register_source", "rows_of_subject"]
+
+_FORMATS = ("csv", "parquet", "numpy", "pandas", "polars", "spark", "torch", "json", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """One registered source version."""
+
+    name: str
+    digest: str
+    format: str
+    schema: Mapping[str, str]
+    n_rows: int
+    path: str | None = None
+    subject_column: str | None = None
+    index: int = -1
+    version: int = 0
+    ledger_index: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def row_ids(self) -> NDArray[np.int64]:
+        """Return the row ids of all rows of this source."""
+        return make_row_ids(self.index, self.n_rows)
+
+    def row_id(self, row_number: int) -> int:
+        """Return the row id of one row, checking it exists."""
+        if not 0 <= row_number < self.n_rows:
+            raise UnknownSourceError(
+                f"row_number must be in [0, {self.n_rows}) for source {self.name!r}; got {row_number!r}"
+            )
+        return row_id(self.index, row_number)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form recorded in the ledger."""
+        return {
+            "name": self.name, "digest": self.digest, "format": self.format,
+            "schema": dict(self.schema), "n_rows": self.n_rows, "path": self.path,
+            "subject_column": self.subject_column, "source_index": self.index,
+            "version": self.version,
+        }
+
+
+def _lineage_store(workspace: Any) -> LineageStore:
+    store: LineageStore = workspace.lineage_store
+    return store
+
+
+def register_source(
+    workspace: Any,
+    *,
+    name: str,
+    digest: str,
+    format: str,
+    schema: Mapping[str, str],
+    n_rows: int,
+    path: str | None = None,
+    subject_column: str | None = None,
+    subject_ids: Sequence[object] | NDArray[Any] | None = None,
+) -> SourceInfo:
+    """Register a source (idempotent for identical bytes) and return it.
+
+    Parameters
+    ----------
+    workspace : Workspace or None
+        Where to register; ``None`` uses the default workspace.
+    name, digest, format, schema, n_rows, path
+        What identifies and describes the source; ``digest`` is ``sha256:<hex>`` of its bytes.
+    subject_column, subject_ids
+        The column holding raw subject identifiers and its values (one per row, ``None`` or
+        empty for rows without a subject). Only keyed pseudonyms are stored.
+    """
+    ws = _context.resolve_workspace(workspace)
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"name of register_source must be a non-empty str; got {name!r}")
+    check_digest(digest, name="digest of register_source")
+    if format not in _FORMATS:
+        raise InvalidInputError(f"format of register_source must be one of {_FORMATS}; got {format!r}")
+    if not isinstance(n_rows, int | np.integer) or n_rows < 0:
+        raise InvalidInputError(f"n_rows of register_source must be an int >= 0; got {n_rows!r}")
+    if subject_ids is not None and len(subject_ids) != n_rows:
+        raise InvalidInputError(
+            f"subject_ids of register_source must have one value per row ({n_rows}); got {len(subject_ids)}"
+        )
+    store = _lineage_store(ws)
+    existing = store.find_source(name, digest)
+    if existing is not None:
+        return existing
+    info = SourceInfo(name=name, digest=digest, format=format,
+                      schema={str(k): str(v) for k, v in schema.items()}, n_rows=int(n_rows),
+                      path=path, subject_column=subject_column)
+    info = store.insert_source(info, created_at=datetime.now(UTC).isoformat())
+    index = ws.ledger.append("source.registered", info.to_json())
+    info = replace(info, ledger_index=index)
+    store.set_source_ledger_index(info.index, index)
+    if subject_ids is not None:
+        _register_subjects(ws, store, info, subject_ids)
+    return info
+
+
+def _register_subjects(ws: Any, store: LineageStore, info: SourceInfo, subject_ids: Any) -> None:
+    rows_by_subject: dict[str, list[int]] = defaultdict(list)
+    for number, raw in enumerate(subject_ids):
+        if raw is None or (isinstance(raw, float) and np.isnan(raw)) or str(raw).strip() == "":
+            continue
+        rows_by_subject[ws.pseudonymize(raw)].append(number)
+    pairs = [(p, row_id(info.index, n)) for p, rows in rows_by_subject.items() for n in rows]
+    store.add_subject_rows(pairs)
+    with ws.ledger.batch(max_events=2000) as batch:
+        for pseudonym, rows in rows_by_subject.items():
+            batch.append("subject.ingested",
+                         {"source": info.name, "source_index": info.index,
+                          "version": info.version, "row_numbers": rows},
+                         subjects=[pseudonym])
+
+
+def get_source(workspace: Any, key: str | int) -> SourceInfo:
+    """Return a registered source by index or name (latest version)."""
+    ws = _context.resolve_workspace(workspace)
+    found = _lineage_store(ws).get_source(key)
+    if found is None:
+        names = sorted({s.name for s in _lineage_store(ws).list_sources()})
+        raise UnknownSourceError(f"no source {key!r} in workspace {ws.path}; known sources: {names}")
+    return found
+
+
+def list_sources(workspace: Any = None) -> list[SourceInfo]:
+    """Return every registered source version."""
+    return _lineage_store(_context.resolve_workspace(workspace)).list_sources()
+
+
+def rows_of_subject(workspace: Any, subject: str) -> NDArray[np.int64]:
+    """Return the row ids recorded for a subject pseudonym (or raw identifier)."""
+    ws = _context.resolve_workspace(workspace)
+    pseudonym = subject if str(subject).startswith("ps:") else ws.pseudonymize(subject)
+    return np.asarray(_lineage_store(ws).rows_of_subject(pseudonym), dtype=np.int64)
+
+
+def schema_json(schema: Mapping[str, str]) -> str:
+    """Canonical text of a schema for storage."""
+    return json.dumps(dict(schema), sort_keys=True)
