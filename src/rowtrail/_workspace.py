@@ -14,6 +14,7 @@ The storage backend is chosen by the location: a directory path or ``sqlite:///d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -48,10 +49,8 @@ def _write_new_file(path: Path, data: bytes) -> bytes:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)  # atomic create-if-absent, so concurrent openers agree on one key
-        except FileExistsError:
-            pass
     finally:
         os.unlink(tmp)
     return path.read_bytes()
@@ -206,10 +205,15 @@ def open_workspace(
             "use a workspace directory such as './.rowtrail'"
         )
     if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///") - 1 :] if text.startswith("sqlite:////") else text[len("sqlite:///") :]
+        text = (
+            text[len("sqlite:///") - 1 :]
+            if text.startswith("sqlite:////")
+            else text[len("sqlite:///") :]
+        )
     elif "://" in text:
         raise InvalidInputError(
-            f"location of rowtrail.open must be a directory, sqlite:///<dir> or postgresql://…; got {text!r}"
+            "location of rowtrail.open must be a directory, sqlite:///<dir> or "
+            f"postgresql://…; got {text!r}"
         )
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():

@@ -20,7 +20,7 @@ keep ``except ValueError`` / ``except RuntimeError`` / ``except ImportError`` wo
     │   └── LogIntegrityError
     └── MissingDependencyError (ImportError)
 
-Warnings: ``RowtrailWarning`` › ``LineageFallbackWarning``.
+Warnings: ``RowtrailWarning`` > ``LineageFallbackWarning``.
 """
 
 from __future__ import annotations

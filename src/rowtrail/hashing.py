@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from rowtrail.errors import CanonicalEncodingError, InvalidInputError
 __all__ = [
     "DIGEST_PREFIX",
     "canonical_json",
+    "canonical_json_text",
     "check_digest",
     "decode_canonical_json",
     "digest_bytes",
@@ -48,21 +50,69 @@ def _convert(value: Any) -> Any:
     )
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _check_keys(value: Any) -> None:
     # json silently turns int/bool/None keys into strings; canonical JSON must not guess.
+    # This walk is on the append hot path, hence ``type(...) is`` checks before isinstance.
     if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
+        for key in value:
+            if type(key) is not str and not isinstance(key, str):
                 raise CanonicalEncodingError(
                     f"object keys must be str for canonical JSON; got {key!r} "
                     f"({type(key).__name__})"
                 )
-            if isinstance(item, dict | list | tuple):
-                _check_keys(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, dict | list | tuple):
-                _check_keys(item)
+        items: Any = value.values()
+    else:
+        items = value
+    for item in items:
+        if isinstance(item, _CONTAINERS):
+            _check_keys(item)
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """Return a reusable encoder equivalent to ``json.dumps`` with the canonical options.
+
+    Building a ``JSONEncoder`` per call costs more than encoding a small event, so the C
+    encoder is built once. Cycles end in ``RecursionError`` (no marker dict, which would not be
+    thread safe), which :func:`canonical_json` reports like any other encoding error.
+    """
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is not None:
+        iterencode = c_make_encoder(
+            None, _convert, json.encoder.encode_basestring, None, ":", ",", True, False, False
+        )
+        return lambda value: "".join(iterencode(value, 0))
+    encoder = json.JSONEncoder(  # pragma: no cover - CPython always has the C encoder
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_convert,
+    )
+    return encoder.encode  # pragma: no cover
+
+
+_encode = _make_encoder()
+
+
+def _encode_checked(value: Any) -> str:
+    try:
+        if isinstance(value, _CONTAINERS):
+            _check_keys(value)
+        return _encode(value)
+    except CanonicalEncodingError:
+        raise
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CanonicalEncodingError(f"value cannot be encoded as canonical JSON: {exc}") from exc
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates have no UTF-8 form
+        raise CanonicalEncodingError(f"value cannot be encoded as canonical JSON: {exc}") from exc
 
 
 def canonical_json(value: Any) -> bytes:
@@ -73,21 +123,22 @@ def canonical_json(value: Any) -> bytes:
     >>> canonical_json({"b": 1, "a": [True, None, 1.5, "é"]})
     b'{"a":[true,null,1.5,"\\xc3\\xa9"],"b":1}'
     """
-    _check_keys(value)
-    try:
-        text = json.dumps(
-            value,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=_convert,
-        )
-        return text.encode("utf-8")
-    except CanonicalEncodingError:
-        raise
-    except (ValueError, TypeError, UnicodeEncodeError, RecursionError) as exc:
-        raise CanonicalEncodingError(f"value cannot be encoded as canonical JSON: {exc}") from exc
+    return _utf8(_encode_checked(value))
+
+
+def canonical_json_text(value: Any) -> str:
+    """Encode ``value`` as canonical JSON text (:func:`canonical_json` before UTF-8).
+
+    The text is guaranteed to have a UTF-8 form (no lone surrogates).
+
+    Examples
+    --------
+    >>> canonical_json_text({"z": [1, 2.5], "a": "é"})
+    '{"a":"é","z":[1,2.5]}'
+    """
+    text = _encode_checked(value)
+    _utf8(text)
+    return text
 
 
 def _reject_constant(name: str) -> Any:

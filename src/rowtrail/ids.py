@@ -45,9 +45,7 @@ _PSEUDONYM_RE = re.compile(r"^ps:[0-9a-f]{64}$")
 
 def _check_source_index(source_index: int) -> None:
     if not 0 <= source_index < MAX_SOURCES:
-        raise InvalidInputError(
-            f"source_index must be in [0, {MAX_SOURCES}); got {source_index!r}"
-        )
+        raise InvalidInputError(f"source_index must be in [0, {MAX_SOURCES}); got {source_index!r}")
 
 
 def row_id(source_index: int, row_number: int) -> int:

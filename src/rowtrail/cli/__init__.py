@@ -44,10 +44,14 @@ def demo(
     """Walk the whole chain on generated data in a fresh workspace (default ./.rowtrail-demo)."""
     with handle_errors(as_json=as_json, traceback=traceback):
         results = run_demo(workspace, console=console, quiet=as_json, seed=seed, size=size)
-        emit(results, as_json=as_json, human=lambda: console.print(
-            f"\n[bold green]demo complete[/] — inspect it with: "
-            f"rowtrail verify --workspace {results['workspace']}"
-        ))
+        emit(
+            results,
+            as_json=as_json,
+            human=lambda: console.print(
+                f"\n[bold green]demo complete[/] — inspect it with: "
+                f"rowtrail verify --workspace {results['workspace']}"
+            ),
+        )
 
 
 def main() -> None:

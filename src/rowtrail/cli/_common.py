@@ -74,7 +74,11 @@ def handle_errors(*, as_json: bool = False, traceback: bool = False) -> Iterator
         if traceback:
             raise
         if as_json:
-            payload: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+            payload: dict[str, Any] = {
+                "ok": False,
+                "error": type(exc).__name__,
+                "message": str(exc),
+            }
             index = getattr(exc, "index", None)
             if index is not None:
                 payload["index"] = index

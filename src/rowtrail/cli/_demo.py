@@ -62,25 +62,43 @@ def _ledger_stream(ctx: DemoContext) -> None:
     applicant = ws.pseudonymize("applicant-000042")
     rows = rng.permutation(1000).astype(np.int64)
     ids_digest = ws.ledger.put_blob(rows.tobytes())
-    ws.ledger.append("rows.ingested", {"source": "applications.csv", "n_rows": 1000},
-                     subjects=[applicant], blobs=[ids_digest])
-    ws.ledger.append("split.assigned", {"train": 800, "validation": 100, "test": 100},
-                     blobs=[ids_digest])
+    ws.ledger.append(
+        "rows.ingested",
+        {"source": "applications.csv", "n_rows": 1000},
+        subjects=[applicant],
+        blobs=[ids_digest],
+    )
+    ws.ledger.append(
+        "split.assigned", {"train": 800, "validation": 100, "test": 100}, blobs=[ids_digest]
+    )
     started = time.perf_counter()
     with ws.ledger.batch(max_events=500) as batch:
         for step in range(2000):
-            batch.append("training.batch", {"step": step, "epoch": step // 25, "lr": 0.01,
-                                            "loss": round(float(1 / (1 + step)), 6),
-                                            "sample_ids_blob": ids_digest})
+            batch.append(
+                "training.batch",
+                {
+                    "step": step,
+                    "epoch": step // 25,
+                    "lr": 0.01,
+                    "loss": round(float(1 / (1 + step)), 6),
+                    "sample_ids_blob": ids_digest,
+                },
+            )
     elapsed = time.perf_counter() - started
-    index = ws.ledger.append("prediction.made", {"model": "scorecard-v1", "decision": "declined",
-                                                 "score": 0.27}, subjects=[applicant])
-    ctx.say(f"appended {ws.ledger.size} events ({2000 / elapsed:,.0f} batch events/s, group commit)")
+    index = ws.ledger.append(
+        "prediction.made",
+        {"model": "scorecard-v1", "decision": "declined", "score": 0.27},
+        subjects=[applicant],
+    )
+    ctx.say(
+        f"appended {ws.ledger.size} events ({2000 / elapsed:,.0f} batch events/s, group commit)"
+    )
     ctx.say(f"subject pseudonym of applicant-000042: {applicant[:19]}… (raw id never stored)")
     ctx.state["prediction_index"] = index
     ctx.state["subject"] = applicant
-    ctx.record("ledger_stream", {"events": ws.ledger.size, "prediction_index": index,
-                                 "subject": applicant})
+    ctx.record(
+        "ledger_stream", {"events": ws.ledger.size, "prediction_index": index, "subject": applicant}
+    )
 
 
 def _seal(ctx: DemoContext) -> None:
@@ -90,23 +108,37 @@ def _seal(ctx: DemoContext) -> None:
     checkpoint = ws.ledger.checkpoint()
     ctx.say(f"signed checkpoint (C2SP signed note):\n{checkpoint.note}")
     report = ws.verify()
-    ctx.say(f"[green]verify: OK[/] — {report.size} entries, {report.n_nodes} tree nodes, "
-            f"{report.n_blobs} blobs, {report.n_checkpoints} checkpoint(s)")
+    ctx.say(
+        f"[green]verify: OK[/] — {report.size} entries, {report.n_nodes} tree nodes, "
+        f"{report.n_blobs} blobs, {report.n_checkpoints} checkpoint(s)"
+    )
     index = ctx.state.get("prediction_index", ws.ledger.size - 1)
     proof = ws.ledger.prove(index)
     verify_inclusion(proof.index, proof.size, proof.leaf_hash, proof.path, checkpoint.root)
-    ctx.say(f"entry {index} is in the signed tree: inclusion proof of {len(proof.path)} hashes verifies")
+    ctx.say(
+        f"entry {index} is in the signed tree: inclusion proof of {len(proof.path)} hashes verifies"
+    )
     subject = ctx.state.get("subject")
     n_subject = len(ws.ledger.proven_entries(subject=subject)) if subject else 0
     ctx.say(f"events of the subject, each with a verified proof: {n_subject}")
     tampered_at, error = _tamper_copy(ws, ctx.workdir)
-    ctx.say(f"tampered copy (one byte of entry {tampered_at} changed): "
-            f"[bold red]verify FAILED[/] — {error}")
-    ctx.record("ledger", {
-        "size": report.size, "root": report.root.hex(), "checkpoint": checkpoint.note,
-        "verified": True, "proof_length": len(proof.path), "subject_events": n_subject,
-        "tampered_index": tampered_at, "tampered_error": error,
-    })
+    ctx.say(
+        f"tampered copy (one byte of entry {tampered_at} changed): "
+        f"[bold red]verify FAILED[/] — {error}"
+    )
+    ctx.record(
+        "ledger",
+        {
+            "size": report.size,
+            "root": report.root.hex(),
+            "checkpoint": checkpoint.note,
+            "verified": True,
+            "proof_length": len(proof.path),
+            "subject_events": n_subject,
+            "tampered_index": tampered_at,
+            "tampered_error": error,
+        },
+    )
 
 
 def _tamper_copy(ws: Workspace, workdir: Path) -> tuple[int, str]:
@@ -137,8 +169,9 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
 ]
 
 
-def run_demo(location: str | None, *, console: Console, quiet: bool, seed: int = 0,
-             size: str = "small") -> dict[str, Any]:
+def run_demo(
+    location: str | None, *, console: Console, quiet: bool, seed: int = 0, size: str = "small"
+) -> dict[str, Any]:
     """Run every demo section in a fresh workspace and return the recorded results."""
     from rowtrail._workspace import open_workspace
 
@@ -152,7 +185,9 @@ def run_demo(location: str | None, *, console: Console, quiet: bool, seed: int =
         shutil.rmtree(path)
     workdir = Path(tempfile.mkdtemp(prefix="rowtrail-demo-"))
     with open_workspace(path, actor="demo") as ws:
-        ctx = DemoContext(ws=ws, workdir=workdir, console=console, quiet=quiet, seed=seed, size=size)
+        ctx = DemoContext(
+            ws=ws, workdir=workdir, console=console, quiet=quiet, seed=seed, size=size
+        )
         ctx.say(f"[bold]rowtrail demo[/] — workspace {ws.path}")
         for name, section in SECTIONS:
             started = time.perf_counter()

