@@ -51,21 +51,26 @@ def _convert(value: Any) -> Any:
 
 
 _CONTAINERS = (dict, list, tuple)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_STR_ONLY = frozenset({str})
 
 
 def _check_keys(value: Any) -> None:
     # json silently turns int/bool/None keys into strings; canonical JSON must not guess.
-    # This walk is on the append hot path, hence ``type(...) is`` checks before isinstance.
+    # This walk is on the append hot path: flat objects are checked by type sets, in C.
     if isinstance(value, dict):
-        for key in value:
-            if type(key) is not str and not isinstance(key, str):
-                raise CanonicalEncodingError(
-                    f"object keys must be str for canonical JSON; got {key!r} "
-                    f"({type(key).__name__})"
-                )
+        if not _STR_ONLY.issuperset(map(type, value)):
+            for key in value:
+                if not isinstance(key, str):
+                    raise CanonicalEncodingError(
+                        f"object keys must be str for canonical JSON; got {key!r} "
+                        f"({type(key).__name__})"
+                    )
         items: Any = value.values()
     else:
         items = value
+    if _SCALARS.issuperset(map(type, items)):
+        return
     for item in items:
         if isinstance(item, _CONTAINERS):
             _check_keys(item)
@@ -83,7 +88,12 @@ def _make_encoder() -> Callable[[Any], str]:
         iterencode = c_make_encoder(
             None, _convert, json.encoder.encode_basestring, None, ":", ",", True, False, False
         )
-        return lambda value: "".join(iterencode(value, 0))
+        join = "".join
+
+        def encode(value: Any) -> str:
+            return join(iterencode(value, 0))
+
+        return encode
     encoder = json.JSONEncoder(  # pragma: no cover - CPython always has the C encoder
         sort_keys=True,
         separators=(",", ":"),
@@ -116,12 +126,12 @@ def _utf8(text: str) -> bytes:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Encode ``value`` as canonical JSON bytes.
+    r"""Encode ``value`` as canonical JSON bytes.
 
     Examples
     --------
     >>> canonical_json({"b": 1, "a": [True, None, 1.5, "é"]})
-    b'{"a":[true,null,1.5,"\\xc3\\xa9"],"b":1}'
+    b'{"a":[true,null,1.5,"\xc3\xa9"],"b":1}'
     """
     return _utf8(_encode_checked(value))
 
@@ -145,6 +155,19 @@ def _reject_constant(name: str) -> Any:
     raise CanonicalEncodingError(f"canonical JSON must not contain {name}")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _decode_json(data: bytes) -> Any:
+    """Decode UTF-8 JSON (no NaN or infinities) without checking that it is canonical."""
+    try:
+        return _DECODER.decode(data.decode("utf-8"))
+    except CanonicalEncodingError:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CanonicalEncodingError(f"bytes are not valid UTF-8 JSON: {exc}") from exc
+
+
 def decode_canonical_json(data: bytes) -> Any:
     """Decode canonical JSON bytes, raising unless ``data`` is exactly canonical.
 
@@ -153,12 +176,7 @@ def decode_canonical_json(data: bytes) -> Any:
     >>> decode_canonical_json(b'{"a":1}')
     {'a': 1}
     """
-    try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except CanonicalEncodingError:
-        raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CanonicalEncodingError(f"bytes are not valid UTF-8 JSON: {exc}") from exc
+    value = _decode_json(data)
     if canonical_json(value) != data:
         raise CanonicalEncodingError(
             "bytes are valid JSON but not canonical (sorted keys, no spaces, shortest floats)"

@@ -24,7 +24,19 @@ from rowtrail.ledger._merkle import (
     verify_inclusion,
 )
 from rowtrail.ledger._proofs import ConsistencyProof, InclusionProof, LedgerEntry, TreeHead
-from rowtrail.ledger._store import BlobStore, EntryRow, LedgerStore, LedgerTransaction, StoredCheckpoint
+from rowtrail.ledger._store import (
+    BlobStore,
+    EntryBatch,
+    EntryRow,
+    LedgerStore,
+    LedgerTransaction,
+    StoredCheckpoint,
+)
+from rowtrail.ledger._subtree import (
+    check_subtree,
+    verify_subtree_consistency,
+    verify_subtree_inclusion,
+)
 from rowtrail.ledger._verify import VerifyReport, verify_log
 
 __all__ = [
@@ -32,6 +44,7 @@ __all__ = [
     "BlobStore",
     "Checkpoint",
     "ConsistencyProof",
+    "EntryBatch",
     "EntryRow",
     "Event",
     "InclusionProof",
@@ -46,6 +59,7 @@ __all__ = [
     "TreeHead",
     "VerifyReport",
     "check_kind",
+    "check_subtree",
     "compute_consistency_path",
     "compute_inclusion_path",
     "compute_root",
@@ -58,4 +72,6 @@ __all__ = [
     "verify_consistency",
     "verify_inclusion",
     "verify_log",
+    "verify_subtree_consistency",
+    "verify_subtree_inclusion",
 ]

@@ -1,8 +1,8 @@
-"""C2SP ``tlog-checkpoint`` tree heads as Ed25519 signed notes (C2SP ``signed-note``).
+r"""C2SP ``tlog-checkpoint`` tree heads as Ed25519 signed notes (C2SP ``signed-note``).
 
-A checkpoint body is three lines, ``<origin>\\n<size>\\n<base64 root>\\n`` (optional extension
-lines follow); the note is ``body + "\\n"`` plus one signature line per signer,
-``"— <key name> <base64(key id || signature)>\\n"``. For Ed25519 the key id is the first four
+A checkpoint body is three lines, ``<origin>\n<size>\n<base64 root>\n`` (optional extension
+lines follow); the note is ``body + "\n"`` plus one signature line per signer,
+``"— <key name> <base64(key id || signature)>\n"``. For Ed25519 the key id is the first four
 bytes of ``SHA-256(key name || 0x0A || 0x01 || public key)`` and the signature covers the body.
 A verifier key is written ``<name>+<hex key id>+<base64(0x01 || public key)>``.
 
@@ -52,11 +52,15 @@ class Checkpoint:
 
 
 def format_checkpoint_body(origin: str, size: int, root: bytes) -> str:
-    """Return ``<origin>\\n<size>\\n<base64 root>\\n``."""
+    r"""Return ``<origin>\n<size>\n<base64 root>\n``."""
     if not origin or "\n" in origin or origin != origin.strip():
-        raise InvalidInputError(f"origin must be a non-empty single line without spaces at the ends; got {origin!r}")
+        raise InvalidInputError(
+            f"origin must be a non-empty single line without spaces at the ends; got {origin!r}"
+        )
     if size < 0 or len(root) != 32:
-        raise InvalidInputError(f"size must be >= 0 and root 32 bytes; got {size!r}, {len(root)} bytes")
+        raise InvalidInputError(
+            f"size must be >= 0 and root 32 bytes; got {size!r}, {len(root)} bytes"
+        )
     return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
 
 
@@ -64,7 +68,9 @@ def parse_checkpoint_body(body: str) -> Checkpoint:
     """Parse a checkpoint body (the part of a note above the blank line)."""
     lines = body.split("\n")
     if len(lines) < 4 or lines[-1] != "":
-        raise CheckpointError("checkpoint body must have origin, size and root lines, each ending in a newline")
+        raise CheckpointError(
+            "checkpoint body must have origin, size and root lines, each ending in a newline"
+        )
     origin, size_text, root_text = lines[0], lines[1], lines[2]
     if not origin:
         raise CheckpointError("checkpoint origin line is empty")
@@ -103,7 +109,7 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Build a verifier from ``<name>+<hex key id>+<base64(0x01 || key)>``."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # the base64 key may itself contain "+"
         if len(parts) != 3:
             raise CheckpointError(f"verifier key must be name+keyid+key; got {vkey!r}")
         name, hex_id, encoded = parts
@@ -149,7 +155,7 @@ class NoteSigner:
         return f"{body}\n{_SIG_PREFIX}{self.name} {encoded}\n"
 
 
-def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
+def _split_note(note: object) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     if not isinstance(note, str) or "\n\n" not in note or not note.endswith("\n"):
         raise CheckpointError("a signed note is a body, a blank line and signature lines")
     body, _, signature_block = note.partition("\n\n")
@@ -171,7 +177,9 @@ def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     return body, signatures
 
 
-def open_checkpoint(note: str, verifiers: Iterable[NoteVerifier], *, origin: str | None = None) -> Checkpoint:
+def open_checkpoint(
+    note: str, verifiers: Iterable[NoteVerifier], *, origin: str | None = None
+) -> Checkpoint:
     """Verify a signed checkpoint note and return its tree head.
 
     At least one signature must come from one of ``verifiers`` (matched by name and key id)

@@ -8,24 +8,32 @@ binary decomposition of its size (RFC 9162 §2.1.1).
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from rowtrail.errors import ConsistencyProofError, InvalidInputError, StateError
+from rowtrail.errors import (
+    ConsistencyProofError,
+    InclusionProofError,
+    InvalidInputError,
+    LogIntegrityError,
+    StateError,
+)
 from rowtrail.ledger._checkpoint import Checkpoint, NoteSigner, NoteVerifier, open_checkpoint
-from rowtrail.ledger._events import Event, format_time
+from rowtrail.ledger._events import BatchLeafEncoder, Event, format_time
 from rowtrail.ledger._merkle import (
     EMPTY_ROOT,
     compute_consistency_path,
     compute_inclusion_path,
     extend_tree,
     leaf_hash,
+    leaf_hashes,
     node_hash,
 )
 from rowtrail.ledger._proofs import ConsistencyProof, InclusionProof, LedgerEntry, TreeHead
-from rowtrail.ledger._store import BlobStore, EntryRow, LedgerStore, StoredCheckpoint
+from rowtrail.ledger._store import BlobStore, EntryBatch, LedgerStore, StoredCheckpoint
 
 __all__ = ["Ledger", "LedgerBatch"]
 
@@ -64,6 +72,7 @@ class Ledger:
         actor: str = "rowtrail",
         now: Callable[[], datetime] | None = None,
         witness: Callable[[str], None] | None = None,
+        witnessed: Callable[[], str | None] | None = None,
     ) -> None:
         self._store = store
         self.blobs = blobs
@@ -72,6 +81,7 @@ class Ledger:
         self.actor = actor
         self._now = now or (lambda: datetime.now(UTC))
         self._witness = witness
+        self._witnessed = witnessed
 
     # ---------------------------------------------------------------- appends
     @property
@@ -93,8 +103,8 @@ class Ledger:
         return Event(
             kind=kind,
             payload=payload,
-            actor=actor or self.actor,
-            time=time or self._now(),
+            actor=self.actor if actor is None else actor,  # "" is bad input, not "default"
+            time=self._now() if time is None else time,
             subjects=tuple(subjects),
             blobs=tuple(blobs),
         )
@@ -108,29 +118,37 @@ class Ledger:
         for position, event in enumerate(events):
             if not isinstance(event, Event):
                 raise InvalidInputError(
-                    f"events[{position}] must be a rowtrail.ledger.Event; got {type(event).__name__}"
+                    f"events[{position}] must be a rowtrail.ledger.Event; "
+                    f"got {type(event).__name__}"
                 )
-        if not events:
+        # Encode before locking: bad input writes nothing.
+        leaves = [event.leaf() for event in events]
+        self._check_blobs(digest for event in events for digest in event.blobs)
+        return self._append_leaves(
+            [event.kind for event in events], leaves, [event.subjects for event in events]
+        )
+
+    def _check_blobs(self, digests: Iterable[str]) -> None:
+        for digest in set(digests):
+            if not self.blobs.has(digest):
+                raise InvalidInputError(
+                    f"an event references blob {digest} that is not stored; "
+                    "store it first with ledger.put_blob(data)"
+                )
+
+    def _append_leaves(
+        self, kinds: list[str], leaves: list[bytes], subjects: list[tuple[str, ...]]
+    ) -> range:
+        """Append validated, encoded entries in one transaction; return their indices."""
+        if not leaves:
             size = self.size
             return range(size, size)
-        leaves = [event.leaf() for event in events]  # encode before locking: bad input writes nothing
-        for event in events:
-            for digest in event.blobs:
-                if not self.blobs.has(digest):
-                    raise InvalidInputError(
-                        f"event {event.kind!r} references blob {digest} that is not stored; "
-                        "store it first with ledger.put_blob(data)"
-                    )
-        hashes = [leaf_hash(leaf) for leaf in leaves]
+        hashes = leaf_hashes(leaves)
         with self._store.transaction() as tx:
             start = tx.size()
-            nodes = extend_tree(start, hashes, tx.read_node)
-            rows = [
-                EntryRow(start + i, event.kind, leaf, digest, event.subjects)
-                for i, (event, leaf, digest) in enumerate(zip(events, leaves, hashes, strict=True))
-            ]
-            tx.write(rows, [node for node in nodes if node[0] > 0])
-        return range(start, start + len(events))
+            nodes = extend_tree(start, hashes, tx.read_node, include_leaves=False)
+            tx.write(EntryBatch(start, kinds, leaves, hashes, subjects), nodes)
+        return range(start, start + len(leaves))
 
     @contextmanager
     def batch(self, *, max_events: int = 1000) -> Iterator[LedgerBatch]:
@@ -152,13 +170,24 @@ class Ledger:
         """Number of committed entries."""
         return self._store.size()
 
-    def _check_size(self, size: int | None, what: str = "size") -> int:
+    def _check_size(self, size: object, what: str = "size") -> int:
         current = self.size
         if size is None:
             return current
         if not isinstance(size, int) or not 0 <= size <= current:
             raise InvalidInputError(f"{what} must be an int in [0, {current}]; got {size!r}")
         return size
+
+    @staticmethod
+    def _check_indices(indices: Sequence[object], size: int) -> list[int]:
+        checked = []
+        for index in indices:
+            if not isinstance(index, int) or not 0 <= index < size:
+                raise InvalidInputError(
+                    f"index must be an int in [0, {size}) for a log of size {size}; got {index!r}"
+                )
+            checked.append(index)
+        return checked
 
     @staticmethod
     def _fold(values: Sequence[bytes]) -> bytes:
@@ -197,23 +226,9 @@ class Ledger:
 
     def entries(self, indices: Sequence[int]) -> list[LedgerEntry]:
         """Return several entries in the order asked."""
-        size = self.size
-        for index in indices:
-            if not isinstance(index, int) or not 0 <= index < size:
-                raise InvalidInputError(f"index must be an int in [0, {size}); got {index!r}")
-        rows = self._store.read_entry_list(list(indices))
+        rows = self._store.read_entry_list(self._check_indices(indices, self.size))
         return [LedgerEntry(r.index, r.leaf, r.leaf_hash, Event.from_leaf(r.leaf)) for r in rows]
 
-    def _paths(self, requests: Sequence[tuple[int, int]]) -> list[list[bytes]]:
-        wanted: list[Range] = []
-        recorder = lambda start, end: wanted.append((start, end)) or b""  # noqa: E731
-        for index, size in requests:
-            compute_inclusion_path(index, size, recorder)
-        values = self._subtree_reader(sorted(set(wanted)))
-        return [
-            compute_inclusion_path(index, size, lambda a, b: values[(a, b)])
-            for index, size in requests
-        ]
 
     def prove(self, index: int, size: int | None = None) -> InclusionProof:
         """Return the inclusion proof of entry ``index`` in the tree of ``size`` entries."""
@@ -222,19 +237,25 @@ class Ledger:
     def prove_many(self, indices: Sequence[int], size: int | None = None) -> list[InclusionProof]:
         """Return inclusion proofs of several entries against one tree head (batched reads)."""
         size = self._check_size(size)
-        for index in indices:
-            if not isinstance(index, int) or not 0 <= index < size:
-                raise InvalidInputError(
-                    f"index must be an int in [0, {size}) for a tree of size {size}; got {index!r}"
-                )
-        if not indices:
+        checked = self._check_indices(indices, size)
+        if not checked:
             return []
-        root = self.root(size)
-        leaves = self._store.read_nodes([(0, index) for index in indices])
-        paths = self._paths([(index, size) for index in indices])
+        # One batched read: the root, each leaf hash and every subtree any path needs.
+        recorder = _RangeRecorder()
+        for index in checked:
+            compute_inclusion_path(index, size, recorder)
+        wanted = recorder.ranges | {(0, size)} | {(index, index + 1) for index in checked}
+        values = self._subtree_reader(sorted(wanted))
+        read = values.__getitem__
         return [
-            InclusionProof(index, size, leaf, tuple(path), root)
-            for index, leaf, path in zip(indices, leaves, paths, strict=True)
+            InclusionProof(
+                index,
+                size,
+                values[(index, index + 1)],
+                tuple(compute_inclusion_path(index, size, lambda a, b: read((a, b)))),
+                values[(0, size)],
+            )
+            for index in checked
         ]
 
     def consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
@@ -245,9 +266,9 @@ class Ledger:
             raise InvalidInputError(
                 f"old_size must be in [1, new_size={new_size}]; got {old_size!r}"
             )
-        wanted: list[Range] = []
-        compute_consistency_path(old_size, new_size, lambda a, b: wanted.append((a, b)) or b"")
-        values = self._subtree_reader(sorted(set(wanted) | {(0, old_size), (0, new_size)}))
+        recorder = _RangeRecorder()
+        compute_consistency_path(old_size, new_size, recorder)
+        values = self._subtree_reader(sorted(recorder.ranges | {(0, old_size), (0, new_size)}))
         path = compute_consistency_path(old_size, new_size, lambda a, b: values[(a, b)])
         return ConsistencyProof(
             old_size, new_size, values[(0, old_size)], values[(0, new_size)], tuple(path)
@@ -270,16 +291,42 @@ class Ledger:
     ) -> list[tuple[LedgerEntry, InclusionProof]]:
         """Return matching entries, each with a verified inclusion proof against the head.
 
-        Records whose proofs fail are never released: the failure raises.
+        The head is first shown consistent with the latest signed checkpoint (stored and
+        witnessed), so entries it covers are proven against a signed root. Records whose
+        proofs fail are never released: the failure raises a
+        :class:`~rowtrail.errors.VerificationError`.
         """
+        head = self._signed_head()
         indices = self.indices(kind=kind, subject=subject)
-        entries = self.entries(indices)
-        proofs = self.prove_many(indices)
-        for entry, proof in zip(entries, proofs, strict=True):
-            if leaf_hash(entry.leaf) != proof.leaf_hash:
-                raise ConsistencyProofError(f"entry {entry.index} does not hash to its stored leaf")
+        rows = self._store.read_entry_list(self._check_indices(indices, head.size))
+        proofs = self.prove_many(indices, head.size)
+        released = []
+        for row, proof in zip(rows, proofs, strict=True):
+            if proof.root != head.root or not hmac.compare_digest(
+                leaf_hash(row.leaf), proof.leaf_hash
+            ):
+                raise InclusionProofError(f"entry {row.index} is not the leaf its proof is for")
             proof.verify()
-        return list(zip(entries, proofs, strict=True))
+            event = self._decode(row.index, row.leaf)
+            # The indexes are not signed: an entry they return must really match the query.
+            if (kind is not None and event.kind != kind) or (
+                subject is not None and subject not in event.subjects
+            ):
+                raise LogIntegrityError(
+                    f"index returned entry {row.index}, which does not match the query",
+                    index=row.index,
+                )
+            released.append((LedgerEntry(row.index, row.leaf, proof.leaf_hash, event), proof))
+        return released
+
+    @staticmethod
+    def _decode(index: int, leaf: bytes) -> Event:
+        try:
+            return Event.from_leaf(leaf)
+        except InvalidInputError as exc:
+            raise LogIntegrityError(
+                f"entry {index} is not a canonical event: {exc}", index=index
+            ) from exc
 
     # ---------------------------------------------------------------- checkpoints
     def checkpoints(self) -> list[StoredCheckpoint]:
@@ -294,28 +341,17 @@ class Ledger:
     def checkpoint(self) -> Checkpoint:
         """Sign and store a checkpoint of the current head.
 
-        Refuses (raises :class:`ConsistencyProofError`) to sign a head inconsistent with the
-        latest checkpoint it signed before, or smaller than it.
+        Refuses (raises :class:`ConsistencyProofError`) to sign a head that is smaller than, or
+        inconsistent with, the latest checkpoint it signed before, whether that one is stored in
+        the database or held by the witness outside it (so a replayed older database cannot be
+        made to sign a fork).
         """
-        head = self.head()
+        previous = self.latest_checkpoint()
+        head = self._signed_head(previous)
         if head.size == 0:
             raise StateError("the ledger is empty; append an event before signing a checkpoint")
-        previous = self.latest_checkpoint()
-        if previous is not None:
-            if previous.size > head.size:
-                raise ConsistencyProofError(
-                    f"log has {head.size} entries but a checkpoint of size {previous.size} "
-                    "was signed before: the log was truncated or rolled back"
-                )
-            signed = self.open_checkpoint(previous.note)
-            proof = self.consistency(previous.size, head.size)
-            proof.verify()
-            if signed.size != previous.size or proof.old_root != signed.root:
-                raise ConsistencyProofError(
-                    f"stored tree at size {previous.size} no longer matches its checkpoint"
-                )
-            if previous.size == head.size:
-                return signed
+        if previous is not None and previous.size == head.size:
+            return self.open_checkpoint(previous.note)
         note = self._signer.sign(Checkpoint(self.origin, head.size, head.root).body)
         self._store.save_checkpoint(
             StoredCheckpoint(head.size, head.root, note), created_at=format_time(self._now())
@@ -324,30 +360,95 @@ class Ledger:
             self._witness(note)
         return Checkpoint(self.origin, head.size, head.root, note)
 
+    def _signed_head(self, previous: StoredCheckpoint | None = None) -> TreeHead:
+        """Return the current head after checking it extends every checkpoint signed before.
+
+        The checkpoints are read before the head: other processes may append and sign at any
+        moment, and the log only grows, so a head read afterwards is never behind them.
+        """
+        notes = [previous.note] if previous is not None else []
+        if previous is None and (latest := self.latest_checkpoint()) is not None:
+            notes.append(latest.note)
+        witnessed = self._witnessed() if self._witnessed is not None else None
+        if witnessed is not None:
+            notes.append(witnessed)
+        head = self.head()
+        for note in notes:
+            self._check_extends(note, head)
+        return head
+
+    def _check_extends(self, note: str, head: TreeHead) -> Checkpoint:
+        """Raise unless ``head`` extends the signed checkpoint ``note``; return that checkpoint."""
+        signed = self.open_checkpoint(note)
+        if signed.size > head.size:
+            raise ConsistencyProofError(
+                f"log has {head.size} entries but a checkpoint of size {signed.size} "
+                "was signed before: the log was truncated or rolled back"
+            )
+        proof = self.consistency(signed.size, head.size)
+        proof.verify()
+        if proof.old_root != signed.root or proof.new_root != head.root:
+            raise ConsistencyProofError(
+                f"stored tree at size {signed.size} no longer matches its signed checkpoint"
+            )
+        return signed
+
     def open_checkpoint(self, note: str) -> Checkpoint:
         """Verify a note's signature by this log's key and origin, and return its head."""
         return open_checkpoint(note, [self.verifier], origin=self.origin)
 
 
-class LedgerBatch:
-    """Buffers events and appends them in groups (see :meth:`Ledger.batch`)."""
+class _RangeRecorder:
+    """A ``subtree_hash`` stand-in that records which ranges a proof needs (first pass)."""
 
-    def __init__(self, ledger: Ledger, max_events: int) -> None:
-        if max_events < 1:
-            raise InvalidInputError(f"max_events must be >= 1; got {max_events!r}")
+    def __init__(self) -> None:
+        self.ranges: set[Range] = set()
+
+    def __call__(self, start: int, end: int) -> bytes:
+        self.ranges.add((start, end))
+        return b""
+
+
+class LedgerBatch:
+    """Buffers events and appends them in groups (see :meth:`Ledger.batch`).
+
+    Each event is validated and encoded when it is appended, so bad input raises at the call
+    that supplied it and is never buffered.
+    """
+
+    def __init__(self, ledger: Ledger, max_events: object) -> None:
+        if not isinstance(max_events, int) or max_events < 1:
+            raise InvalidInputError(f"max_events must be an int >= 1; got {max_events!r}")
         self._ledger = ledger
         self._max = max_events
-        self._pending: list[Event] = []
+        self._now = ledger._now  # the batch is part of the ledger
+        self._encode = BatchLeafEncoder(ledger.actor)  # validates the default actor now
+        self._kinds: list[str] = []
+        self._leaves: list[bytes] = []
+        self._subjects: list[tuple[str, ...]] = []
+        self._blobs: set[str] = set()
         self.indices: list[int] = []
 
     def append(self, kind: str, payload: Mapping[str, Any], **fields: Any) -> None:
         """Buffer one event (validated now); commit the group once it is full."""
-        self._pending.append(self._ledger.make_event(kind, payload, **fields))
-        if len(self._pending) >= self._max:
+        if fields:
+            event = self._ledger.make_event(kind, payload, **fields)
+            self._ledger._check_blobs(event.blobs)  # fail at the call that named the blob
+            self._leaves.append(event.leaf())
+            self._subjects.append(event.subjects)
+            self._blobs.update(event.blobs)
+        else:  # the hot path: no Event object, same checks and bytes
+            self._leaves.append(self._encode(kind, payload, self._now()))
+            self._subjects.append(())
+        self._kinds.append(kind)
+        if len(self._leaves) >= self._max:
             self.flush()
 
     def flush(self) -> None:
         """Commit buffered events in one transaction."""
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self.indices.extend(self._ledger.append_events(pending))
+        if not self._leaves:
+            return
+        kinds, leaves, subjects, blobs = self._kinds, self._leaves, self._subjects, self._blobs
+        self._kinds, self._leaves, self._subjects, self._blobs = [], [], [], set()
+        self._ledger._check_blobs(blobs)
+        self.indices.extend(self._ledger._append_leaves(kinds, leaves, subjects))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from rowtrail.errors import ConsistencyProofError, InclusionProofError, InvalidInputError
 
@@ -27,6 +27,7 @@ __all__ = [
     "compute_root",
     "extend_tree",
     "leaf_hash",
+    "leaf_hashes",
     "node_hash",
     "root_from_inclusion_path",
     "verify_consistency",
@@ -44,6 +45,12 @@ NodeReader = Callable[[int, int], bytes]
 def leaf_hash(entry: bytes) -> bytes:
     """Return the RFC 9162 leaf hash ``SHA-256(0x00 || entry)``."""
     return hashlib.sha256(_LEAF + entry).digest()
+
+
+def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
+    """Return :func:`leaf_hash` of every entry (the batched append path)."""
+    sha256 = hashlib.sha256
+    return [sha256(_LEAF + entry).digest() for entry in entries]
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -121,9 +128,16 @@ def compute_consistency_path(
     return path
 
 
-def _check_hash(value: bytes, what: str, error: type[Exception]) -> None:
+def _check_hash(value: object, what: str, error: type[Exception]) -> None:
     if not isinstance(value, bytes) or len(value) != HASH_SIZE:
         raise error(f"{what} must be {HASH_SIZE} bytes; got {value!r:.80}")
+
+
+def _check_path(path: Sequence[bytes], error: type[Exception]) -> None:
+    # One pass, with the message built only on failure: this runs on every verification.
+    for position, value in enumerate(path):
+        if type(value) is not bytes or len(value) != HASH_SIZE:
+            _check_hash(value, f"proof hash {position}", error)
 
 
 def root_from_inclusion_path(
@@ -133,20 +147,21 @@ def root_from_inclusion_path(
     if not 0 <= index < size:
         raise InclusionProofError(f"leaf index {index} is outside a tree of size {size}")
     _check_hash(leaf, "leaf hash", InclusionProofError)
+    _check_path(path, InclusionProofError)
+    sha256 = hashlib.sha256
     fn, sn, result = index, size - 1, leaf
-    for position, sibling in enumerate(path):
-        _check_hash(sibling, f"proof hash {position}", InclusionProofError)
+    for sibling in path:
         if sn == 0:
             raise InclusionProofError(
                 f"proof has {len(path)} hashes; a tree of size {size} needs fewer for index {index}"
             )
         if fn & 1 or fn == sn:
-            result = node_hash(sibling, result)
+            result = sha256(_NODE + sibling + result).digest()
             while not fn & 1 and fn != 0:
                 fn >>= 1
                 sn >>= 1
         else:
-            result = node_hash(result, sibling)
+            result = sha256(_NODE + result + sibling).digest()
         fn >>= 1
         sn >>= 1
     if sn != 0:
@@ -190,8 +205,7 @@ def verify_consistency(
         raise ConsistencyProofError(
             f"sizes must satisfy 0 < old_size <= new_size; got {old_size}, {new_size}"
         )
-    for position, value in enumerate(path):
-        _check_hash(value, f"proof hash {position}", ConsistencyProofError)
+    _check_path(path, ConsistencyProofError)
     if old_size == new_size:
         if path:
             raise ConsistencyProofError("equal sizes need an empty proof")
@@ -203,6 +217,7 @@ def verify_consistency(
     proof = list(path)
     if old_size & (old_size - 1) == 0:  # exact power of two: old root is the first node
         proof.insert(0, old_root)
+    sha256 = hashlib.sha256
     fn, sn = old_size - 1, new_size - 1
     while fn & 1:
         fn >>= 1
@@ -212,13 +227,13 @@ def verify_consistency(
         if sn == 0:
             raise ConsistencyProofError("proof is longer than the tree sizes allow")
         if fn & 1 or fn == sn:
-            first = node_hash(value, first)
-            second = node_hash(value, second)
+            first = sha256(_NODE + value + first).digest()
+            second = sha256(_NODE + value + second).digest()
             while not fn & 1 and fn != 0:
                 fn >>= 1
                 sn >>= 1
         else:
-            second = node_hash(second, value)
+            second = sha256(_NODE + second + value).digest()
         fn >>= 1
         sn >>= 1
     if sn != 0:
@@ -234,22 +249,33 @@ def verify_consistency(
 
 
 def extend_tree(
-    size: int, new_leaf_hashes: Sequence[bytes], read_node: NodeReader
+    size: int,
+    new_leaf_hashes: Sequence[bytes],
+    read_node: NodeReader,
+    *,
+    include_leaves: bool = True,
 ) -> list[tuple[int, int, bytes]]:
     """Return the perfect-subtree nodes completed by appending leaves to a tree of ``size``.
 
-    Each node is ``(level, index, hash)``: level 0 are the new leaves, level ``l`` node ``i``
-    covers leaves ``[i * 2**l, (i + 1) * 2**l)``. ``read_node(level, index)`` returns an existing
-    node of the right frontier; only O(log n) of them are read.
+    Each node is ``(level, index, hash)``: level 0 are the new leaves (left out when
+    ``include_leaves`` is false), level ``l`` node ``i`` covers leaves
+    ``[i * 2**l, (i + 1) * 2**l)``. ``read_node(level, index)`` returns an existing node of
+    the right frontier; only O(log n) of them are read. Nodes come level by level, ascending.
     """
+    sha256 = hashlib.sha256
     nodes: list[tuple[int, int, bytes]] = []
     level, start, current = 0, size, list(new_leaf_hashes)
     while current:
-        nodes.extend((level, start + offset, value) for offset, value in enumerate(current))
+        if level or include_leaves:
+            indices = range(start, start + len(current))
+            nodes.extend(zip([level] * len(current), indices, current, strict=True))
         if start & 1:
             current.insert(0, read_node(level, start - 1))
             start -= 1
-        current = [node_hash(current[j], current[j + 1]) for j in range(0, len(current) - 1, 2)]
+        current = [
+            sha256(_NODE + current[j] + current[j + 1]).digest()
+            for j in range(0, len(current) - 1, 2)
+        ]
         start >>= 1
         level += 1
     return nodes

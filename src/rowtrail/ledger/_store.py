@@ -11,17 +11,39 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
 
-__all__ = ["BlobStore", "EntryRow", "LedgerStore", "LedgerTransaction", "StoredCheckpoint"]
+__all__ = [
+    "BlobStore",
+    "EntryBatch",
+    "EntryRow",
+    "LedgerStore",
+    "LedgerTransaction",
+    "StoredCheckpoint",
+]
 
 
 class EntryRow(NamedTuple):
     """One stored ledger entry as the backend keeps it."""
 
-    index: int
+    # ``index`` shadows ``tuple.index``; the name matches LedgerEntry and the CLI's JSON.
+    index: int  # type: ignore[assignment]
     kind: str
     leaf: bytes
     leaf_hash: bytes
     subjects: tuple[str, ...]
+
+
+class EntryBatch(NamedTuple):
+    """Entries ``start, start + 1, ...`` of one append, column by column (the write path).
+
+    Columns rather than one object per entry, because building a million small objects costs
+    more than the database insert they feed.
+    """
+
+    start: int
+    kinds: Sequence[str]
+    leaves: Sequence[bytes]
+    leaf_hashes: Sequence[bytes]
+    subjects: Sequence[tuple[str, ...]]
 
 
 class StoredCheckpoint(NamedTuple):
@@ -43,8 +65,11 @@ class LedgerTransaction(Protocol):
         """Return a stored perfect-subtree hash (level 0 is a leaf hash)."""
         ...
 
-    def write(self, rows: Sequence[EntryRow], nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        """Stage entries and tree nodes; they commit when the context exits cleanly."""
+    def write(self, batch: EntryBatch, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        """Stage entries and the interior tree nodes (level >= 1) their append completed.
+
+        They commit when the context exits cleanly.
+        """
         ...
 
 
@@ -53,6 +78,13 @@ class LedgerStore(Protocol):
 
     def transaction(self) -> AbstractContextManager[LedgerTransaction]:
         """Open an exclusive write transaction (one per batch: group commit)."""
+        ...
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Make every read inside the block see one committed state (for full verification).
+
+        Other processes keep appending meanwhile; the reads must not see their commits.
+        """
         ...
 
     def size(self) -> int:
@@ -81,6 +113,10 @@ class LedgerStore(Protocol):
 
     def iter_subject_index(self) -> Iterator[tuple[str, int]]:
         """Yield every ``(subject, index)`` row of the subject index, ordered by index."""
+        ...
+
+    def count_kind_index(self) -> int:
+        """Return how many entries the kind index covers in total, counting overlaps twice."""
         ...
 
     def count_nodes(self) -> int:

@@ -25,6 +25,7 @@ from rowtrail.errors import (
 from rowtrail.ledger._events import Event
 from rowtrail.ledger._log import Ledger
 from rowtrail.ledger._merkle import extend_tree, leaf_hash
+from rowtrail.ledger._store import EntryRow
 
 __all__ = ["VerifyReport", "verify_log"]
 
@@ -56,53 +57,117 @@ class VerifyReport:
 def _check_entries(
     ledger: Ledger, size: int, batch: int, progress: Callable[[int], None] | None
 ) -> tuple[int, int]:
-    store = ledger._store  # noqa: SLF001 - verification reads raw storage on purpose
+    store = ledger._store  # verification reads raw storage on purpose
     frontier: dict[tuple[int, int], bytes] = {}
     subjects_index = _subject_index(ledger)
     n_nodes = 0
     blobs_seen: set[str] = set()
     for start in range(0, size, batch):
-        rows = store.read_entries(start, min(size, start + batch))
-        hashes = []
-        for expected, row in enumerate(rows, start):
-            if row.index != expected:
-                raise LogIntegrityError(f"entry {expected} is missing", index=expected)
-            _check_entry(ledger, row.index, row.kind, row.leaf, row.leaf_hash, row.subjects,
-                         subjects_index.pop(row.index, ()), blobs_seen)
-            hashes.append(row.leaf_hash)
-        if len(rows) != min(size, start + batch) - start:
-            missing = start + len(rows)
-            raise LogIntegrityError(f"entry {missing} is missing", index=missing)
-        nodes = extend_tree(start, hashes, lambda level, index: frontier[(level, index)])
-        interior = [node for node in nodes if node[0] > 0]
-        stored = _read_nodes(ledger, [(level, index) for level, index, _ in interior])
-        for (level, index, value), found in zip(interior, stored, strict=True):
-            if not hmac.compare_digest(value, found):
-                first = index << level
-                raise LogIntegrityError(
-                    f"stored tree node (level {level}, index {index}) disagrees with the "
-                    f"entries from index {first}",
-                    index=first,
-                )
-        n_nodes += len(interior)
+        stop = min(size, start + batch)
+        rows = store.read_entries(start, stop)
+        hashes: list[bytes] = []
+        failure: LogIntegrityError | None = None
+        try:
+            for expected, row in enumerate(rows, start):
+                if row.index != expected:
+                    raise LogIntegrityError(f"entry {expected} is missing", index=expected)
+                _check_entry(ledger, row, subjects_index.pop(row.index, ()), blobs_seen)
+                hashes.append(row.leaf_hash)
+            if len(rows) != stop - start:
+                missing = start + len(rows)
+                raise LogIntegrityError(f"entry {missing} is missing", index=missing)
+        except LogIntegrityError as exc:
+            failure = exc
+        # Tree nodes over the entries before a bad one may reveal an earlier bad index
+        # (a reordered or replaced entry keeps its own hash but breaks the nodes above it).
+        nodes = _check_nodes(ledger, start, hashes, frontier)
+        if failure is not None:
+            raise failure
+        n_nodes += sum(1 for node in nodes if node[0] > 0)
         for level, index, value in nodes:
             frontier[(level, index)] = value  # keep only what later appends can pair with
-        frontier = _trim_frontier(frontier, start + len(rows))
+        frontier = _trim_frontier(frontier, stop)
         if progress is not None:
             progress(len(rows))
     if subjects_index:
         index = min(subjects_index)
-        raise LogIntegrityError(f"subject index names entry {index}, which does not exist", index=index)
-    if store.count_nodes() != n_nodes:
         raise LogIntegrityError(
-            f"{store.count_nodes()} tree nodes are stored but {size} entries make {n_nodes}: "
-            "entries were removed or nodes added",
-            index=size,
+            f"subject index names entry {index}, which does not exist", index=index
         )
+    _check_counts(ledger, size, n_nodes)
     return n_nodes, len(blobs_seen)
 
 
-def _trim_frontier(frontier: dict[tuple[int, int], bytes], size: int) -> dict[tuple[int, int], bytes]:
+def _check_nodes(
+    ledger: Ledger, start: int, hashes: list[bytes], frontier: dict[tuple[int, int], bytes]
+) -> list[tuple[int, int, bytes]]:
+    """Recompute the nodes completed by ``hashes`` and compare them with the stored ones.
+
+    Raises naming the first leaf index of the earliest node that is missing or differs and is
+    not explained by a differing child.
+    """
+    nodes = extend_tree(start, hashes, lambda level, index: frontier[(level, index)])
+    interior = [node for node in nodes if node[0] > 0]
+    keys = [(level, index) for level, index, _ in interior]
+    try:
+        stored = ledger._store.read_nodes(keys)
+    except RowtrailError:
+        stored = [_read_node_or_empty(ledger, key) for key in keys]
+    bad = {
+        (level, index)
+        for (level, index, value), found in zip(interior, stored, strict=True)
+        if not hmac.compare_digest(value, found)
+    }
+    # A forged leaf makes every node above it differ; the lowest such node locates it best,
+    # so a node whose child also differs is explained by that child and not reported.
+    unexplained = [
+        (index << level, level, index)
+        for level, index in bad
+        if (level - 1, 2 * index) not in bad and (level - 1, 2 * index + 1) not in bad
+    ]
+    if unexplained:
+        first, level, index = min(unexplained)
+        raise LogIntegrityError(
+            f"stored tree node (level {level}, index {index}) is missing or disagrees with "
+            f"the entries from index {first}",
+            index=first,
+        )
+    return nodes
+
+
+def _read_node_or_empty(ledger: Ledger, key: tuple[int, int]) -> bytes:
+    try:
+        return ledger._store.read_nodes([key])[0]
+    except RowtrailError:
+        return b""
+
+
+def _check_counts(ledger: Ledger, size: int, n_nodes: int) -> None:
+    """Every entry was checked against its index rows; now no index row may be left over."""
+    store = ledger._store
+    try:
+        stored_nodes, kind_cover = store.count_nodes(), store.count_kind_index()
+    except RowtrailError as exc:
+        raise LogIntegrityError(
+            f"stored tree or kind index is malformed: {exc}", index=size
+        ) from exc
+    if stored_nodes != n_nodes:
+        raise LogIntegrityError(
+            f"{stored_nodes} tree nodes are stored but {size} entries make {n_nodes}: "
+            "entries were removed or nodes added",
+            index=size,
+        )
+    if kind_cover != size:
+        raise LogIntegrityError(
+            f"the kind index covers {kind_cover} entries but the log holds {size}: "
+            "index rows were added, duplicated or removed",
+            index=size,
+        )
+
+
+def _trim_frontier(
+    frontier: dict[tuple[int, int], bytes], size: int
+) -> dict[tuple[int, int], bytes]:
     keep = {}
     for level in range(size.bit_length()):
         if size >> level & 1:
@@ -111,58 +176,57 @@ def _trim_frontier(frontier: dict[tuple[int, int], bytes], size: int) -> dict[tu
     return keep
 
 
-def _read_nodes(ledger: Ledger, keys: list[tuple[int, int]]) -> list[bytes]:
-    try:
-        return ledger._store.read_nodes(keys)  # noqa: SLF001
-    except RowtrailError as exc:
-        first = min((index << level for level, index in keys), default=0)
-        raise LogIntegrityError(f"stored tree is missing nodes: {exc}", index=first) from exc
-
-
 def _subject_index(ledger: Ledger) -> dict[int, tuple[str, ...]]:
     grouped: dict[int, list[str]] = defaultdict(list)
-    for subject, index in ledger._store.iter_subject_index():  # noqa: SLF001
+    for subject, index in ledger._store.iter_subject_index():
         grouped[index].append(subject)
     return {index: tuple(sorted(values)) for index, values in grouped.items()}
 
 
 def _check_entry(
-    ledger: Ledger,
-    index: int,
-    kind: str,
-    leaf: bytes,
-    stored_hash: bytes,
-    subjects: tuple[str, ...],
-    indexed_subjects: tuple[str, ...],
-    blobs_seen: set[str],
+    ledger: Ledger, row: EntryRow, indexed_subjects: tuple[str, ...], blobs_seen: set[str]
 ) -> None:
-    if not hmac.compare_digest(leaf_hash(leaf), stored_hash):
-        raise LogIntegrityError(f"entry {index}: leaf bytes do not hash to the stored leaf hash", index=index)
+    index = row.index
+    if not hmac.compare_digest(leaf_hash(row.leaf), row.leaf_hash):
+        raise LogIntegrityError(
+            f"entry {index}: leaf bytes do not hash to the stored leaf hash", index=index
+        )
     try:
-        event = Event.from_leaf(leaf)
+        event = Event.from_leaf(row.leaf)
     except RowtrailError as exc:
-        raise LogIntegrityError(f"entry {index}: leaf is not a canonical event ({exc})", index=index) from exc
-    if event.kind != kind:
-        raise LogIntegrityError(f"entry {index}: kind index says {kind!r}, event says {event.kind!r}", index=index)
-    if tuple(event.subjects) != tuple(sorted(indexed_subjects)):
-        raise LogIntegrityError(f"entry {index}: subject index disagrees with the event", index=index)
+        raise LogIntegrityError(
+            f"entry {index}: leaf is not a canonical event ({exc})", index=index
+        ) from exc
+    if event.kind != row.kind:
+        raise LogIntegrityError(
+            f"entry {index}: kind index says {row.kind!r}, event says {event.kind!r}", index=index
+        )
+    if tuple(event.subjects) != tuple(sorted(indexed_subjects)) or event.subjects != row.subjects:
+        raise LogIntegrityError(
+            f"entry {index}: subject index disagrees with the event", index=index
+        )
     for digest in event.blobs:
-        if digest in blobs_seen:
-            continue
-        try:
-            ledger.blobs.get(digest)
-        except BlobNotFoundError as exc:
-            raise LogIntegrityError(f"entry {index}: blob {digest} is missing", index=index) from exc
-        except VerificationError as exc:
-            raise LogIntegrityError(f"entry {index}: blob {digest} was altered", index=index) from exc
-        blobs_seen.add(digest)
+        if digest not in blobs_seen:
+            _check_blob(ledger, index, digest)
+            blobs_seen.add(digest)
+
+
+def _check_blob(ledger: Ledger, index: int, digest: str) -> None:
+    try:
+        ledger.blobs.get(digest)
+    except BlobNotFoundError as exc:
+        raise LogIntegrityError(f"entry {index}: blob {digest} is missing", index=index) from exc
+    except VerificationError as exc:
+        raise LogIntegrityError(f"entry {index}: blob {digest} was altered", index=index) from exc
 
 
 def _check_checkpoints(ledger: Ledger, size: int, witness_note: str | None) -> int | None:
     for stored in ledger.checkpoints():
         checkpoint = ledger.open_checkpoint(stored.note)
         if checkpoint.size != stored.size or checkpoint.root != stored.root:
-            raise CheckpointError(f"stored checkpoint row of size {stored.size} disagrees with its note")
+            raise CheckpointError(
+                f"stored checkpoint row of size {stored.size} disagrees with its note"
+            )
         _check_head(ledger, checkpoint.size, checkpoint.root, size, "stored checkpoint")
     if witness_note is None:
         return None
@@ -188,15 +252,21 @@ def verify_log(
     batch: int = 20_000,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    """Verify everything stored for ``ledger``; raise on the first problem."""
-    size = ledger.size
-    n_nodes, n_blobs = _check_entries(ledger, size, batch, progress)
-    witnessed = _check_checkpoints(ledger, size, witness_note)
-    return VerifyReport(
-        size=size,
-        root=ledger.root(size),
-        n_nodes=n_nodes,
-        n_blobs=n_blobs,
-        n_checkpoints=len(ledger.checkpoints()),
-        witnessed_size=witnessed,
-    )
+    """Verify everything stored for ``ledger``; raise on the first problem.
+
+    All reads happen in one storage snapshot, so appends by other processes meanwhile are
+    neither seen half-way nor mistaken for tampering. Read ``witness_note`` before calling:
+    a witness is never ahead of a snapshot taken after it.
+    """
+    with ledger._store.snapshot():
+        size = ledger.size
+        n_nodes, n_blobs = _check_entries(ledger, size, batch, progress)
+        witnessed = _check_checkpoints(ledger, size, witness_note)
+        return VerifyReport(
+            size=size,
+            root=ledger.root(size),
+            n_nodes=n_nodes,
+            n_blobs=n_blobs,
+            n_checkpoints=len(ledger.checkpoints()),
+            witnessed_size=witnessed,
+        )

@@ -7,4 +7,10 @@ from rowtrail.store._migrations import SCHEMA_VERSION
 from rowtrail.store.sqlite import SQLiteDatabase, SQLiteLedgerStore
 from rowtrail.store.sqlite_lineage import SQLiteLineageStore
 
-__all__ = ["SCHEMA_VERSION", "FileBlobStore", "SQLiteDatabase", "SQLiteLedgerStore", "SQLiteLineageStore"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "FileBlobStore",
+    "SQLiteDatabase",
+    "SQLiteLedgerStore",
+    "SQLiteLineageStore",
+]

@@ -14,22 +14,31 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         1,
         [
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            # One row per ledger entry; level-0 tree nodes are the leaf hashes kept here.
+            # One row per ledger entry. ``hashes`` is the entry's leaf hash followed by the
+            # perfect-subtree hashes its append completed, levels 1..t where t is the number of
+            # trailing one bits of idx: node (level l, index j) lives in row (j + 1) * 2**l - 1
+            # at offset 32 * l. Every tree node is stored exactly once, with no extra rows.
             """CREATE TABLE events (
                 idx INTEGER PRIMARY KEY,
-                kind TEXT NOT NULL,
                 leaf BLOB NOT NULL,
-                leaf_hash BLOB NOT NULL
+                hashes BLOB NOT NULL
             )""",
-            "CREATE INDEX events_kind ON events (kind, idx)",
+            # The kind index as runs: entries [start, stop) all have this kind. Consecutive
+            # appends of one kind extend one run, so a stream of batch records costs a row per
+            # change of kind instead of an index entry per event.
+            """CREATE TABLE event_kinds (
+                kind TEXT NOT NULL,
+                start INTEGER NOT NULL,
+                stop INTEGER NOT NULL,
+                PRIMARY KEY (kind, start)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX event_kinds_start ON event_kinds (start)",
             """CREATE TABLE event_subjects (
                 subject TEXT NOT NULL,
                 idx INTEGER NOT NULL,
                 PRIMARY KEY (subject, idx)
             ) WITHOUT ROWID""",
             "CREATE INDEX event_subjects_idx ON event_subjects (idx)",
-            # Perfect-subtree hashes of level >= 1, keyed level << 56 | index.
-            "CREATE TABLE tree_nodes (key INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
             """CREATE TABLE checkpoints (
                 size INTEGER PRIMARY KEY,
                 root BLOB NOT NULL,

@@ -7,6 +7,7 @@ indexes) or none of it, and concurrent writers in other processes serialize on t
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,17 +16,37 @@ from pathlib import Path
 from typing import Any
 
 from rowtrail.errors import SchemaVersionError, StorageError
-from rowtrail.ledger import EntryRow, StoredCheckpoint
+from rowtrail.ledger import EntryBatch, EntryRow, StoredCheckpoint
 from rowtrail.store._migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SQLiteDatabase", "SQLiteLedgerStore"]
 
-_LEVEL_SHIFT = 56
 _CHUNK = 500  # SQLite's default limit on bound parameters is 999 (older builds)
+_HASH = 32
 
 
-def _node_key(level: int, index: int) -> int:
-    return (level << _LEVEL_SHIFT) | index
+def _node_row(level: int, index: int) -> int:
+    """Row holding tree node ``(level, index)``: the entry whose append completed it.
+
+    The row's ``hashes`` column is its leaf hash followed by the nodes of levels 1..t it
+    completed, so the node sits at byte offset ``32 * level`` (see the migration).
+    """
+    return ((index + 1) << level) - 1
+
+
+def _pack_hashes(batch: EntryBatch, nodes: Sequence[tuple[int, int, bytes]]) -> list[bytes]:
+    """Return each entry's ``hashes`` value: its leaf hash, then the nodes its append completed.
+
+    Node ``(l, j)`` belongs to entry ``(j + 1) * 2**l - 1`` at offset ``32 * l``; nodes arrive
+    level by level, so appending them in order builds each value, which is checked on the way.
+    """
+    start, packed = batch.start, list(batch.leaf_hashes)
+    for level, index, value in nodes:
+        position = _node_row(level, index) - start
+        if not 0 <= position < len(packed) or len(packed[position]) != _HASH * level:
+            raise StorageError(f"tree node (level {level}, index {index}) does not fit this batch")
+        packed[position] += value
+    return packed
 
 
 class SQLiteDatabase:
@@ -48,7 +69,9 @@ class SQLiteDatabase:
 
     def _migrate(self) -> None:
         with self.write() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             current = int(row[0]) if row else 0
             if current > SCHEMA_VERSION:
@@ -85,6 +108,26 @@ class SQLiteDatabase:
                 self.conn.execute("ROLLBACK")
                 raise StorageError(f"could not commit: {exc}") from exc
 
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Run the block's queries in one read transaction, so they see one committed state.
+
+        The connection lock is held throughout: other threads of this process wait, while
+        other processes keep writing to the WAL without being seen.
+        """
+        with self.lock:
+            if self.conn.in_transaction:  # already inside a transaction: it is the snapshot
+                yield
+                return
+            try:
+                self.conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise StorageError(f"could not start a read transaction: {exc}") from exc
+            try:
+                yield
+            finally:
+                self.conn.execute("ROLLBACK")
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run a read query and return all rows."""
         with self.lock:
@@ -119,27 +162,53 @@ class _Transaction:
         return 0 if row[0] is None else int(row[0]) + 1
 
     def read_node(self, level: int, index: int) -> bytes:
-        if level == 0:
-            row = self._conn.execute("SELECT leaf_hash FROM events WHERE idx = ?", (index,)).fetchone()
-        else:
-            row = self._conn.execute(
-                "SELECT hash FROM tree_nodes WHERE key = ?", (_node_key(level, index),)
-            ).fetchone()
-        if row is None:
+        row = self._conn.execute(
+            "SELECT hashes FROM events WHERE idx = ?", (_node_row(level, index),)
+        ).fetchone()
+        value = b"" if row is None else bytes(row[0])[level * _HASH : (level + 1) * _HASH]
+        if len(value) != _HASH:
             raise StorageError(f"tree node (level {level}, index {index}) is missing")
-        return bytes(row[0])
+        return value
 
-    def write(self, rows: Sequence[EntryRow], nodes: Sequence[tuple[int, int, bytes]]) -> None:
+    def write(self, batch: EntryBatch, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        n = len(batch.leaves)
+        if not len(batch.kinds) == len(batch.leaf_hashes) == len(batch.subjects) == n:
+            raise StorageError("columns of an entry batch must have equal lengths")
+        indices = range(batch.start, batch.start + n)
         self._conn.executemany(
-            "INSERT INTO events (idx, kind, leaf, leaf_hash) VALUES (?, ?, ?, ?)",
-            [(r.index, r.kind, r.leaf, r.leaf_hash) for r in rows],
+            "INSERT INTO events (idx, leaf, hashes) VALUES (?, ?, ?)",
+            zip(indices, batch.leaves, _pack_hashes(batch, nodes), strict=True),
         )
-        subjects = [(s, r.index) for r in rows for s in r.subjects]
+        self._write_kind_runs(batch.start, batch.kinds)
+        subjects = [
+            (s, i) for i, names in zip(indices, batch.subjects, strict=True) if names for s in names
+        ]
         if subjects:
-            self._conn.executemany("INSERT INTO event_subjects (subject, idx) VALUES (?, ?)", subjects)
+            self._conn.executemany(
+                "INSERT INTO event_subjects (subject, idx) VALUES (?, ?)", subjects
+            )
+
+    def _write_kind_runs(self, start: int, kinds: Sequence[str]) -> None:
+        runs: list[list[Any]] = []
+        position = start
+        for kind, group in itertools.groupby(kinds):
+            length = sum(1 for _ in group)
+            runs.append([kind, position, position + length])
+            position += length
+        if not runs:
+            return
+        last = self._conn.execute(
+            "SELECT kind, start, stop FROM event_kinds ORDER BY start DESC LIMIT 1"
+        ).fetchone()
+        if last is not None and last[0] == runs[0][0] and last[2] == start:
+            # The stream goes on with the same kind: extend the previous run.
+            self._conn.execute(
+                "UPDATE event_kinds SET stop = ? WHERE kind = ? AND start = ?",
+                (runs[0][2], last[0], last[1]),
+            )
+            runs = runs[1:]
         self._conn.executemany(
-            "INSERT INTO tree_nodes (key, hash) VALUES (?, ?)",
-            [(_node_key(level, index), value) for level, index, value in nodes],
+            "INSERT INTO event_kinds (kind, start, stop) VALUES (?, ?, ?)", runs
         )
 
 
@@ -158,6 +227,12 @@ class SQLiteLedgerStore:
         except sqlite3.Error as exc:
             raise StorageError(f"ledger write failed: {exc}") from exc
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Hold one read transaction (a WAL snapshot) for the block; this thread only."""
+        with self.db.read_snapshot():
+            yield
+
     def size(self) -> int:
         """Return the number of committed entries."""
         row = self.db.query("SELECT max(idx) FROM events")[0]
@@ -165,51 +240,92 @@ class SQLiteLedgerStore:
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
         """Return stored node hashes for ``(level, index)`` keys, in order."""
-        leaves = sorted({index for level, index in keys if level == 0})
-        inner = sorted({_node_key(level, index) for level, index in keys if level > 0})
-        found: dict[tuple[int, int], bytes] = {}
-        for chunk in _chunks(leaves):
-            sql = f"SELECT idx, leaf_hash FROM events WHERE idx IN ({','.join('?' * len(chunk))})"
-            found.update(((0, i), bytes(h)) for i, h in self.db.query(sql, chunk))
-        mask = (1 << _LEVEL_SHIFT) - 1
-        for chunk in _chunks(inner):
-            sql = f"SELECT key, hash FROM tree_nodes WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update(((k >> _LEVEL_SHIFT, k & mask), bytes(h)) for k, h in self.db.query(sql, chunk))
-        try:
-            return [found[key] for key in keys]
-        except KeyError as exc:
-            raise StorageError(f"tree node {exc.args[0]} is missing") from None
+        wanted = sorted({_node_row(level, index) for level, index in keys})
+        stored: dict[int, bytes] = {}
+        for chunk in _chunks(wanted):
+            sql = f"SELECT idx, hashes FROM events WHERE idx IN ({','.join('?' * len(chunk))})"
+            stored.update((int(i), bytes(h)) for i, h in self.db.query(sql, chunk))
+        result = []
+        for level, index in keys:
+            value = stored.get(_node_row(level, index), b"")[level * _HASH : (level + 1) * _HASH]
+            if len(value) != _HASH:
+                raise StorageError(f"tree node (level {level}, index {index}) is missing")
+            result.append(value)
+        return result
 
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[EntryRow]:
-        raw = self.db.query(sql, params)
+    def _subjects_between(self, lo: int, hi: int) -> dict[int, list[str]]:
         subjects: dict[int, list[str]] = {}
-        if raw:
-            lo, hi = min(r[0] for r in raw), max(r[0] for r in raw)
-            for subject, idx in self.db.query(
-                "SELECT subject, idx FROM event_subjects WHERE idx BETWEEN ? AND ?", (lo, hi)
-            ):
-                subjects.setdefault(idx, []).append(subject)
-        return [
-            EntryRow(i, k, bytes(leaf), bytes(h), tuple(sorted(subjects.get(i, ()))))
-            for i, k, leaf, h in raw
-        ]
+        for subject, idx in self.db.query(
+            "SELECT subject, idx FROM event_subjects WHERE idx BETWEEN ? AND ?", (lo, hi)
+        ):
+            subjects.setdefault(idx, []).append(subject)
+        return subjects
+
+    def _kinds_between(self, lo: int, hi: int) -> list[str]:
+        """Kind of each entry in ``[lo, hi)`` from the runs; ``""`` where no run covers it.
+
+        An entry's run is the last run starting at or before it (the rule of
+        :meth:`_kind_of`); runs that overlap are caught by :meth:`count_kind_index`.
+        """
+        runs = self.db.query(
+            "SELECT kind, start, stop FROM event_kinds WHERE start <= ? "
+            "ORDER BY start DESC, kind DESC LIMIT 1",
+            (lo,),
+        ) + self.db.query(
+            "SELECT kind, start, stop FROM event_kinds WHERE start > ? AND start < ? "
+            "ORDER BY start, kind",
+            (lo, hi),
+        )
+        kinds = [""] * (hi - lo)
+        for position, (kind, start, stop) in enumerate(runs):
+            following = runs[position + 1][1] if position + 1 < len(runs) else hi
+            first, last = max(start, lo), min(stop, following, hi)
+            if first < last:
+                kinds[first - lo : last - lo] = [str(kind)] * (last - first)
+        return kinds
+
+    def _kind_of(self, index: int) -> str:
+        rows = self.db.query(
+            "SELECT kind, stop FROM event_kinds WHERE start <= ? "
+            "ORDER BY start DESC, kind DESC LIMIT 1",
+            (index,),
+        )
+        return str(rows[0][0]) if rows and index < rows[0][1] else ""
 
     def read_entries(self, start: int, end: int) -> list[EntryRow]:
         """Return entries ``[start, end)`` in order."""
-        return self._rows(
-            "SELECT idx, kind, leaf, leaf_hash FROM events WHERE idx >= ? AND idx < ? ORDER BY idx",
+        raw = self.db.query(
+            "SELECT idx, leaf, hashes FROM events WHERE idx >= ? AND idx < ? ORDER BY idx",
             (start, end),
         )
+        if not raw:
+            return []
+        lo, hi = raw[0][0], raw[-1][0] + 1
+        kinds, subjects = self._kinds_between(lo, hi), self._subjects_between(lo, hi)
+        return [
+            EntryRow(
+                i, kinds[i - lo], bytes(leaf), bytes(h[:_HASH]), tuple(sorted(subjects.get(i, ())))
+            )
+            for i, leaf, h in raw
+        ]
 
     def read_entry_list(self, indices: Sequence[int]) -> list[EntryRow]:
         """Return the given entries in the order asked."""
         by_index: dict[int, EntryRow] = {}
         for chunk in _chunks(sorted(set(indices))):
-            sql = (
-                "SELECT idx, kind, leaf, leaf_hash FROM events "
-                f"WHERE idx IN ({','.join('?' * len(chunk))})"
-            )
-            by_index.update((row.index, row) for row in self._rows(sql, chunk))
+            lo, hi = chunk[0], chunk[-1] + 1
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT idx, leaf, hashes FROM events WHERE idx IN ({marks})"
+            raw = self.db.query(sql, chunk)
+            subjects = self._subjects_between(lo, hi)
+            if hi - lo <= 4 * len(chunk) + 1024:  # dense: one range read of the kind runs
+                dense = self._kinds_between(lo, hi)
+                kinds = {i: dense[i - lo] for i, _, _ in raw}
+            else:
+                kinds = {i: self._kind_of(i) for i, _, _ in raw}
+            for i, leaf, h in raw:
+                names = tuple(sorted(subjects.get(i, ())))
+                by_index[i] = EntryRow(i, kinds[i], bytes(leaf), bytes(h[:_HASH]), names)
         try:
             return [by_index[i] for i in indices]
         except KeyError as exc:
@@ -217,16 +333,29 @@ class SQLiteLedgerStore:
 
     def indices_by_subject(self, subject: str) -> list[int]:
         """Return indices of entries naming ``subject``."""
-        rows = self.db.query("SELECT idx FROM event_subjects WHERE subject = ? ORDER BY idx", (subject,))
+        rows = self.db.query(
+            "SELECT idx FROM event_subjects WHERE subject = ? ORDER BY idx", (subject,)
+        )
         return [int(r[0]) for r in rows]
 
     def indices_by_kind(self, kind: str, *, start: int = 0, limit: int | None = None) -> list[int]:
-        """Return indices of entries of ``kind``."""
-        rows = self.db.query(
-            "SELECT idx FROM events WHERE kind = ? AND idx >= ? ORDER BY idx LIMIT ?",
-            (kind, start, -1 if limit is None else limit),
-        )
-        return [int(r[0]) for r in rows]
+        """Return indices of entries of ``kind``, ascending, from the kind runs."""
+        found: list[int] = []
+        for first, stop in self.db.query(
+            "SELECT start, stop FROM event_kinds WHERE kind = ? AND stop > ? ORDER BY start",
+            (kind, start),
+        ):
+            found.extend(range(max(int(first), start), int(stop)))
+            if limit is not None and len(found) >= limit:
+                return found[:limit]
+        return found
+
+    def count_kind_index(self) -> int:
+        """Return how many entries the kind runs cover in total (overlaps counted twice)."""
+        bad = self.db.query("SELECT count(*) FROM event_kinds WHERE stop <= start OR start < 0")
+        if bad[0][0]:
+            raise StorageError(f"{bad[0][0]} kind index runs are empty or reversed")
+        return int(self.db.query("SELECT coalesce(sum(stop - start), 0) FROM event_kinds")[0][0])
 
     def iter_subject_index(self) -> Iterator[tuple[str, int]]:
         """Yield every subject index row, ordered by index."""
@@ -234,14 +363,19 @@ class SQLiteLedgerStore:
             yield str(subject), int(idx)
 
     def count_nodes(self) -> int:
-        """Return the number of stored interior nodes."""
-        return int(self.db.query("SELECT count(*) FROM tree_nodes")[0][0])
+        """Return the number of stored interior nodes (hash bytes beyond each leaf hash)."""
+        sql = f"SELECT coalesce(sum(length(hashes) - {_HASH}), 0) FROM events"
+        total = int(self.db.query(sql)[0][0])
+        if total % _HASH:
+            raise StorageError("stored tree hashes are not a whole number of 32-byte hashes")
+        return total // _HASH
 
     def save_checkpoint(self, checkpoint: StoredCheckpoint, *, created_at: str) -> None:
         """Store a signed checkpoint (idempotent for the same size and note)."""
         with self.db.write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO checkpoints (size, root, note, created_at) "
+                "VALUES (?, ?, ?, ?)",
                 (checkpoint.size, checkpoint.root, checkpoint.note, created_at),
             )
 

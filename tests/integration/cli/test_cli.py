@@ -24,7 +24,9 @@ def workspace(tmp_path: Path) -> Path:
     with rt.open(path) as ws:
         subject = ws.pseudonymize("applicant-7")
         for i in range(37):
-            ws.ledger.append("training.batch", {"step": i}, subjects=[subject] if i % 5 == 0 else [])
+            ws.ledger.append(
+                "training.batch", {"step": i}, subjects=[subject] if i % 5 == 0 else []
+            )
         ws.ledger.checkpoint()
         ws.ledger.append("prediction.made", {"decision": "declined"})
     return path
@@ -102,13 +104,18 @@ def test_ledger_entry_json(workspace: Path) -> None:
 
 
 def test_ledger_prove_json_verifies_independently(workspace: Path) -> None:
-    code, out = invoke("ledger", "prove", "5", "--size", "20", "--workspace", str(workspace), "--json")
+    code, out = invoke(
+        "ledger", "prove", "5", "--size", "20", "--workspace", str(workspace), "--json"
+    )
     assert code == 0, out
     data = json.loads(out)
     assert set(data) == {"index", "size", "leaf_hash", "path", "root"}
     assert (data["index"], data["size"]) == (5, 20)
     verify_inclusion(
-        5, 20, bytes.fromhex(data["leaf_hash"]), [bytes.fromhex(h) for h in data["path"]],
+        5,
+        20,
+        bytes.fromhex(data["leaf_hash"]),
+        [bytes.fromhex(h) for h in data["path"]],
         bytes.fromhex(data["root"]),
     )
 
@@ -119,7 +126,10 @@ def test_ledger_consistency_json(workspace: Path) -> None:
     data = json.loads(out)
     assert set(data) == {"old_size", "new_size", "path", "old_root", "new_root"}
     verify_consistency(
-        7, 38, bytes.fromhex(data["old_root"]), bytes.fromhex(data["new_root"]),
+        7,
+        38,
+        bytes.fromhex(data["old_root"]),
+        bytes.fromhex(data["new_root"]),
         [bytes.fromhex(h) for h in data["path"]],
     )
 
@@ -145,4 +155,5 @@ def test_demo_refuses_a_directory_with_other_files(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     code, out = invoke("demo", "--workspace", str(tmp_path), "--json")
     assert code == 1
+    assert "holds other files" in json.loads(out)["message"]
     assert (tmp_path / "precious.txt").exists()

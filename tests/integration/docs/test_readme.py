@@ -16,8 +16,10 @@ def test_readme_has_python_examples() -> None:
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_python_block_runs(code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_python_block_runs(
+    code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ROWTRAIL_WORKSPACE", raising=False)
     namespace: dict[str, object] = {"__name__": "__readme__"}
-    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - running our own docs
+    exec(compile(code, str(README), "exec"), namespace)  # running our own docs

@@ -1,0 +1,65 @@
+"""Builders shared by the ledger integration tests: a small, varied, checkpointed workspace."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import rowtrail as rt
+from rowtrail import Workspace
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """Injected clock: 1 ms per call from T0, so runs are reproducible."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> datetime:
+        self.calls += 1
+        return T0 + timedelta(milliseconds=self.calls)
+
+
+def build_workspace(path: Path, n: int = 40) -> Workspace:
+    """A workspace with ``n`` events of three kinds, subjects, blobs and two checkpoints."""
+    ws = rt.open(path, now=Clock())
+    alice, bob = ws.pseudonymize("alice"), ws.pseudonymize("bob")
+    ids_blob = ws.ledger.put_blob(b"\x01\x02" * 100)
+    ws.ledger.append("rows.ingested", {"source": "credit.csv", "n_rows": n}, subjects=[alice, bob])
+    with ws.ledger.batch(max_events=7) as batch:
+        for i in range(1, n // 2):
+            if i % 5 == 0:
+                batch.append("train.batch", {"step": i, "loss": 1 / i}, blobs=[ids_blob])
+            else:
+                batch.append("train.batch", {"step": i, "loss": 1 / i})
+    ws.ledger.checkpoint()
+    with ws.ledger.batch(max_events=5) as batch:
+        for i in range(n // 2, n):
+            subjects = [alice] if i % 3 == 0 else []
+            batch.append("model.predicted", {"request": i, "score": i / n}, subjects=subjects)
+    ws.ledger.checkpoint()
+    return ws
+
+
+@contextmanager
+def raw_db(path: Path) -> Iterator[sqlite3.Connection]:
+    """A second, independent connection to a workspace database (the tamperer's)."""
+    conn = sqlite3.connect(str(path / "rowtrail.db"), isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def copy_workspace(source: Workspace, target: Path) -> Path:
+    """Copy a workspace directory after folding the WAL into the main file."""
+    with source.db.lock:
+        source.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copytree(source.path, target)
+    return target
