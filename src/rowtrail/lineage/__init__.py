@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from rowtrail.lineage import _callable, _functions, _indexing, _reorder  # noqa: F401 - install
+from rowtrail.lineage._array import TracedArray
 from rowtrail.lineage._dispatch import lineage, register_lineage_handler
+from rowtrail.lineage._persist import PipelineContext, flush, load_lineage, pipeline
+from rowtrail.lineage._query import ArrayLineage, OpList
+from rowtrail.lineage._schema import ColumnSpec, ValidationReport, Violation
 from rowtrail.lineage._sources import (
     SourceInfo,
     get_source,
@@ -11,14 +16,35 @@ from rowtrail.lineage._sources import (
     rows_of_subject,
 )
 from rowtrail.lineage._store import LineageStore
+from rowtrail.lineage._track import load_csv, track
+from rowtrail.lineage._view import LineageView, OpInfo, SourceRows, StatisticsDependency
 
 __all__ = [
+    "ArrayLineage",
+    "ColumnSpec",
     "LineageStore",
+    "LineageView",
+    "OpInfo",
+    "OpList",
+    "PipelineContext",
     "SourceInfo",
+    "SourceRows",
+    "StatisticsDependency",
+    "TracedArray",
+    "ValidationReport",
+    "Violation",
+    "flush",
     "get_source",
     "lineage",
     "list_sources",
+    "load_csv",
+    "load_lineage",
+    "pipeline",
     "register_lineage_handler",
     "register_source",
     "rows_of_subject",
+    "track",
 ]
+
+
+_callable.install(__name__)
