@@ -1,0 +1,115 @@
+"""Model inputs that keep lineage: ``rt.to_numpy(frame, columns)`` and ``rt.torch.dataset``.
+
+``to_numpy`` turns a traced pandas/polars frame into the NumPy adapter's
+:class:`~rowtrail.lineage.TracedArray`: the frame's per-row lineage (group-bys resolved) is
+materialized once as CSR (offsets + source row ids) and becomes the array's source of truth,
+with the frame's sources as its ancestors, so ``rt.lineage(X)`` answers the same per-table
+queries as ``rt.lineage(frame)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rowtrail.errors import InvalidInputError
+from rowtrail.lineage._array import TracedArray, wrap
+from rowtrail.lineage._node import Node
+from rowtrail.lineage._rowmap import INDIRECT, Ids
+from rowtrail.lineage._track import source_node
+from rowtrail.lineage.frames._core import FrameState, RowLineage
+
+__all__ = ["frame_lineage", "to_numpy", "traced_array"]
+
+
+def frame_lineage(frame: Any, caller: str) -> tuple[RowLineage, FrameState]:
+    """Return the materialized lineage and state of a traced pandas or polars frame."""
+    lineage = getattr(frame, "_rt_lineage", None)
+    state = getattr(frame, "_rt_state", None)
+    if lineage is not None and state is not None:
+        return lineage, state
+    if hasattr(frame, "_slots") and hasattr(frame, "_inner"):
+        from rowtrail.lineage.frames._polars import materialize
+
+        hidden = frame._inner.select(frame._hidden)
+        collected = hidden.collect() if hasattr(hidden, "collect") else hidden
+        return materialize(frame._slots, collected), frame._state
+    raise InvalidInputError(
+        f"frame of {caller} must be a traced pandas or polars frame; got {type(frame).__name__}. "
+        "Read it with rt.pandas.read_csv / rt.polars.scan_csv or wrap it with rt.pandas.track."
+    )
+
+
+def traced_array(
+    data: NDArray[Any], lineage: RowLineage, state: FrameState, name: str = "frame.to_numpy"
+) -> TracedArray:
+    """Wrap ``data`` (one row per frame row) as a traced array carrying the frame's lineage."""
+    offsets, ids = lineage.csr()
+    parents = tuple(source_node(info, state.workspace) for _, info in sorted(state.sources.items()))
+    node = Node(
+        name,
+        "transformation",
+        parents,
+        tuple(INDIRECT for _ in parents),
+        len(data),
+        params={"frame_op": state.node.name, "frame_node": state.node.node_id},
+    )
+    node.cache = Ids(len(data), ids, offsets)
+    return wrap(data, node)
+
+
+def to_numpy(frame: Any, columns: Sequence[str] | None = None, *, dtype: Any = None) -> TracedArray:
+    """Return the chosen columns of a traced frame as a traced NumPy array.
+
+    Parameters
+    ----------
+    frame : TracedDataFrame, TracedPolarsFrame or TracedLazyFrame
+        A frame from ``rt.pandas`` or ``rt.polars`` (a lazy frame is collected once).
+    columns : sequence of str, optional
+        Columns in order (default: all user columns).
+    dtype : numpy dtype, optional
+        Passed to the engine's ``to_numpy``.
+
+    Returns
+    -------
+    TracedArray
+        Row ``i`` is frame row ``i``; ``rt.lineage(X).rows_of(i)`` names the same source rows
+        in every table as ``rt.lineage(frame).rows_of(i)``.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd, rowtrail as rt
+    >>> ws = rt.open(tempfile.mkdtemp())
+    >>> df = rt.pandas.track(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), source="t", workspace=ws)
+    >>> X = rt.to_numpy(df[df.a > 1], ["a"])
+    >>> dict(rt.lineage(X).rows_of(0))
+    {'t': [1]}
+    """
+    if columns is not None and (
+        isinstance(columns, str) or not all(isinstance(c, str) for c in columns)
+    ):
+        raise InvalidInputError(
+            f"columns of rt.to_numpy must be a sequence of column names; got {columns!r}. "
+            "Pass e.g. ['AMT_CREDIT', 'AMT_ANNUITY']."
+        )
+    if hasattr(frame, "_slots") and hasattr(frame, "_inner"):
+        return _polars_to_numpy(frame, columns, dtype)
+    lineage, state = frame_lineage(frame, "rt.to_numpy()")
+    selected = frame if columns is None else frame[list(columns)]
+    data = np.asarray(selected.to_numpy(dtype=dtype))
+    return traced_array(data, lineage, state)
+
+
+def _polars_to_numpy(frame: Any, columns: Sequence[str] | None, dtype: Any) -> TracedArray:
+    from rowtrail.lineage.frames._polars import materialize
+
+    names = list(frame.columns if columns is None else columns)
+    inner = frame._inner.select(*names, *frame._hidden)
+    collected = inner.collect() if hasattr(inner, "collect") else inner
+    data = collected.select(names).to_numpy()
+    if dtype is not None:
+        data = data.astype(dtype)
+    return traced_array(data, materialize(frame._slots, collected), frame._state)
