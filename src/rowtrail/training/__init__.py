@@ -1,0 +1,74 @@
+"""Training trail and gradient features (L2): what really happened during training.
+
+- :class:`TrainingRun` (``ws.training_run(name, model=..., optimizer=...)``) wraps an unmodified
+  PyTorch loop: ``for x, y in run.track(loader)`` records every batch's sample ids as drawn by
+  the loader's sampler, with epoch, optimizer step, learning rate, loss and custom signals;
+  checkpoints record weight digests; leaving the context seals the run.
+- :func:`fit_logistic`, :func:`fit_ridge`, :func:`record_sklearn_fit`: convex fits recorded
+  with the Hessian needed for exact influence and Newton unlearning.
+- :func:`featurize`: projected per-sample gradients at a checkpoint in a resumable,
+  memory-mapped feature store.
+- :func:`sample_usage`: "when was sample / source row / subject S used?", with proofs.
+
+torch is optional: it is imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+from rowtrail.training._codec import (
+    decode_batch_sets,
+    decode_positions,
+    encode_batch_sets,
+    encode_positions,
+)
+from rowtrail.training._convex import ConvexFit, fit_logistic, fit_ridge, record_sklearn_fit
+from rowtrail.training._features import (
+    FeatureSet,
+    featurize,
+    list_feature_sets,
+    open_feature_set,
+)
+from rowtrail.training._grads import PerSampleGradients, default_loss, model_digest
+from rowtrail.training._projection import (
+    Projector,
+    RademacherProjector,
+    SRHTProjector,
+    make_projector,
+)
+from rowtrail.training._query import (
+    BatchRecord,
+    SampleUse,
+    load_checkpoint,
+    read_batches,
+    sample_usage,
+)
+from rowtrail.training._run import TrackedLoader, TrainingRun
+
+__all__ = [
+    "BatchRecord",
+    "ConvexFit",
+    "FeatureSet",
+    "PerSampleGradients",
+    "Projector",
+    "RademacherProjector",
+    "SRHTProjector",
+    "SampleUse",
+    "TrackedLoader",
+    "TrainingRun",
+    "decode_batch_sets",
+    "decode_positions",
+    "default_loss",
+    "encode_batch_sets",
+    "encode_positions",
+    "featurize",
+    "fit_logistic",
+    "fit_ridge",
+    "list_feature_sets",
+    "load_checkpoint",
+    "make_projector",
+    "model_digest",
+    "open_feature_set",
+    "read_batches",
+    "record_sklearn_fit",
+    "sample_usage",
+]
