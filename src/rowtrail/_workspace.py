@@ -15,6 +15,7 @@ The storage backend is chosen by the location: a directory path or ``sqlite:///d
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import tempfile
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,7 +33,13 @@ from rowtrail import _context
 from rowtrail.errors import InvalidInputError, StateError, StorageError
 from rowtrail.ids import pseudonymize
 from rowtrail.ledger import Ledger, NoteSigner, VerifyReport, verify_log
+from rowtrail.lineage import PipelineContext
+from rowtrail.lineage import pipeline as lineage_pipeline
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
+
+if TYPE_CHECKING:
+    from rowtrail.attribution import Attributor, Explanation
+    from rowtrail.training import TrainingRun
 
 __all__ = ["Workspace", "open_workspace"]
 
@@ -105,6 +112,7 @@ class Workspace:
             actor=actor,
             now=now,
             witness=self._witness_checkpoint,
+            witnessed=self.witnessed_checkpoint,
         )
         self.lineage_store = SQLiteLineageStore(self.db)
         self.closed = False
@@ -120,6 +128,11 @@ class Workspace:
         """The workspace's pseudonym secret (for adapters that pseudonymize columns)."""
         return self._secret
 
+    # ------------------------------------------------------------ lineage
+    def pipeline(self, name: str) -> PipelineContext:
+        """Return ``with ws.pipeline(name):``, which persists the lineage made inside it."""
+        return lineage_pipeline(self, name)
+
     # ------------------------------------------------------------ witness
     @property
     def witness_path(self) -> Path:
@@ -127,19 +140,23 @@ class Workspace:
         return self.path / "witness" / "checkpoint"
 
     def _witness_checkpoint(self, note: str) -> None:
-        current = self.witnessed_checkpoint()
-        if current is not None:
-            seen = self.ledger.open_checkpoint(current)
-            new = self.ledger.open_checkpoint(note)
-            if seen.size >= new.size:
-                return
         self.witness_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.witness_path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(note)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.witness_path)
+        # Processes checkpointing at once must not let the witness go back to a smaller
+        # checkpoint: read, compare and replace under an exclusive lock.
+        with open(self.witness_path.parent / ".lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            current = self.witnessed_checkpoint()
+            if current is not None:
+                seen = self.ledger.open_checkpoint(current)
+                new = self.ledger.open_checkpoint(note)
+                if seen.size >= new.size:
+                    return
+            fd, tmp = tempfile.mkstemp(dir=self.witness_path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(note)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.witness_path)
 
     def witnessed_checkpoint(self) -> str | None:
         """Return the latest checkpoint note the witness file holds, if any."""
@@ -147,6 +164,36 @@ class Workspace:
             return self.witness_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+
+    # ------------------------------------------------------------ training
+    def training_run(self, name: str, **options: Any) -> TrainingRun:
+        """Start a :class:`rowtrail.training.TrainingRun` (a context manager) in this workspace.
+
+        ``options`` are those of ``TrainingRun`` (``model=``, ``params=``, ``optimizer=``, ...).
+        """
+        from rowtrail.training import TrainingRun
+
+        self._check_open()
+        return TrainingRun(self, name, **options)
+
+    # ------------------------------------------------------------ attribution
+    def explain(
+        self,
+        prediction: object,
+        top_k: int = 20,
+        *,
+        proofs: bool = True,
+        attributor: Attributor | None = None,
+    ) -> Explanation:
+        """Explain a decision down to source rows; see :func:`rowtrail.attribution.explain`.
+
+        ``prediction`` is the ledger index of a logged prediction or an input row (explained
+        by the attributor registered as ``"default"``). Returns an ``Explanation``.
+        """
+        self._check_open()
+        from rowtrail.attribution import explain
+
+        return explain(self, prediction, top_k=top_k, proofs=proofs, attributor=attributor)
 
     # ------------------------------------------------------------ verification
     def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:

@@ -18,6 +18,7 @@ from rowtrail.cli._common import (
     handle_errors,
 )
 from rowtrail.cli._demo import run_demo
+from rowtrail.cli._explain import explain
 from rowtrail.cli._ledger import ledger_app, verify
 
 __all__ = ["app", "main"]
@@ -30,6 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("verify")(verify)
+app.command("explain")(explain)
 app.add_typer(ledger_app, name="ledger")
 
 

@@ -22,6 +22,10 @@ import numpy as np
 from rich.console import Console
 
 from rowtrail._workspace import Workspace
+from rowtrail.cli._demo_attribution import section as _attribution
+from rowtrail.cli._demo_frames import section as _frames
+from rowtrail.cli._demo_lineage import section as _lineage
+from rowtrail.cli._demo_training import section as _training
 from rowtrail.errors import InvalidInputError, VerificationError
 from rowtrail.ledger import verify_inclusion
 
@@ -165,6 +169,10 @@ def _tamper_copy(ws: Workspace, workdir: Path) -> tuple[int, str]:
 
 SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("ledger_stream", _ledger_stream),
+    ("lineage", _lineage),
+    ("frames", _frames),
+    ("training", _training),
+    ("attribution", _attribution),
     ("seal", _seal),
 ]
 
