@@ -38,6 +38,7 @@ from rowtrail.ledger._store import BlobStore, EntryBatch, LedgerStore, StoredChe
 __all__ = ["Ledger", "LedgerBatch"]
 
 Range = tuple[int, int]
+_NODE_CACHE_SIZE = 1 << 16
 
 
 def _decompose(start: int, end: int) -> list[tuple[int, int]]:
@@ -82,6 +83,12 @@ class Ledger:
         self._now = now or (lambda: datetime.now(UTC))
         self._witness = witness
         self._witnessed = witnessed
+        # Interior perfect-subtree hashes never change once written, so proofs may reuse them;
+        # the cache is dropped whenever another connection commits (a rewrite behind this
+        # handle's back is read fresh), leaf hashes are always read fresh, and full
+        # verification reads raw storage only.
+        self._node_cache: dict[tuple[int, int], bytes] = {}
+        self._cache_version: int | None = None
 
     # ---------------------------------------------------------------- appends
     @property
@@ -198,15 +205,39 @@ class Ledger:
 
     def _subtree_reader(self, ranges: Sequence[Range]) -> dict[Range, bytes]:
         """Read every perfect subtree the ranges need in one batched call and fold them."""
-        plan = [_decompose(start, end) for start, end in ranges]
-        flat = [key for keys in plan for key in keys]
-        values = self._store.read_nodes(flat)
-        result: dict[Range, bytes] = {}
-        offset = 0
-        for rng, keys in zip(ranges, plan, strict=True):
+        # Most ranges of a proof are one aligned perfect subtree: a single stored node.
+        perfect: dict[Range, tuple[int, int]] = {}
+        ragged: dict[Range, list[tuple[int, int]]] = {}
+        for start, end in ranges:
+            size = end - start
+            if size & (size - 1) == 0 and start % size == 0:
+                level = size.bit_length() - 1
+                perfect[(start, end)] = (level, start >> level)
+            else:
+                ragged[(start, end)] = _decompose(start, end)
+        flat = list(perfect.values()) + [key for keys in ragged.values() for key in keys]
+        values = self._read_nodes(flat)
+        result = dict(zip(perfect, values, strict=False))
+        offset = len(perfect)
+        for rng, keys in ragged.items():
             result[rng] = self._fold(values[offset : offset + len(keys)])
             offset += len(keys)
         return result
+
+    def _read_nodes(self, keys: list[tuple[int, int]]) -> list[bytes]:
+        version = self._store.outside_changes()
+        if version != self._cache_version:
+            self._node_cache.clear()
+            self._cache_version = version
+        cache = self._node_cache
+        missing = [key for key in dict.fromkeys(keys) if key not in cache]
+        fetched = (
+            dict(zip(missing, self._store.read_nodes(missing), strict=True)) if missing else {}
+        )
+        if len(cache) + len(fetched) > _NODE_CACHE_SIZE:
+            cache.clear()
+        cache.update((key, value) for key, value in fetched.items() if key[0] > 0)
+        return [cache[key] if key in cache else fetched[key] for key in keys]
 
     def root(self, size: int | None = None) -> bytes:
         """Return the Merkle root of the first ``size`` entries (default: all)."""
@@ -229,7 +260,6 @@ class Ledger:
         rows = self._store.read_entry_list(self._check_indices(indices, self.size))
         return [LedgerEntry(r.index, r.leaf, r.leaf_hash, Event.from_leaf(r.leaf)) for r in rows]
 
-
     def prove(self, index: int, size: int | None = None) -> InclusionProof:
         """Return the inclusion proof of entry ``index`` in the tree of ``size`` entries."""
         return self.prove_many([index], size)[0]
@@ -241,21 +271,24 @@ class Ledger:
         if not checked:
             return []
         # One batched read: the root, each leaf hash and every subtree any path needs.
-        recorder = _RangeRecorder()
+        # One pass records the ranges each path needs (in the order RFC 9162 lists them).
+        plans: list[list[Range]] = []
         for index in checked:
+            recorder = _RangeRecorder()
             compute_inclusion_path(index, size, recorder)
-        wanted = recorder.ranges | {(0, size)} | {(index, index + 1) for index in checked}
+            plans.append(recorder.order[::-1])
+        wanted = {r for plan in plans for r in plan} | {(0, size)}
+        wanted |= {(index, index + 1) for index in checked}
         values = self._subtree_reader(sorted(wanted))
-        read = values.__getitem__
         return [
             InclusionProof(
                 index,
                 size,
                 values[(index, index + 1)],
-                tuple(compute_inclusion_path(index, size, lambda a, b: read((a, b)))),
+                tuple(values[r] for r in plan),
                 values[(0, size)],
             )
-            for index in checked
+            for index, plan in zip(checked, plans, strict=True)
         ]
 
     def consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
@@ -402,10 +435,15 @@ class _RangeRecorder:
     """A ``subtree_hash`` stand-in that records which ranges a proof needs (first pass)."""
 
     def __init__(self) -> None:
-        self.ranges: set[Range] = set()
+        self.order: list[Range] = []
+
+    @property
+    def ranges(self) -> set[Range]:
+        """The distinct ranges asked for."""
+        return set(self.order)
 
     def __call__(self, start: int, end: int) -> bytes:
-        self.ranges.add((start, end))
+        self.order.append((start, end))
         return b""
 
 

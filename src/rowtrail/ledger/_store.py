@@ -123,6 +123,14 @@ class LedgerStore(Protocol):
         """Return how many interior nodes (level >= 1) are stored."""
         ...
 
+    def outside_changes(self) -> int:
+        """Return a counter that changes whenever another connection or process commits.
+
+        The ledger drops its cache of interior tree hashes when it changes, so a rewrite made
+        behind this handle's back is always read fresh.
+        """
+        ...
+
     def save_checkpoint(self, checkpoint: StoredCheckpoint, *, created_at: str) -> None:
         """Store a signed checkpoint."""
         ...

@@ -362,6 +362,10 @@ class SQLiteLedgerStore:
         for subject, idx in self.db.query("SELECT subject, idx FROM event_subjects ORDER BY idx"):
             yield str(subject), int(idx)
 
+    def outside_changes(self) -> int:
+        """Return SQLite's ``data_version``: it changes when another connection commits."""
+        return int(self.db.query("PRAGMA data_version")[0][0])
+
     def count_nodes(self) -> int:
         """Return the number of stored interior nodes (hash bytes beyond each leaf hash)."""
         sql = f"SELECT coalesce(sum(length(hashes) - {_HASH}), 0) FROM events"

@@ -7,8 +7,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
+from rowtrail.ids import ROW_BITS
 from rowtrail.lineage import SourceInfo
-from rowtrail.store.sqlite import SQLiteDatabase, _chunks
+from rowtrail.store.sqlite import SQLiteDatabase
 
 __all__ = ["SQLiteLineageStore"]
 
@@ -34,11 +38,43 @@ def _info(row: Sequence[Any]) -> SourceInfo:
     )
 
 
+_ROW_MASK = (1 << ROW_BITS) - 1
+
+
+class _SubjectMap:
+    """Subject pseudonym of every row of one source: a code per row number (-1: none)."""
+
+    def __init__(self, rows: Sequence[tuple[int, str]]) -> None:
+        names = sorted({str(subject) for _, subject in rows})
+        code_of = {name: code for code, name in enumerate(names)}
+        numbers = np.fromiter((int(r) & _ROW_MASK for r, _ in rows), np.int64, len(rows))
+        self.codes: NDArray[np.int32] = np.full(
+            int(numbers.max()) + 1 if len(rows) else 0, -1, dtype=np.int32
+        )
+        self.codes[numbers] = np.fromiter((code_of[str(s)] for _, s in rows), np.int32, len(rows))
+        self.names = names
+
+    def lookup(self, row_ids: NDArray[np.int64], found: dict[int, str]) -> None:
+        numbers = row_ids & _ROW_MASK
+        inside = numbers < self.codes.size
+        codes = self.codes[numbers[inside]]
+        known = codes >= 0
+        names = self.names
+        for row, code in zip(row_ids[inside][known].tolist(), codes[known].tolist(), strict=True):
+            found[row] = names[code]
+
+
 class SQLiteLineageStore:
-    """Sources and subject rows in the workspace database."""
+    """Sources and subject rows in the workspace database.
+
+    Subject lookups by row id go through a per-source map loaded once (one range scan) and
+    dropped when this store adds subject rows to that source; a source's subject rows are all
+    written when it is registered, so the map does not go stale.
+    """
 
     def __init__(self, db: SQLiteDatabase) -> None:
         self.db = db
+        self._subject_maps: dict[int, _SubjectMap] = {}
 
     def find_source(self, name: str, digest: str) -> SourceInfo | None:
         """Return the source ``name`` with these exact bytes, if registered."""
@@ -111,6 +147,8 @@ class SQLiteLineageStore:
             conn.executemany(
                 "INSERT OR IGNORE INTO subject_rows (subject, row_id) VALUES (?, ?)", pairs
             )
+        for source in {int(row_id) >> ROW_BITS for _, row_id in pairs}:
+            self._subject_maps.pop(source, None)
 
     def rows_of_subject(self, subject: str) -> list[int]:
         """Return the row ids of a subject."""
@@ -122,8 +160,19 @@ class SQLiteLineageStore:
     def subjects_of_rows(self, row_ids: Sequence[int]) -> dict[int, str]:
         """Return the pseudonym of each given row id that has one."""
         found: dict[int, str] = {}
-        for chunk in _chunks(sorted({int(r) for r in row_ids})):
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT row_id, subject FROM subject_rows WHERE row_id IN ({marks})"
-            found.update((int(r), str(s)) for r, s in self.db.query(sql, chunk))
+        ids = np.unique(np.asarray(row_ids, dtype=np.int64))
+        sources = ids >> ROW_BITS
+        for source in np.unique(sources).tolist():
+            self._subject_map(int(source)).lookup(ids[sources == source], found)
         return found
+
+    def _subject_map(self, source: int) -> _SubjectMap:
+        cached = self._subject_maps.get(source)
+        if cached is None:
+            rows = self.db.query(
+                "SELECT row_id, subject FROM subject_rows WHERE row_id >= ? AND row_id < ? "
+                "ORDER BY row_id, subject",
+                (source << ROW_BITS, (source + 1) << ROW_BITS),
+            )
+            cached = self._subject_maps[source] = _SubjectMap(rows)
+        return cached
