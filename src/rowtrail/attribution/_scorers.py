@@ -31,6 +31,7 @@ is ``-r_i phi_i``) and ``c_i`` its curvature (``p_i (1 - p_i)``).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -143,7 +144,7 @@ def _leverage(features: GradientFeatures, inverse: NDArray[np.float64]) -> NDArr
     return out * features.curvature()
 
 
-class _LinearScorer:
+class _LinearScorer(abc.ABC):
     """Shared machinery: blocks of (train side, query transform, weight)."""
 
     name = "linear"
@@ -164,8 +165,9 @@ class _LinearScorer:
                 )
         return items
 
+    @abc.abstractmethod
     def _build(self, item: GradientFeatures, n_items: int) -> _Block:
-        raise NotImplementedError
+        """Return the train-side block of one feature set (each strategy defines it)."""
 
     def fit(self, train: Sequence[GradientFeatures]) -> _LinearScorer:
         """Fit on one :class:`GradientFeatures` per model or checkpoint; return ``self``."""

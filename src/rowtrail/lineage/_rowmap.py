@@ -13,6 +13,7 @@ than once per row).
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Final
 
 import numpy as np
@@ -109,15 +110,15 @@ def gather_csr(parent: Ids, offsets: NDArray[np.int64], index: NDArray[np.int64]
     return Ids(len(offsets) - 1, per_entry.ids, entry_offsets[offsets], parent.shared)
 
 
-class RowMap:
+class RowMap(abc.ABC):
     """Base of row maps; ``apply`` composes the map with the parent's materialised Ids."""
 
     __slots__ = ()
     tag: str = "map"
 
+    @abc.abstractmethod
     def apply(self, parent: Ids, n_out: int) -> Ids:
         """Return the Ids of the output rows this edge reaches."""
-        raise NotImplementedError
 
 
 class Take(RowMap):
