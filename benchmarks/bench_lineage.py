@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import os
 import platform
@@ -73,7 +74,9 @@ def make_inputs(elements: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, n
     return A, B, W
 
 
-def interleaved(funcs: dict[str, Any], budget_s: float) -> dict[str, float]:
+def interleaved(
+    funcs: dict[str, Any], budget_s: float, after_each: Any = None
+) -> dict[str, float]:
     """Median CPU seconds per call of each function, rounds alternating between them.
 
     CPU time of this process (``time.process_time``) rather than wall time, so that other
@@ -99,6 +102,8 @@ def interleaved(funcs: dict[str, Any], budget_s: float) -> dict[str, float]:
             for _ in range(inner):
                 f()
             samples[key].append((time.process_time() - t0) / inner)
+            if after_each is not None:
+                after_each()
     out = {k: statistics.median(v) for k, v in samples.items()}
     if "plain" in samples and "traced" in samples:
         pairs = zip(samples["traced"], samples["plain"], strict=True)
@@ -240,32 +245,12 @@ TRACEPROP_SCRIPT = (
     PIPELINE
     + """
 import json, statistics, sys, time
+from typing import Any
 import numpy as np
 import traceprop as tp
 from traceprop.graph import reset_graph
 
-def interleaved(funcs, budget_s):
-    for f in funcs.values():
-        f()
-    start = time.process_time()
-    for f in funcs.values():
-        f()
-    once = max((time.process_time() - start) / len(funcs), 1e-7)
-    inner = max(1, int(0.02 / once))
-    rounds = max(9, min(61, int(budget_s / (once * inner * len(funcs)))))
-    samples = {k: [] for k in funcs}
-    order = list(funcs.items())
-    for r in range(rounds):
-        for key, f in (order if r % 2 == 0 else order[::-1]):
-            t0 = time.process_time()
-            for _ in range(inner):
-                f()
-            samples[key].append((time.process_time() - t0) / inner)
-            reset_graph()  # its graph is global and never shrinks; keep memory flat
-    out = {k: statistics.median(v) for k, v in samples.items()}
-    out["ratio"] = statistics.median(t / p for t, p in zip(samples["traced"], samples["plain"]))
-    return out
-
+""" + inspect.getsource(interleaved) + """
 out = {"version": tp.__version__ if hasattr(tp, "__version__") else "0.7.0", "pipeline": []}
 for elements in json.loads(sys.argv[1]):
     rng = np.random.default_rng(0)
@@ -276,13 +261,15 @@ for elements in json.loads(sys.argv[1]):
     res = seed_pipeline(At, Bt, W, np)
     rows = getattr(tp.provenance(res).node, "shape", None)  # what it reports after the filter
     ok = np.array_equal(np.asarray(res), seed_pipeline(A, B, W, np))
+    # its graph is global and never shrinks: reset it after each sample to keep memory flat
     t = interleaved({"plain": lambda: seed_pipeline(A, B, W, np),
                      "traced": lambda: seed_pipeline(At, Bt, W, np)},
-                    4.0 if elements < 10**6 else (15.0 if elements < 10**7 else 40.0))
+                    4.0 if elements < 10**6 else (15.0 if elements < 10**7 else 40.0),
+                    reset_graph)
     out["pipeline"].append({"elements": elements, "ratio": t["ratio"], "ok": ok,
                             "reported_shape_after_filter": list(rows) if rows else None})
 data = np.ones((10, 4)); X = tp.from_numpy(data, source_id="tiny")
-t = interleaved({"plain": lambda: data + 1, "traced": lambda: X + 1}, 2.0)
+t = interleaved({"plain": lambda: data + 1, "traced": lambda: X + 1}, 2.0, reset_graph)
 out["overhead_us"] = (t["traced"] - t["plain"]) * 1e6
 reset_graph()
 Y = tp.from_numpy(np.ones((4, 2)), source_id="chain")
