@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from rowtrail.attribution._checks import is_real
 from rowtrail.attribution._features import GradientFeatures
 from rowtrail.errors import InvalidInputError
+from rowtrail.training import solve_logistic
 
 __all__ = [
     "LinearRetrainer",
@@ -117,15 +118,17 @@ def fit_l2_linear(
     if loss == "squared":
         hessian = xs.T @ (xs * w[:, None]) + l2 * np.eye(p)
         return np.asarray(np.linalg.solve(hessian, xs.T @ (w * ys)))
-    theta = np.zeros(p) if init is None else np.asarray(init, dtype=np.float64).copy()
-    for _ in range(max_iter):
-        prob = _sigmoid(xs @ theta)
-        grad = xs.T @ (w * (prob - ys)) + l2 * theta
-        hessian = xs.T @ (xs * (w * prob * (1 - prob))[:, None]) + l2 * np.eye(p)
-        step = np.linalg.solve(hessian, grad)
-        theta -= step
-        if float(np.max(np.abs(step))) < tol:
-            break
+    # The training layer's solver (the same one fit_logistic uses), stopping on step size.
+    theta, _ = solve_logistic(
+        xs,
+        ys,
+        np.full(p, float(l2)),
+        weights=w,
+        init=init,
+        tol=0.0,
+        step_tol=tol,
+        max_iter=max_iter,
+    )
     return theta
 
 

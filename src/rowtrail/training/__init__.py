@@ -21,7 +21,13 @@ from rowtrail.training._codec import (
     encode_batch_sets,
     encode_positions,
 )
-from rowtrail.training._convex import ConvexFit, fit_logistic, fit_ridge, record_sklearn_fit
+from rowtrail.training._convex import (
+    ConvexFit,
+    fit_logistic,
+    fit_ridge,
+    record_sklearn_fit,
+    solve_logistic,
+)
 from rowtrail.training._features import (
     FeatureSet,
     featurize,
@@ -71,4 +77,5 @@ __all__ = [
     "read_batches",
     "record_sklearn_fit",
     "sample_usage",
+    "solve_logistic",
 ]

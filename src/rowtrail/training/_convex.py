@@ -27,7 +27,7 @@ from rowtrail.hashing import DIGEST_PREFIX, canonical_json
 from rowtrail.lineage import register_source
 from rowtrail.training._rows import check_row_ids
 
-__all__ = ["ConvexFit", "fit_logistic", "fit_ridge", "record_sklearn_fit"]
+__all__ = ["ConvexFit", "fit_logistic", "fit_ridge", "record_sklearn_fit", "solve_logistic"]
 
 F64 = NDArray[np.float64]
 
@@ -131,29 +131,56 @@ def _penalty(d: int, l2: float, fit_intercept: bool) -> F64:
     return diag
 
 
-def _logistic_terms(design: F64, y: F64, theta: F64, pen: F64) -> tuple[float, F64, F64]:
+def _logistic_terms(
+    design: F64, y: F64, theta: F64, pen: F64, weights: F64 | None = None
+) -> tuple[float, F64, F64]:
     z = design @ theta
     p = _sigmoid(z)
-    objective = float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(pen * theta**2))
-    gradient = design.T @ (p - y) + pen * theta
-    hessian = (design * (p * (1.0 - p))[:, None]).T @ design + np.diag(pen)
+    w = np.ones_like(z) if weights is None else weights
+    objective = float(np.sum(w * (np.logaddexp(0.0, z) - y * z)) + 0.5 * np.sum(pen * theta**2))
+    gradient = design.T @ (w * (p - y)) + pen * theta
+    hessian = (design * (w * p * (1.0 - p))[:, None]).T @ design + np.diag(pen)
     return objective, gradient, hessian
 
 
-def _newton(design: F64, y: F64, pen: F64, tol: float, max_iter: int) -> tuple[F64, int]:
-    theta = np.zeros(design.shape[1])
-    objective, gradient, hessian = _logistic_terms(design, y, theta, pen)
+def solve_logistic(
+    design: ArrayLike,
+    y: ArrayLike,
+    penalty: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    init: ArrayLike | None = None,
+    tol: float = 1e-10,
+    step_tol: float = 0.0,
+    max_iter: int = 100,
+) -> tuple[F64, int]:
+    """Minimise weighted L2-regularised logistic loss by damped Newton; return ``(θ, steps)``.
+
+    The objective is ``Σ wᵢ·(log(1 + e^{zᵢ}) - yᵢ zᵢ) + ½ Σ penaltyⱼ θⱼ²`` with ``z = design θ``
+    (a 0 penalty leaves a coefficient, such as an intercept column, unpenalised). Backtracking
+    keeps every step monotone. It stops when ``‖∇‖ ≤ tol · n`` or, with ``step_tol > 0``, when
+    the largest step component is below ``step_tol``; ``init`` warm-starts it. This is the one
+    solver behind :func:`fit_logistic` and the attribution layer's retraining.
+    """
+    x = np.asarray(design, dtype=np.float64)
+    target = np.asarray(y, dtype=np.float64)
+    pen = np.asarray(penalty, dtype=np.float64)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    theta = np.zeros(x.shape[1]) if init is None else np.array(init, dtype=np.float64)
+    objective, gradient, hessian = _logistic_terms(x, target, theta, pen, w)
     for iteration in range(1, max_iter + 1):
         step = np.linalg.solve(hessian + 1e-12 * np.eye(len(theta)), gradient)
         scale = 1.0
         while scale > 1e-10:  # backtracking keeps Newton monotone far from the optimum
             candidate = theta - scale * step
-            new = _logistic_terms(design, y, candidate, pen)
+            new = _logistic_terms(x, target, candidate, pen, w)
             if new[0] <= objective + 1e-4 * scale * float(gradient @ -step):
                 break
             scale *= 0.5
         theta, (objective, gradient, hessian) = candidate, new
-        if float(np.linalg.norm(gradient)) <= tol * design.shape[0]:
+        if float(np.linalg.norm(gradient)) <= tol * x.shape[0]:
+            return theta, iteration
+        if step_tol > 0 and float(np.max(np.abs(scale * step))) < step_tol:
             return theta, iteration
     return theta, max_iter
 
@@ -252,7 +279,7 @@ def fit_logistic(
     lam = _check_l2(l2, "fit_logistic")
     design = _design(data, fit_intercept)
     pen = _penalty(design.shape[1], lam, fit_intercept)
-    theta, n_iter = _newton(design, target, pen, tol, max_iter)
+    theta, n_iter = solve_logistic(design, target, pen, tol=tol, max_iter=max_iter)
     objective, gradient, hessian = _logistic_terms(design, target, theta, pen)
     digest = _data_digest(data, target)
     fit = ConvexFit(
