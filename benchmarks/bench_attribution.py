@@ -380,7 +380,7 @@ def bench_trace(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     from rowtrail.cli._demo_attribution import build_credit_example
 
     with tempfile.TemporaryDirectory() as tmp:
-        ws = rt.open(Path(tmp) / "ws")
+        ws = rt.init(Path(tmp) / "ws")
         example, build_s = timed(
             lambda: build_credit_example(ws, Path(tmp), n_applicants=cfg["applicants"], seed=seed)
         )

@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     n_rows, n_applicants, repeat = SIZES[args.size]
-    with tempfile.TemporaryDirectory() as tmp, rt.open(Path(tmp) / "ws") as ws:
+    with tempfile.TemporaryDirectory() as tmp, rt.init(Path(tmp) / "ws") as ws:
         report = {
             "size": args.size,
             "python": platform.python_version(),

@@ -133,7 +133,7 @@ def bench_appends(root: Path, payloads: list[dict[str, Any]]) -> tuple[dict[str,
     The machine is shared, so the four are measured in turns over ten segments of the data and
     each rate is total events / total time: a noisy moment hits all of them alike.
     """
-    ws = rt.open(root / "ws")  # the default clock, as users get it
+    ws = rt.init(root / "ws")  # the default clock, as users get it
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     leaves = [Event("train.batch", p, time=moment).leaf() for p in payloads]  # same size
     rows = [(i, leaf, hashlib.sha256(b"\x00" + leaf).digest()) for i, leaf in enumerate(leaves)]

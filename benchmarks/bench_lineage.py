@@ -151,7 +151,7 @@ def check_rows(traced: Any, A: np.ndarray) -> None:
 
 
 def per_op_cost() -> dict[str, float]:
-    ws = rt.open(tempfile.mkdtemp())
+    ws = rt.init(tempfile.mkdtemp())
     data = np.ones((10, 4))
     X = rt.track(data, source="tiny", workspace=ws)
     times = interleaved({"plain": lambda: data + 1, "traced": lambda: X + 1}, 2.0)
@@ -165,7 +165,7 @@ def per_op_cost() -> dict[str, float]:
 
 
 def ancestors_cost() -> float:
-    ws = rt.open(tempfile.mkdtemp())
+    ws = rt.init(tempfile.mkdtemp())
     Y = rt.track(np.ones((4, 2)), source="chain", workspace=ws)
     for _ in range(1000):
         Y = Y + 1
@@ -177,7 +177,7 @@ def ancestors_cost() -> float:
 
 def query_costs(n_rows: int) -> dict[str, float]:
     """rows_of / derived_from on a filtered, reordered 10^6-row array; bytes persisted."""
-    ws = rt.open(tempfile.mkdtemp())
+    ws = rt.init(tempfile.mkdtemp())
     rng = np.random.default_rng(1)
     X = rt.track(
         np.column_stack([np.arange(n_rows, dtype=float), rng.normal(size=n_rows)]),
@@ -225,7 +225,7 @@ def query_costs(n_rows: int) -> dict[str, float]:
 
 
 def discarded_ops_memory(n_ops: int = 100_000) -> float:
-    ws = rt.open(tempfile.mkdtemp())
+    ws = rt.init(tempfile.mkdtemp())
     X = rt.track(np.ones((8, 3)), source="mem", workspace=ws)
     for _ in range(1000):
         _ = X + 1
@@ -338,7 +338,7 @@ def main() -> None:
     )
     other = None if args.no_traceprop else run_traceprop(sizes)
     goals = {10**3: 2.0, 10**4: 1.3, 10**6: 1.03}
-    ws = rt.open(tempfile.mkdtemp())
+    ws = rt.init(tempfile.mkdtemp())
     print("\nseed pipeline, traced / plain NumPy (CPU time; median ratio of ABBA rounds)")
     print(
         f"{'elements':>10} {'plain ms':>10} {'rowtrail ms':>12} {'rowtrail x':>11} "

@@ -90,7 +90,7 @@ def main() -> None:
     print(f"size={args.size}: n={n}, params={n_params}, batch={batch_size}, torch threads=1")
 
     with tempfile.TemporaryDirectory() as tmp:
-        ws = rt.open(Path(tmp) / "ws")
+        ws = rt.init(Path(tmp) / "ws")
         plain_epoch(model, optimizer, loader)  # warm-up (allocator, kernels)
         ws.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db_before = os.path.getsize(ws.path / "rowtrail.db")

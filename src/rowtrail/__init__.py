@@ -6,7 +6,7 @@ service are optional extras imported lazily.
 Examples
 --------
 >>> import tempfile, rowtrail as rt
->>> ws = rt.open(tempfile.mkdtemp())
+>>> ws = rt.init(tempfile.mkdtemp())
 >>> ws.ledger.append("rows.ingested", {"source": "credit.csv", "n_rows": 3})
 0
 >>> ws.ledger.checkpoint().size
@@ -21,7 +21,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rowtrail import errors
-from rowtrail._workspace import Workspace, open_workspace
+from rowtrail._workspace import Workspace, init_workspace, open_workspace
 from rowtrail.errors import RowtrailError, VerificationError
 from rowtrail.ledger import Event, Ledger
 from rowtrail.lineage import flush, lineage, load_csv, load_lineage, track
@@ -29,6 +29,7 @@ from rowtrail.lineage import flush, lineage, load_csv, load_lineage, track
 __version__ = "0.1.0"
 
 open = open_workspace  # the public verb is rt.open(location)
+init = init_workspace  # and rt.init(location) creates one
 
 if not TYPE_CHECKING:
     # ``rt.lineage`` is the subpackage itself, made callable (``rt.lineage(obj)``), so that
@@ -44,6 +45,8 @@ __all__ = [
     "__version__",
     "errors",
     "flush",
+    "init",
+    "init_workspace",
     "lineage",
     "load_csv",
     "load_lineage",

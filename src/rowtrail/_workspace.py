@@ -30,7 +30,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rowtrail import _context
-from rowtrail.errors import InvalidInputError, StateError, StorageError
+from rowtrail.errors import (
+    InvalidInputError,
+    MissingKeyError,
+    StateError,
+    StorageError,
+    WorkspaceNotFoundError,
+)
 from rowtrail.ids import pseudonymize
 from rowtrail.ledger import Ledger, NoteSigner, VerifyReport, verify_log
 from rowtrail.lineage import PipelineContext
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
     from rowtrail.attribution import Attributor, Explanation
     from rowtrail.training import TrainingRun
 
-__all__ = ["Workspace", "open_workspace"]
+__all__ = ["Workspace", "init_workspace", "open_workspace"]
 
 DB_NAME = "rowtrail.db"
 
@@ -63,15 +69,51 @@ def _write_new_file(path: Path, data: bytes) -> bytes:
     return path.read_bytes()
 
 
-def _load_signing_key(path: Path) -> Ed25519PrivateKey:
-    if not path.exists():
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+def _new_signing_key() -> bytes:
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _create_layout(path: Path) -> None:
+    """Make a new workspace's directory and keys (mode 0700/0600); keep an existing one's."""
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"location of rowtrail.init must be a directory; {path} is a file")
+    if path.is_dir() and not (path / DB_NAME).exists() and any(path.iterdir()):
+        raise InvalidInputError(
+            f"location of rowtrail.init must be a new or empty directory, or a workspace; "
+            f"{path} holds other files. Choose another directory. Nothing was created."
         )
-        _write_new_file(path, pem)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = path / "keys"
+    _write_new_file(keys / "subject.key", secrets.token_bytes(32))
+    _write_new_file(keys / "ledger.pem", _new_signing_key())
+
+
+def _read_key_file(path: Path, what: str) -> bytes:
+    """Return a key file's bytes; a missing key is an error, never silently regenerated."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingKeyError(
+            f"{what} {path} is missing. Restore it from your backup of the workspace: a new "
+            "key cannot be made in its place (earlier pseudonyms and signatures would no "
+            "longer match). Nothing was changed."
+        ) from None
+    if not data:
+        raise MissingKeyError(f"{what} {path} is empty. Restore it from your backup.")
+    return data
+
+
+def _load_signing_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(
+            _read_key_file(path, "the checkpoint signing key"), password=None
+        )
+    except ValueError as exc:
+        raise StorageError(f"{path} does not hold a PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise StorageError(f"{path} does not hold an Ed25519 private key")
     return key
@@ -83,7 +125,7 @@ class Workspace:
     Examples
     --------
     >>> import tempfile, rowtrail
-    >>> with rowtrail.open(tempfile.mkdtemp()) as ws:
+    >>> with rowtrail.init(tempfile.mkdtemp()) as ws:
     ...     ws.ledger.append("rows.ingested", {"n_rows": 3})
     0
     """
@@ -94,16 +136,26 @@ class Workspace:
         *,
         actor: str = "rowtrail",
         now: Callable[[], datetime] | None = None,
+        create: bool = False,
     ) -> None:
         self.path = path
-        path.mkdir(parents=True, exist_ok=True)
+        if create:
+            _create_layout(path)
+        elif not (path / DB_NAME).is_file():
+            raise WorkspaceNotFoundError(
+                f"location of rowtrail.open: no workspace at {path}. Create one with "
+                f"rowtrail.init({str(path)!r}) (or `rowtrail init --workspace {path}`), or "
+                "check the path for a typo. Nothing was created."
+            )
+        keys = path / "keys"
+        # Keys are read before the database is touched: a missing key changes nothing.
+        self._secret = _read_key_file(keys / "subject.key", "the subject pseudonym key")
+        signing_key = _load_signing_key(keys / "ledger.pem")
         self.db = SQLiteDatabase(path / DB_NAME)
         self.workspace_id = self.db.set_meta_default("workspace_id", uuid.uuid4().hex[:16])
         self.origin = f"rowtrail.local/{self.workspace_id}"
         self.blobs = FileBlobStore(path / "blobs")
-        keys = path / "keys"
-        self._secret = _write_new_file(keys / "subject.key", secrets.token_bytes(32))
-        signer = NoteSigner(self.origin, _load_signing_key(keys / "ledger.pem"))
+        signer = NoteSigner(self.origin, signing_key)
         self.ledger = Ledger(
             SQLiteLedgerStore(self.db),
             self.blobs,
@@ -232,8 +284,12 @@ def open_workspace(
     *,
     actor: str = "rowtrail",
     now: Callable[[], datetime] | None = None,
+    create: bool = False,
 ) -> Workspace:
-    """Open or create a workspace.
+    """Open an existing workspace (or create one with ``create=True``).
+
+    Opening never creates anything: a location that holds no workspace raises
+    :class:`~rowtrail.errors.WorkspaceNotFoundError`, so a typo cannot answer "not used".
 
     Parameters
     ----------
@@ -244,6 +300,8 @@ def open_workspace(
         Default actor recorded on events appended through this handle.
     now : callable, optional
         Clock returning an aware UTC datetime (inject for reproducible tests).
+    create : bool
+        Create the workspace (directory, keys, database) when it does not exist yet.
     """
     text = os.fspath(location) if location is not None else _context.default_location()
     if text.startswith(("postgresql://", "postgres://")):
@@ -265,7 +323,25 @@ def open_workspace(
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise InvalidInputError(f"location of rowtrail.open must be a directory; {path} is a file")
-    return Workspace(path.resolve(), actor=actor, now=now)
+    return Workspace(path.resolve(), actor=actor, now=now, create=create)
+
+
+def init_workspace(
+    location: str | os.PathLike[str] | None = None,
+    *,
+    actor: str = "rowtrail",
+    now: Callable[[], datetime] | None = None,
+) -> Workspace:
+    """Create a workspace (or open the one already there) and return it.
+
+    Examples
+    --------
+    >>> import tempfile, rowtrail as rt
+    >>> with rt.init(tempfile.mkdtemp()) as ws:
+    ...     ws.ledger.size
+    0
+    """
+    return open_workspace(location, actor=actor, now=now, create=True)
 
 
 _context.register_opener(open_workspace)

@@ -6,21 +6,26 @@ keep ``except ValueError`` / ``except RuntimeError`` / ``except ImportError`` wo
     RowtrailError
     ├── InvalidInputError (ValueError)
     │   ├── SchemaMismatchError
-    │   └── CanonicalEncodingError
+    │   ├── CanonicalEncodingError
+    │   └── WorkspaceNotFoundError
     ├── StateError (RuntimeError)
     ├── LineageError
     │   └── UnknownSourceError (KeyError-free lookup failures)
     ├── StorageError
     │   ├── SchemaVersionError
-    │   └── BlobNotFoundError
+    │   ├── BlobNotFoundError
+    │   └── MissingKeyError
     ├── VerificationError
     │   ├── InclusionProofError
     │   ├── ConsistencyProofError
     │   ├── CheckpointError
-    │   └── LogIntegrityError
+    │   │   └── TrustRootError
+    │   ├── LogIntegrityError
+    │   │   └── TableIntegrityError
+    │   └── FileIntegrityError
     └── MissingDependencyError (ImportError)
 
-Warnings: ``RowtrailWarning`` > ``LineageFallbackWarning``.
+Warnings: ``RowtrailWarning`` > ``LineageFallbackWarning``, ``SecurityWarning``.
 """
 
 from __future__ import annotations
@@ -30,20 +35,26 @@ __all__ = [
     "CanonicalEncodingError",
     "CheckpointError",
     "ConsistencyProofError",
+    "FileIntegrityError",
     "InclusionProofError",
     "InvalidInputError",
     "LineageError",
     "LineageFallbackWarning",
     "LogIntegrityError",
     "MissingDependencyError",
+    "MissingKeyError",
     "RowtrailError",
     "RowtrailWarning",
     "SchemaMismatchError",
     "SchemaVersionError",
+    "SecurityWarning",
     "StateError",
     "StorageError",
+    "TableIntegrityError",
+    "TrustRootError",
     "UnknownSourceError",
     "VerificationError",
+    "WorkspaceNotFoundError",
 ]
 
 
@@ -131,3 +142,47 @@ class RowtrailWarning(UserWarning):
 
 class LineageFallbackWarning(RowtrailWarning):
     """An operation was not understood and lineage fell back to "all input rows"."""
+
+
+class WorkspaceNotFoundError(InvalidInputError):
+    """A location names no workspace (and creating one was not asked for)."""
+
+
+class MissingKeyError(StorageError):
+    """A workspace key file is missing or empty; it must be restored, never regenerated."""
+
+
+class TrustRootError(CheckpointError):
+    """A log's signed checkpoint is not backed by the trust root kept outside the workspace.
+
+    Raised when no trust root is known for a log, when the pinned verifier key differs from
+    the workspace's, or when the trusted checkpoint is missing from, newer than or inconsistent
+    with the stored log (a rollback or a fork).
+    """
+
+
+class TableIntegrityError(LogIntegrityError):
+    """A cache table disagrees with what the ledger says it must hold.
+
+    ``table`` names the table and ``key`` the first row (as text) that differs.
+    """
+
+    def __init__(self, message: str, *, table: str, key: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.key = key
+
+
+class FileIntegrityError(VerificationError):
+    """A file bound to the ledger by a digest is missing, unreadable or altered.
+
+    ``path`` names the file.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SecurityWarning(RowtrailWarning):
+    """Something about a workspace weakens its protection (e.g. key files readable by others)."""

@@ -192,7 +192,7 @@ def run_demo(
             )
         shutil.rmtree(path)
     workdir = Path(tempfile.mkdtemp(prefix="rowtrail-demo-"))
-    with open_workspace(path, actor="demo") as ws:
+    with open_workspace(path, actor="demo", create=True) as ws:
         ctx = DemoContext(
             ws=ws, workdir=workdir, console=console, quiet=quiet, seed=seed, size=size
         )

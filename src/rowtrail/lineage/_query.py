@@ -85,7 +85,7 @@ class ArrayLineage:
     Examples
     --------
     >>> import tempfile, numpy as np, rowtrail as rt
-    >>> ws = rt.open(tempfile.mkdtemp())
+    >>> ws = rt.init(tempfile.mkdtemp())
     >>> X = rt.track(np.arange(12.0).reshape(6, 2), source="demo", workspace=ws)
     >>> L = rt.lineage(X[X[:, 0] > 4])
     >>> L.sources(), dict(L.rows_of(0)), L.derived_from("demo", 5).tolist()

@@ -60,7 +60,7 @@ class LineageEstimator:
     --------
     >>> import tempfile, numpy as np, rowtrail as rt
     >>> from sklearn.preprocessing import StandardScaler
-    >>> ws = rt.open(tempfile.mkdtemp())
+    >>> ws = rt.init(tempfile.mkdtemp())
     >>> X = rt.track(np.arange(8.0).reshape(4, 2), source="x", workspace=ws)
     >>> Z = rt.sklearn.wrap(StandardScaler()).fit_transform(X[1:])
     >>> dict(rt.lineage(Z).rows_of(0)), rt.lineage(Z).statistics()[0].fitted_on["x"]

@@ -99,7 +99,7 @@ def track(
     Examples
     --------
     >>> import tempfile, numpy as np, rowtrail as rt
-    >>> X = rt.track(np.ones((3, 2)), source="ones", workspace=rt.open(tempfile.mkdtemp()))
+    >>> X = rt.track(np.ones((3, 2)), source="ones", workspace=rt.init(tempfile.mkdtemp()))
     >>> rt.lineage(X[1:]).sources()
     {'ones': [1, 2]}
     """
@@ -260,7 +260,7 @@ def load_csv(
     >>> import tempfile, pathlib, rowtrail as rt
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "c.csv").write_text("id,age,income\na1,30,100\na2,45,250\n")
-    >>> X = rt.load_csv(d / "c.csv", workspace=rt.open(d / "ws"), subject="id")
+    >>> X = rt.load_csv(d / "c.csv", workspace=rt.init(d / "ws"), subject="id")
     >>> X.shape, rt.lineage(X[X[:, 0] > 40]).sources()
     ((2, 2), {'c.csv': [1]})
     """

@@ -114,7 +114,7 @@ class TrainingRun:
     --------
     >>> import tempfile, numpy as np, rowtrail as rt
     >>> from rowtrail.training import fit_logistic
-    >>> ws = rt.open(tempfile.mkdtemp())
+    >>> ws = rt.init(tempfile.mkdtemp())
     >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = (X[:, 0] > 0).astype(float)
     >>> with ws.training_run("lr", params={"l2": 1.0}) as run:
     ...     fit = fit_logistic(X, y, l2=1.0, run=run)

@@ -25,7 +25,7 @@ N = 80
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[Any, ...]]:
     rng = np.random.default_rng(0)
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     x = rng.normal(size=(N, 3))
     y = (x @ [1.0, -1.0, 0.5] + 0.3 * rng.normal(size=N) > 0).astype(float)
     raw_ids = [f"person-{i:03d}" for i in range(N)]
@@ -129,7 +129,7 @@ def test_logged_prediction_explains_after_reopening(setup: tuple[Any, ...], tmp_
     )
     before = ws.explain(index, top_k=3)
     ws.close()
-    with rt.open(tmp_path / "ws") as again:
+    with rt.init(tmp_path / "ws") as again:
         after = again.explain(index, top_k=3)
         assert after.supporting == before.supporting
         assert after.opposing == before.opposing
@@ -188,7 +188,7 @@ def test_bad_explain_inputs(setup: tuple[Any, ...], tmp_path: Path) -> None:
         attribution.load_attributor(ws, "other")
     with pytest.raises(InvalidInputError, match="name of save_attributor"):
         attribution.save_attributor(ws, att, "../escape")
-    with rt.open(tmp_path / "empty") as empty, pytest.raises(StateError, match="no attributor"):
+    with rt.init(tmp_path / "empty") as empty, pytest.raises(StateError, match="no attributor"):
         empty.explain(x[0])
     row_ids = row_numbers(att.index.row_ids)
     assert sorted(row_ids.tolist()) == list(range(N))

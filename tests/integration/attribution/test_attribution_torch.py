@@ -56,7 +56,7 @@ def test_trak_over_training_feature_store_supports_predictions(tmp_path: Path) -
         z = model(x).squeeze(1).numpy()
         zt = model(xt).squeeze(1).numpy()
     predicted = (zt > 0).astype(np.float32)
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     ids = np.arange(n, dtype=np.int64)
     train_set = featurize(
         ws,

@@ -21,7 +21,7 @@ runner = CliRunner()
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     path = tmp_path / "ws"
-    with rt.open(path) as ws:
+    with rt.init(path) as ws:
         subject = ws.pseudonymize("applicant-7")
         for i in range(37):
             ws.ledger.append(
@@ -85,7 +85,7 @@ def test_ledger_head_json(workspace: Path) -> None:
     data = json.loads(out)
     assert set(data) == {"size", "root", "checkpoint"}
     assert data["size"] == 38
-    with rt.open(workspace) as ws:
+    with rt.init(workspace) as ws:
         checkpoint = ws.ledger.open_checkpoint(data["checkpoint"])
         assert checkpoint.size == 38
         assert checkpoint.root.hex() == data["root"] == ws.ledger.root().hex()

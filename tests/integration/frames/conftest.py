@@ -34,7 +34,7 @@ class CreditFiles:
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Iterator[rt.Workspace]:
-    with rt.open(tmp_path / "ws") as workspace:
+    with rt.init(tmp_path / "ws") as workspace:
         yield workspace
 
 

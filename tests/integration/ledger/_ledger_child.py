@@ -24,7 +24,7 @@ def main() -> None:
     n_batches, batch_size = int(sys.argv[4]), int(sys.argv[5])
     checkpoint_every = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     go = sys.argv[7] if len(sys.argv) > 7 else ""
-    ws = rt.open(workspace, actor=f"child-{tag}")
+    ws = rt.init(workspace, actor=f"child-{tag}")
     while go and not os.path.exists(go):
         time.sleep(0.005)
     counter = itertools.count() if n_batches == 0 else range(n_batches)

@@ -28,7 +28,7 @@ class Clock:
 
 def build_workspace(path: Path, n: int = 40) -> Workspace:
     """A workspace with ``n`` events of three kinds, subjects, blobs and two checkpoints."""
-    ws = rt.open(path, now=Clock())
+    ws = rt.init(path, now=Clock())
     alice, bob = ws.pseudonymize("alice"), ws.pseudonymize("bob")
     ids_blob = ws.ledger.put_blob(b"\x01\x02" * 100)
     ws.ledger.append("rows.ingested", {"source": "credit.csv", "n_rows": n}, subjects=[alice, bob])

@@ -50,7 +50,7 @@ def test_json_forms(tmp_path: Path) -> None:
 
 
 def test_non_utc_times_and_mapping_payloads(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     moment = datetime(2026, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
     with ws.ledger.batch() as batch:
         batch.append("a.b", MappingProxyType({"x": 1}))
@@ -119,7 +119,7 @@ def test_proven_entries_refuse_a_rewritten_history(tmp_path: Path) -> None:
 
 
 def test_sparse_and_dense_reads_agree(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     with ws.ledger.batch(max_events=500) as batch:
         for i in range(2100):
             batch.append("a.even" if i // 7 % 2 == 0 else "a.odd", {"i": i})

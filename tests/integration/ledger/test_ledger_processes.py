@@ -72,7 +72,7 @@ def wait_for_progress(report: Path, at_least: int, timeout: float = 30.0) -> Non
 def test_sigkill_never_loses_committed_batches(tmp_path: Path) -> None:
     rng = random.Random(1234)
     ws_path, report, size = tmp_path / "ws", tmp_path / "report", 50
-    rt.open(ws_path).close()  # create keys and schema once, so every round starts appending
+    rt.init(ws_path).close()  # create keys and schema once, so every round starts appending
     for round_number in range(6):
         before = len(reported(report)) if report.exists() else 0
         child = spawn(ws_path, report, f"r{round_number}", 0, size, checkpoint_every=3)
@@ -82,7 +82,7 @@ def test_sigkill_never_loses_committed_batches(tmp_path: Path) -> None:
         child.wait()
         assert child.returncode == -signal.SIGKILL
         # After every crash: reopen, nothing reported is lost, the whole log verifies.
-        ws = rt.open(ws_path)
+        ws = rt.init(ws_path)
         rows = reported(report)
         check_batches(ws, rows, size)
         assert ws.ledger.size >= max(last for _, last, _, _ in rows) + 1
@@ -96,7 +96,7 @@ def test_sigkill_never_loses_committed_batches(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_two_processes_append_concurrently(tmp_path: Path) -> None:
     ws_path, size, batches, go = tmp_path / "ws", 40, 40, tmp_path / "go"
-    rt.open(ws_path).close()
+    rt.init(ws_path).close()
     reports = [tmp_path / "a", tmp_path / "b"]
     children = [
         spawn(ws_path, r, tag, batches, size, checkpoint_every=5, go=str(go))
@@ -107,7 +107,7 @@ def test_two_processes_append_concurrently(tmp_path: Path) -> None:
     for child, report in zip(children, reports, strict=True):
         child.wait(timeout=120)
         assert child.returncode == 0, report.with_suffix(".err").read_text()
-    ws = rt.open(ws_path)
+    ws = rt.init(ws_path)
     rows = reported(reports[0]) + reported(reports[1])
     assert len(rows) == 2 * batches
     assert ws.ledger.size == 2 * batches * size  # no event lost
@@ -133,7 +133,7 @@ def test_verify_while_another_process_appends(tmp_path: Path) -> None:
     """A full verify sees one committed state: concurrent appends and checkpoints by another
     process are never half-seen and never reported as tampering."""
     ws_path, report = tmp_path / "ws", tmp_path / "report"
-    ws = rt.open(ws_path)
+    ws = rt.init(ws_path)
     child = spawn(ws_path, report, "w", 0, 20, checkpoint_every=1)
     try:
         wait_for_progress(report, 2)

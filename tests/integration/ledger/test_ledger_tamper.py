@@ -47,7 +47,7 @@ def scratch(
     """One shared copy for edit-and-restore tests (each test leaves it as it found it)."""
     path = tmp_path_factory.mktemp("scratch") / "ws"
     shutil.copytree(pristine, path)
-    ws = rt.open(path)
+    ws = rt.init(path)
     with raw_db(path) as conn:
         yield ws, conn
     ws.close()
@@ -59,7 +59,7 @@ def copy(pristine: Path, tmp_path: Path) -> Path:
 
 
 def verify_fails(path_or_ws: Path | rt.Workspace) -> VerificationError:
-    ws = rt.open(path_or_ws) if isinstance(path_or_ws, Path) else path_or_ws
+    ws = rt.init(path_or_ws) if isinstance(path_or_ws, Path) else path_or_ws
     with pytest.raises(VerificationError) as info:
         ws.verify()
     return info.value
@@ -80,7 +80,7 @@ def write(conn: sqlite3.Connection, column: str, index: int, value: bytes) -> No
 
 
 def test_pristine_copy_verifies(pristine: Path) -> None:
-    report = rt.open(pristine).verify()
+    report = rt.init(pristine).verify()
     assert (report.size, report.n_checkpoints, report.witnessed_size, report.n_blobs) == (
         N,
         2,
@@ -284,7 +284,7 @@ def test_subject_index_tampering(copy: Path) -> None:
     assert first_bad(copy) == N + 3
     with raw_db(copy) as conn:
         conn.execute("DELETE FROM event_subjects WHERE idx = ?", (N + 3,))
-    rt.open(copy).verify()
+    rt.init(copy).verify()
 
 
 @pytest.mark.parametrize(
@@ -372,7 +372,7 @@ def test_replayed_older_state_is_detected(tmp_path: Path) -> None:
         (tmp_path / "ws" / name).unlink(missing_ok=True)
         if (old_state / name).exists():
             shutil.copy2(old_state / name, tmp_path / "ws" / name)
-    replayed = rt.open(tmp_path / "ws")
+    replayed = rt.init(tmp_path / "ws")
     assert replayed.ledger.size == 20
     error = verify_fails(replayed)
     assert isinstance(error, CheckpointError)

@@ -118,7 +118,7 @@ def test_ledger_survives_reopen_at_every_size(tmp_path: Path) -> None:
 def test_append_prove_verify_property(
     tmp_path_factory: pytest.TempPathFactory, batches: list[int], data: st.DataObject
 ) -> None:
-    ws = rt.open(tmp_path_factory.mktemp("ws"), now=Clock())
+    ws = rt.init(tmp_path_factory.mktemp("ws"), now=Clock())
     sizes = []
     for count in batches:
         ws.ledger.append_events([ws.ledger.make_event("a.b", {"i": i}) for i in range(count)])
@@ -183,7 +183,7 @@ def test_witness_never_goes_back(tmp_path: Path) -> None:
 
 
 def test_checkpoint_of_empty_log_is_refused(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     with pytest.raises(StateError, match="empty"):
         ws.ledger.checkpoint()
     assert ws.verify().size == 0
@@ -249,7 +249,7 @@ def _append_then_fail(ws: rt.Workspace) -> None:
 
 
 def test_append_events_rejects_non_events(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     with pytest.raises(InvalidInputError, match=r"events\[0\]"):
         ws.ledger.append_events([{"kind": "a.b"}])  # type: ignore[list-item]
     assert ws.ledger.size == 0
@@ -257,7 +257,7 @@ def test_append_events_rejects_non_events(tmp_path: Path) -> None:
 
 
 def test_bad_batch_size(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     with pytest.raises(InvalidInputError, match="max_events"), ws.ledger.batch(max_events=0):
         pass
 

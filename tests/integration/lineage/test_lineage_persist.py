@@ -29,7 +29,7 @@ def _seed_pipeline(ws: rt.Workspace) -> Any:
 
 
 def test_flush_then_reload_in_a_reopened_workspace_answers_the_same(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     Y = _seed_pipeline(ws)
     live = rt.lineage(Y)
     expected = [live.rows_of(i).pairs() for i in range(len(Y))]
@@ -39,7 +39,7 @@ def test_flush_then_reload_in_a_reopened_workspace_answers_the_same(tmp_path: Pa
     assert event.payload["dag_digest"] == digest
     ws.close()
 
-    reopened = rt.open(tmp_path / "ws")
+    reopened = rt.init(tmp_path / "ws")
     for key in ("features", digest):
         view = rt.lineage(rt.load_lineage(reopened, key))
         assert view.sources() == live.sources()
@@ -56,7 +56,7 @@ def test_flush_then_reload_in_a_reopened_workspace_answers_the_same(tmp_path: Pa
 
 
 def test_pipeline_block_persists_on_clean_exit_only(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     X = rt.track(np.arange(20.0).reshape(10, 2), source="x", workspace=ws)
     with ws.pipeline("prep") as p:
         train = X[::2] * 2
@@ -81,14 +81,14 @@ def test_pipeline_block_persists_on_clean_exit_only(tmp_path: Path) -> None:
 
 
 def test_flush_rejects_untraced_objects(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     with pytest.raises(LineageError, match="traced array"):
         rt.flush(np.ones(3), workspace=ws)
     assert ws.ledger.size == 0
 
 
 def test_discarded_ops_do_not_grow_memory(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     X = rt.track(np.ones((8, 3)), source="x", workspace=ws)
     for _ in range(2_000):  # warm caches (frame-file cache, NumPy internals)
         _ = (X + 1)[1:]
@@ -115,7 +115,7 @@ def test_import_rowtrail_loads_no_optional_library() -> None:
 
 
 def test_every_row_map_kind_survives_persistence(tmp_path: Path) -> None:
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     X = rt.track(np.arange(24.0).reshape(12, 2) % 5, source="x", workspace=ws)
     groups = np.unique(X[:, :1], axis=0)  # CSR: each value row unites its duplicates
     spread = X[:4].reshape(-1)  # each input row spreads over two output rows
@@ -127,7 +127,7 @@ def test_every_row_map_kind_survives_persistence(tmp_path: Path) -> None:
         for k, part in enumerate(parts):
             run.add(f"p{k}", part)
     ws.close()
-    reopened = rt.open(tmp_path / "ws")
+    reopened = rt.init(tmp_path / "ws")
     for k in range(len(parts)):
         view = rt.load_lineage(reopened, "kinds", output=f"p{k}")
         assert [view.rows_of(i).pairs() for i in range(view.n_rows)] == live[k]
@@ -139,7 +139,7 @@ def test_ids_pinned_on_a_node_survive_persistence(tmp_path: Path) -> None:
     from rowtrail.lineage._node import Node
     from rowtrail.lineage._rowmap import INDIRECT, Ids
 
-    ws = rt.open(tmp_path / "ws")
+    ws = rt.init(tmp_path / "ws")
     X = rt.track(np.arange(10.0), source="a", workspace=ws)
     node = Node("frame.to_numpy", "transformation", (X._n,), (INDIRECT,), 3)
     node.cache = Ids(3, X._n.source.row_ids()[[4, 2, 2, 7]], np.array([0, 1, 3, 4]))
@@ -147,5 +147,5 @@ def test_ids_pinned_on_a_node_survive_persistence(tmp_path: Path) -> None:
     assert rt.lineage(reversed_).rows_of(1).pairs() == [("a", 2)]
     rt.flush(reversed_, name="pinned")
     ws.close()
-    view = rt.load_lineage(rt.open(tmp_path / "ws"), "pinned")
+    view = rt.load_lineage(rt.init(tmp_path / "ws"), "pinned")
     assert [view.rows_of(i).pairs() for i in range(3)] == [[("a", 7)], [("a", 2)], [("a", 4)]]

@@ -28,7 +28,7 @@ def X(tmp_path: Path) -> TracedArray:
     rng = np.random.default_rng(3)
     data = np.column_stack([np.arange(30.0), rng.integers(0, 3, 30), rng.normal(size=30)])
     data[4, 2] = np.nan
-    return rt.track(data, source="apps", workspace=rt.open(tmp_path / "ws"))
+    return rt.track(data, source="apps", workspace=rt.init(tmp_path / "ws"))
 
 
 def _exact(arr: TracedArray, truth: np.ndarray) -> None:

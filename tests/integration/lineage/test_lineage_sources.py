@@ -22,7 +22,7 @@ CSV = (
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    return rt.open(tmp_path / "ws")
+    return rt.init(tmp_path / "ws")
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def load_credit(ws: rt.Workspace, directory: Path, n: int, seed: int = 0) -> Cre
 
 @pytest.fixture
 def ws(tmp_path: Path) -> rt.Workspace:
-    with rt.open(tmp_path / "ws") as workspace:
+    with rt.init(tmp_path / "ws") as workspace:
         yield workspace
 
 

@@ -122,7 +122,7 @@ def test_killed_featurization_resumes_where_it_stopped(ws: rt.Workspace, tmp_pat
     resumed = featurize(ws, model, dataset, proj_dim=128, batch_size=20,
                         on_chunk=resumed_calls.append)
     assert resumed_calls == [60, 80, 96]  # nothing before row 40 was recomputed
-    with rt.open(tmp_path / "other") as other:
+    with rt.init(tmp_path / "other") as other:
         whole = featurize(other, model, dataset, proj_dim=128, batch_size=20)
     assert whole.key == resumed.key
     assert np.array_equal(np.asarray(whole.features), np.asarray(resumed.features))
@@ -149,7 +149,7 @@ dataset = TensorDataset(inputs, (inputs[:, 0] + inputs[:, 1] > 0).long())
 def slow(done):
     print(done, flush=True)
     time.sleep(0.2 if sys.argv[2] == "slow" else 0)
-featurize(rt.open(sys.argv[1]), model, dataset, proj_dim=128, batch_size=16, on_chunk=slow)
+featurize(rt.init(sys.argv[1]), model, dataset, proj_dim=128, batch_size=16, on_chunk=slow)
 """
 
 
@@ -174,10 +174,10 @@ def test_sigkilled_featurization_resumes_in_a_new_process(tmp_path: Path) -> Non
     resumed = [int(line) for line in done.stdout.split()]
     assert resumed[0] > 16  # it did not start over
     assert resumed[-1] == 96
-    with rt.open(tmp_path / "ws") as ws:
+    with rt.init(tmp_path / "ws") as ws:
         [key] = list_feature_sets(ws)
         killed = open_feature_set(ws, key)
-        with rt.open(tmp_path / "fresh") as fresh:
+        with rt.init(tmp_path / "fresh") as fresh:
             subprocess.run([sys.executable, str(script), str(tmp_path / "fresh"), "fast"],
                            capture_output=True, check=True)
             whole = open_feature_set(fresh, key)

@@ -82,7 +82,7 @@ def to_numpy(frame: Any, columns: Sequence[str] | None = None, *, dtype: Any = N
     Examples
     --------
     >>> import tempfile, pandas as pd, rowtrail as rt
-    >>> ws = rt.open(tempfile.mkdtemp())
+    >>> ws = rt.init(tempfile.mkdtemp())
     >>> df = rt.pandas.track(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), source="t", workspace=ws)
     >>> X = rt.to_numpy(df[df.a > 1], ["a"])
     >>> dict(rt.lineage(X).rows_of(0))

@@ -3,7 +3,7 @@ r"""``rt.pandas``: read or track pandas frames whose rows carry hidden source ro
 Examples
 --------
 >>> import tempfile, pathlib, rowtrail as rt
->>> ws = rt.open(tempfile.mkdtemp())
+>>> ws = rt.init(tempfile.mkdtemp())
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "loans.csv"
 >>> _ = path.write_text("id,amount\n1,10\n2,20\n3,30\n")
 >>> df = rt.pandas.read_csv(path, workspace=ws)

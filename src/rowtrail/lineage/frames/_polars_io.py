@@ -3,7 +3,7 @@ r"""``rt.polars``: read, scan or track polars frames whose rows carry hidden sou
 Examples
 --------
 >>> import tempfile, pathlib, polars as pl, rowtrail as rt
->>> ws = rt.open(tempfile.mkdtemp())
+>>> ws = rt.init(tempfile.mkdtemp())
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "loans.csv"
 >>> _ = path.write_text("id,amount\n1,10\n2,20\n3,30\n")
 >>> lf = rt.polars.scan_csv(path, workspace=ws)
