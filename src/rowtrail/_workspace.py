@@ -1,12 +1,18 @@
-"""Workspaces: a directory holding the database, blob store, keys and witness state.
+"""Workspaces: a directory holding the database, blob store and keys.
 
-Layout of a workspace directory (default ``./.rowtrail``, or ``$ROWTRAIL_WORKSPACE``)::
+Layout of a workspace directory (default ``./.rowtrail``, or ``$ROWTRAIL_WORKSPACE``), made
+with mode 0700 (directories) and 0600 (files)::
 
-    rowtrail.db            SQLite (WAL): ledger entries, tree nodes, checkpoints, lineage tables
+    rowtrail.db            SQLite (WAL): ledger entries, tree nodes, checkpoints, cache tables
     blobs/                 content-addressed blobs (row maps, id arrays, features)
-    keys/ledger.pem        Ed25519 checkpoint signing key (mode 0600)
-    keys/subject.key       HMAC secret for subject pseudonyms (mode 0600)
-    witness/checkpoint     latest signed checkpoint, kept outside the database
+    keys/ledger.pem        Ed25519 checkpoint signing key
+    keys/subject.key       HMAC secret for subject pseudonyms
+
+The trust root of a workspace's log (its pinned verifier key and latest checkpoint) is kept
+outside it, in the per-user state directory (:class:`rowtrail.ledger.TrustStore`), so a
+directory cannot vouch for itself. ``keys/subject.key`` re-identifies every subject whose raw
+identifiers can be enumerated (sequential ids, phone numbers): never copy it with the rest of
+the directory to someone who should only verify; a verifier needs no key at all.
 
 The storage backend is chosen by the location: a directory path or ``sqlite:///dir``; a
 ``postgresql://`` URL is reserved for the server backend.
@@ -15,11 +21,14 @@ The storage backend is chosen by the location: a directory path or ``sqlite:///d
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import hashlib
+import hmac
 import os
 import secrets
+import stat
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -31,15 +40,27 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rowtrail import _context
 from rowtrail.errors import (
+    FileIntegrityError,
     InvalidInputError,
     MissingKeyError,
+    SecurityWarning,
     StateError,
     StorageError,
+    TrustRootError,
+    VerificationError,
     WorkspaceNotFoundError,
 )
 from rowtrail.ids import pseudonymize
-from rowtrail.ledger import Ledger, NoteSigner, VerifyReport, verify_log
-from rowtrail.lineage import PipelineContext
+from rowtrail.ledger import (
+    Checkpoint,
+    Ledger,
+    NoteSigner,
+    TrustRoot,
+    TrustStore,
+    VerifyReport,
+    verify_log,
+)
+from rowtrail.lineage import SOURCE_EVENT_KINDS, PipelineContext
 from rowtrail.lineage import pipeline as lineage_pipeline
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
 
@@ -75,6 +96,57 @@ def _new_signing_key() -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def subject_key_check(secret: bytes) -> str:
+    """Return a commitment to the subject key (reveals nothing about it), kept with the trust."""
+    return hmac.new(secret, b"rowtrail.dev/subject-key-check/v1", hashlib.sha256).hexdigest()
+
+
+def _warn_if_exposed(path: Path) -> None:
+    """Warn when others may read the keys: a copy of subject.key re-identifies subjects."""
+    for target in (path, path / "keys", path / "keys" / "subject.key", path / DB_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(target).st_mode & 0o077:
+                warnings.warn(
+                    f"{target} can be read by other users (mode "
+                    f"{stat.S_IMODE(os.stat(target).st_mode):o}); keys/subject.key "
+                    "re-identifies every subject of an enumerable id format. Run "
+                    f"chmod -R go-rwx {path}",
+                    SecurityWarning,
+                    stacklevel=3,
+                )
+                return
+
+
+def _verify_blob_files(blobs: FileBlobStore) -> int:
+    """Re-hash every blob file, referenced or not: a blob's name is its digest."""
+    count = 0
+    for digest in sorted(blobs.iter_digests()):
+        try:
+            blobs.get(digest)
+        except (VerificationError, StorageError) as exc:
+            raise FileIntegrityError(
+                f"blob file {blobs.path_of(digest)} does not hash to its name: {exc}",
+                path=str(blobs.path_of(digest)),
+            ) from exc
+        count += 1
+    return count
+
+
+def _verify_bound_files(ws: Workspace) -> int:
+    """Check every saved attributor and feature store against the digests its event records."""
+    import rowtrail.attribution
+    import rowtrail.training
+
+    total = 0
+    for verify in (  # TODO(issue 9): direct imports once both land
+        getattr(rowtrail.attribution, "verify_attribution_files", None),
+        getattr(rowtrail.training, "verify_feature_stores", None),
+    ):
+        if verify is not None:
+            total += int(verify(ws))
+    return total
 
 
 def _create_layout(path: Path) -> None:
@@ -137,8 +209,11 @@ class Workspace:
         actor: str = "rowtrail",
         now: Callable[[], datetime] | None = None,
         create: bool = False,
+        read_only: bool = False,
+        trust: TrustStore | None = None,
     ) -> None:
         self.path = path
+        new = create and not (path / DB_NAME).exists()
         if create:
             _create_layout(path)
         elif not (path / DB_NAME).is_file():
@@ -151,22 +226,34 @@ class Workspace:
         # Keys are read before the database is touched: a missing key changes nothing.
         self._secret = _read_key_file(keys / "subject.key", "the subject pseudonym key")
         signing_key = _load_signing_key(keys / "ledger.pem")
-        self.db = SQLiteDatabase(path / DB_NAME)
-        self.workspace_id = self.db.set_meta_default("workspace_id", uuid.uuid4().hex[:16])
+        _warn_if_exposed(path)
+        self.read_only = read_only
+        self.db = SQLiteDatabase(path / DB_NAME, read_only=read_only)
+        if new:
+            os.chmod(path / DB_NAME, 0o600)
+        workspace_id = self.db.get_meta("workspace_id")
+        if workspace_id is None:
+            workspace_id = self.db.set_meta_default("workspace_id", uuid.uuid4().hex[:16])
+        self.workspace_id = workspace_id
         self.origin = f"rowtrail.local/{self.workspace_id}"
         self.blobs = FileBlobStore(path / "blobs")
         signer = NoteSigner(self.origin, signing_key)
+        self.trust = trust if trust is not None else TrustStore()
+        ledger_store = SQLiteLedgerStore(self.db)
         self.ledger = Ledger(
-            SQLiteLedgerStore(self.db),
+            ledger_store,
             self.blobs,
             signer,
             origin=self.origin,
             actor=actor,
             now=now,
-            witness=self._witness_checkpoint,
-            witnessed=self.witnessed_checkpoint,
+            trust=self.trust,
         )
         self.lineage_store = SQLiteLineageStore(self.db)
+        ledger_store.add_projection(SOURCE_EVENT_KINDS, self.lineage_store.project)
+        if new:
+            self.ledger.pin_trust()
+            self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
         self.closed = False
         self.extensions: dict[str, Any] = {}
 
@@ -185,37 +272,20 @@ class Workspace:
         """Return ``with ws.pipeline(name):``, which persists the lineage made inside it."""
         return lineage_pipeline(self, name)
 
-    # ------------------------------------------------------------ witness
-    @property
-    def witness_path(self) -> Path:
-        """File holding the latest checkpoint seen, kept outside the database."""
-        return self.path / "witness" / "checkpoint"
+    # ------------------------------------------------------------ trust
+    def trust_root(self) -> TrustRoot:
+        """Return the trust root this workspace's log is checked against (outside it)."""
+        return self.ledger.trust_root()
 
-    def _witness_checkpoint(self, note: str) -> None:
-        self.witness_path.parent.mkdir(parents=True, exist_ok=True)
-        # Processes checkpointing at once must not let the witness go back to a smaller
-        # checkpoint: read, compare and replace under an exclusive lock.
-        with open(self.witness_path.parent / ".lock", "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            current = self.witnessed_checkpoint()
-            if current is not None:
-                seen = self.ledger.open_checkpoint(current)
-                new = self.ledger.open_checkpoint(note)
-                if seen.size >= new.size:
-                    return
-            fd, tmp = tempfile.mkstemp(dir=self.witness_path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(note)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.witness_path)
+    def trust_current_state(self) -> Checkpoint | None:
+        """Pin this workspace's key and latest checkpoint as trusted by this user.
 
-    def witnessed_checkpoint(self) -> str | None:
-        """Return the latest checkpoint note the witness file holds, if any."""
-        try:
-            return self.witness_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
+        For a workspace received from elsewhere, after checking it by other means (e.g.
+        ``verify(vkey=..., checkpoint=...)`` against what its operator published).
+        """
+        checkpoint = self.ledger.pin_trust()
+        self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
+        return checkpoint
 
     # ------------------------------------------------------------ training
     def training_run(self, name: str, **options: Any) -> TrainingRun:
@@ -248,10 +318,47 @@ class Workspace:
         return explain(self, prediction, top_k=top_k, proofs=proofs, attributor=attributor)
 
     # ------------------------------------------------------------ verification
-    def verify(self, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Verify the whole ledger, blobs and checkpoints; raise on the first problem."""
+    def verify(
+        self,
+        *,
+        progress: Callable[[int], None] | None = None,
+        trust_root: TrustRoot | None = None,
+    ) -> VerifyReport:
+        """Verify everything answers are built from; raise on the first problem.
+
+        Checks, without writing anything: every ledger entry, tree node and index; every
+        signed checkpoint and the chain of their records; the log against the trust root kept
+        outside the workspace (or ``trust_root``, e.g. files a third party saved); every cache
+        table rebuilt from the ledger; every blob; every file bound to the ledger by a digest.
+
+        Raises
+        ------
+        VerificationError
+            ``LogIntegrityError`` (``TableIntegrityError`` for a cache table),
+            ``CheckpointError`` (``TrustRootError``), ``FileIntegrityError``.
+        """
         self._check_open()
-        return verify_log(self.ledger, witness_note=self.witnessed_checkpoint(), progress=progress)
+        if trust_root is not None:
+            self.ledger.use_trust_root(trust_root)
+        root = self.ledger.trust_root()
+        check = None if trust_root is not None else self.trust.subject_key_check(self.origin)
+        if check is not None and not hmac.compare_digest(check, subject_key_check(self._secret)):
+            raise TrustRootError(
+                f"keys/subject.key of {self.path} is not the key this log was created with: "
+                "pseudonyms would not match. Restore it from your backup."
+            )
+        report = verify_log(
+            self.ledger,
+            trust_root=root,
+            trust_bound=None if trust_root is not None else lambda: self.trust_root().bound,
+            progress=progress,
+        )
+        extra = {
+            "cache_rows": self.lineage_store.verify_caches(self.ledger),
+            "blob_files": _verify_blob_files(self.blobs),
+            "bound_files": _verify_bound_files(self),
+        }
+        return report.with_counts(extra)
 
     # ------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:
@@ -285,6 +392,7 @@ def open_workspace(
     actor: str = "rowtrail",
     now: Callable[[], datetime] | None = None,
     create: bool = False,
+    read_only: bool = False,
 ) -> Workspace:
     """Open an existing workspace (or create one with ``create=True``).
 
@@ -302,6 +410,9 @@ def open_workspace(
         Clock returning an aware UTC datetime (inject for reproducible tests).
     create : bool
         Create the workspace (directory, keys, database) when it does not exist yet.
+    read_only : bool
+        Open without creating or changing any file (no migration, no WAL side files); every
+        write raises :class:`~rowtrail.errors.StateError`. The CLI's reads use it.
     """
     text = os.fspath(location) if location is not None else _context.default_location()
     if text.startswith(("postgresql://", "postgres://")):
@@ -323,7 +434,9 @@ def open_workspace(
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise InvalidInputError(f"location of rowtrail.open must be a directory; {path} is a file")
-    return Workspace(path.resolve(), actor=actor, now=now, create=create)
+    if create and read_only:
+        raise InvalidInputError("create and read_only of rowtrail.open exclude each other")
+    return Workspace(path.resolve(), actor=actor, now=now, create=create, read_only=read_only)
 
 
 def init_workspace(

@@ -19,7 +19,7 @@ from rowtrail.cli._common import (
 )
 from rowtrail.cli._demo import run_demo
 from rowtrail.cli._explain import explain
-from rowtrail.cli._ledger import ledger_app, verify
+from rowtrail.cli._ledger import init, ledger_app, trust, verify
 
 __all__ = ["app", "main"]
 
@@ -30,7 +30,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("init")(init)
 app.command("verify")(verify)
+app.command("trust")(trust)
 app.command("explain")(explain)
 app.add_typer(ledger_app, name="ledger")
 

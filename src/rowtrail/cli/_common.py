@@ -43,18 +43,16 @@ TracebackOption = Annotated[
 ]
 
 
-def open_ws(workspace: str | None, *, must_exist: bool = True) -> Workspace:
-    """Open the workspace named on the command line."""
-    from pathlib import Path
+def open_ws(workspace: str | None, *, read_only: bool = True) -> Workspace:
+    """Open the workspace named on the command line (read-only unless the command writes).
 
+    Reads never create or change anything: a location with no workspace is an error
+    (:class:`~rowtrail.errors.WorkspaceNotFoundError`), never a new, empty workspace.
+    """
     from rowtrail import _context
 
     location = workspace or _context.default_location()
-    if must_exist and "://" not in location and not (Path(location) / "rowtrail.db").exists():
-        raise RowtrailError(
-            f"no rowtrail workspace at {location!r}; run 'rowtrail demo' or pass --workspace"
-        )
-    return open_workspace(location)
+    return open_workspace(location, read_only=read_only)
 
 
 def emit(data: Any, *, as_json: bool, human: Callable[[], None]) -> None:

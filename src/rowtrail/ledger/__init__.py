@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from rowtrail.ledger._checkpoint import (
     Checkpoint,
+    CheckpointRecord,
     NoteSigner,
     NoteVerifier,
     format_checkpoint_body,
+    format_record_body,
     open_checkpoint,
+    open_note,
+    open_record,
     parse_checkpoint_body,
 )
 from rowtrail.ledger._events import Event, check_kind
@@ -30,6 +34,7 @@ from rowtrail.ledger._store import (
     EntryRow,
     LedgerStore,
     LedgerTransaction,
+    Projection,
     StoredCheckpoint,
 )
 from rowtrail.ledger._subtree import (
@@ -37,12 +42,14 @@ from rowtrail.ledger._subtree import (
     verify_subtree_consistency,
     verify_subtree_inclusion,
 )
+from rowtrail.ledger._trust import TrustRoot, TrustStore, default_state_dir
 from rowtrail.ledger._verify import VerifyReport, verify_log
 
 __all__ = [
     "EMPTY_ROOT",
     "BlobStore",
     "Checkpoint",
+    "CheckpointRecord",
     "ConsistencyProof",
     "EntryBatch",
     "EntryRow",
@@ -55,18 +62,25 @@ __all__ = [
     "LedgerTransaction",
     "NoteSigner",
     "NoteVerifier",
+    "Projection",
     "StoredCheckpoint",
     "TreeHead",
+    "TrustRoot",
+    "TrustStore",
     "VerifyReport",
     "check_kind",
     "check_subtree",
     "compute_consistency_path",
     "compute_inclusion_path",
     "compute_root",
+    "default_state_dir",
     "format_checkpoint_body",
+    "format_record_body",
     "leaf_hash",
     "node_hash",
     "open_checkpoint",
+    "open_note",
+    "open_record",
     "parse_checkpoint_body",
     "root_from_inclusion_path",
     "verify_consistency",

@@ -25,12 +25,18 @@ from rowtrail.errors import CheckpointError, InvalidInputError
 
 __all__ = [
     "Checkpoint",
+    "CheckpointRecord",
     "NoteSigner",
     "NoteVerifier",
     "format_checkpoint_body",
+    "format_record_body",
     "open_checkpoint",
+    "open_note",
+    "open_record",
     "parse_checkpoint_body",
 ]
+
+_RECORD_HEADER = "rowtrail.dev/checkpoint-record/v1"
 
 _ED25519 = b"\x01"
 _SIG_PREFIX = "\u2014 "
@@ -177,17 +183,13 @@ def _split_note(note: object) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     return body, signatures
 
 
-def open_checkpoint(
-    note: str, verifiers: Iterable[NoteVerifier], *, origin: str | None = None
-) -> Checkpoint:
-    """Verify a signed checkpoint note and return its tree head.
+def open_note(note: str, verifiers: Iterable[NoteVerifier]) -> str:
+    """Verify a signed note by at least one of ``verifiers`` and return its body.
 
-    At least one signature must come from one of ``verifiers`` (matched by name and key id)
-    and verify; a note signed only by unknown keys raises :class:`CheckpointError`. Every
-    known key's signature must verify. ``origin``, when given, must match.
+    Every signature by a known key (matched by name and key id) must verify; a note signed
+    only by unknown keys raises :class:`CheckpointError`.
     """
     body, signatures = _split_note(note)
-    checkpoint = parse_checkpoint_body(body)
     known = {(v.name, v.key_id): v for v in verifiers}
     verified = 0
     for name, key_id, signature in signatures:
@@ -200,7 +202,70 @@ def open_checkpoint(
             verified += 1
     if verified == 0:
         names = sorted({name for name, _, _ in signatures})
-        raise CheckpointError(f"checkpoint is signed only by unknown keys {names}")
+        raise CheckpointError(f"note is signed only by unknown keys {names}")
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """When a checkpoint was signed, chained to the record of the one signed before it.
+
+    The record is a signed note of its own, so the checkpoint history (which checkpoints
+    exist and when each was made) cannot be edited or thinned out without the key: each
+    record names the SHA-256 of the previous record's note (``previous``, ``"none"`` for the
+    first).
+    """
+
+    origin: str
+    size: int
+    root: bytes
+    created_at: str
+    previous: str
+    note: str = ""
+
+    @property
+    def digest(self) -> str:
+        """Return ``sha256:<hex>`` of the signed record note (what the next record names)."""
+        return "sha256:" + hashlib.sha256(self.note.encode("utf-8")).hexdigest()
+
+
+def format_record_body(
+    origin: str, size: int, root: bytes, created_at: str, previous: str
+) -> str:
+    """Return the body of a checkpoint record note (see :class:`CheckpointRecord`)."""
+    head = format_checkpoint_body(origin, size, root)
+    if "\n" in created_at or "\n" in previous:
+        raise InvalidInputError("created_at and previous of a checkpoint record are single lines")
+    return f"{_RECORD_HEADER}\n{head}{created_at}\n{previous}\n"
+
+
+def open_record(note: str, verifiers: Iterable[NoteVerifier]) -> CheckpointRecord:
+    """Verify a checkpoint record note and return the record."""
+    body = open_note(note, verifiers)
+    header, _, rest = body.partition("\n")
+    lines = rest.split("\n")
+    if header != _RECORD_HEADER or len(lines) != 6 or lines[-1] != "":
+        raise CheckpointError("note is not a rowtrail checkpoint record")
+    head = parse_checkpoint_body("\n".join(lines[:3]) + "\n")
+    return CheckpointRecord(head.origin, head.size, head.root, lines[3], lines[4], note)
+
+
+def open_checkpoint(
+    note: str, verifiers: Iterable[NoteVerifier], *, origin: str | None = None
+) -> Checkpoint:
+    """Verify a signed checkpoint note and return its tree head.
+
+    At least one signature must come from one of ``verifiers`` (matched by name and key id)
+    and verify; a note signed only by unknown keys raises :class:`CheckpointError`. Every
+    known key's signature must verify. ``origin``, when given, must match.
+    """
+    checkpoint = parse_checkpoint_body(_split_note(note)[0])
+    try:
+        open_note(note, verifiers)
+    except CheckpointError as exc:
+        if "unknown keys" in str(exc):
+            raise CheckpointError(str(exc).replace("note is", "checkpoint is")) from None
+        raise
     if origin is not None and checkpoint.origin != origin:
         raise CheckpointError(f"checkpoint origin is {checkpoint.origin!r}, expected {origin!r}")
     return Checkpoint(checkpoint.origin, checkpoint.size, checkpoint.root, note)

@@ -8,20 +8,31 @@ binary decomposition of its size (RFC 9162 §2.1.1).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from rowtrail._faults import crashpoint
 from rowtrail.errors import (
+    CheckpointError,
     ConsistencyProofError,
     InclusionProofError,
     InvalidInputError,
     LogIntegrityError,
     StateError,
+    TrustRootError,
 )
-from rowtrail.ledger._checkpoint import Checkpoint, NoteSigner, NoteVerifier, open_checkpoint
+from rowtrail.ledger._checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    format_checkpoint_body,
+    format_record_body,
+    open_checkpoint,
+)
 from rowtrail.ledger._events import BatchLeafEncoder, Event, format_time
 from rowtrail.ledger._merkle import (
     EMPTY_ROOT,
@@ -33,12 +44,23 @@ from rowtrail.ledger._merkle import (
     node_hash,
 )
 from rowtrail.ledger._proofs import ConsistencyProof, InclusionProof, LedgerEntry, TreeHead
-from rowtrail.ledger._store import BlobStore, EntryBatch, LedgerStore, StoredCheckpoint
+from rowtrail.ledger._store import (
+    BlobStore,
+    EntryBatch,
+    LedgerStore,
+    LedgerTransaction,
+    StoredCheckpoint,
+)
+from rowtrail.ledger._trust import TrustRoot, TrustStore
 
 __all__ = ["Ledger", "LedgerBatch"]
 
 Range = tuple[int, int]
 _NODE_CACHE_SIZE = 1 << 16
+
+
+def _record_digest(record: str) -> str:
+    return "sha256:" + hashlib.sha256(record.encode("utf-8")).hexdigest()
 
 
 def _decompose(start: int, end: int) -> list[tuple[int, int]]:
@@ -72,8 +94,7 @@ class Ledger:
         origin: str,
         actor: str = "rowtrail",
         now: Callable[[], datetime] | None = None,
-        witness: Callable[[str], None] | None = None,
-        witnessed: Callable[[], str | None] | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
         self._store = store
         self.blobs = blobs
@@ -81,8 +102,11 @@ class Ledger:
         self.origin = origin
         self.actor = actor
         self._now = now or (lambda: datetime.now(UTC))
-        self._witness = witness
-        self._witnessed = witnessed
+        self._trust = trust
+        self._trust_root: TrustRoot | None = None  # set by verify_against (third-party files)
+        self._trusted_cache: tuple[tuple[str, str | None, int], TreeHead] | None = None
+        self._depth = 0  # open transaction() blocks
+        self._pending_note: str | None = None  # trust to advance when the outermost commits
         # Interior perfect-subtree hashes never change once written, so proofs may reuse them;
         # the cache is dropped whenever another connection commits (a rewrite behind this
         # handle's back is read fresh), leaf hashes are always read fresh, and full
@@ -146,16 +170,238 @@ class Ledger:
     def _append_leaves(
         self, kinds: list[str], leaves: list[bytes], subjects: list[tuple[str, ...]]
     ) -> range:
-        """Append validated, encoded entries in one transaction; return their indices."""
+        """Append validated, encoded entries in one transaction; return their indices.
+
+        The transaction also signs and stores a checkpoint of the tree it leaves, so no entry
+        is ever outside a signed checkpoint; the trust root outside the workspace is moved
+        forward once the transaction has committed.
+        """
         if not leaves:
             size = self.size
             return range(size, size)
         hashes = leaf_hashes(leaves)
+        trusted = self._trust_for_write()
         with self._store.transaction() as tx:
             start = tx.size()
+            self._check_trusted_in(tx, trusted, start)
             nodes = extend_tree(start, hashes, tx.read_node, include_leaves=False)
             tx.write(EntryBatch(start, kinds, leaves, hashes, subjects), nodes)
+            known = {(level, index): value for level, index, value in nodes}
+            known.update(((0, start + i), h) for i, h in enumerate(hashes))
+            stored = self._seal(tx, start + len(leaves), known)
+            if self._trust is not None:
+                self._trust.stage(self.origin, stored.note)  # seen before it can commit
+            crashpoint("ledger.append.before_commit")
+        crashpoint("ledger.append.after_commit")
+        self._advance_trust(stored.note)
         return range(start, start + len(leaves))
+
+    def _root_in(
+        self, tx: LedgerTransaction, size: int, known: Mapping[tuple[int, int], bytes]
+    ) -> bytes:
+        if size == 0:
+            return EMPTY_ROOT
+        keys = _decompose(0, size)
+        return self._fold([known.get(key) or tx.read_node(*key) for key in keys])
+
+    def _seal(
+        self, tx: LedgerTransaction, size: int, known: Mapping[tuple[int, int], bytes]
+    ) -> StoredCheckpoint:
+        """Sign a checkpoint of ``size`` entries and its chained record, inside ``tx``."""
+        root = self._root_in(tx, size, known)
+        previous = tx.latest_checkpoint()
+        created_at = format_time(self._now())
+        link = "none" if previous is None else _record_digest(previous.record)
+        note = self._signer.sign(format_checkpoint_body(self.origin, size, root))
+        record = self._signer.sign(
+            format_record_body(self.origin, size, root, created_at, link)
+        )
+        stored = StoredCheckpoint(size, root, note, record, created_at)
+        tx.save_checkpoint(stored)
+        return stored
+
+    # ---------------------------------------------------------------- trust
+    def _trust_for_write(self) -> TrustRoot | None:
+        """Return the trust root writes must extend (``None`` when the ledger has no store)."""
+        if self._trust is None:
+            return None
+        root = self._trust.root_for(self.origin)
+        self._check_pinned(root)
+        return root
+
+    def _check_pinned(self, root: TrustRoot) -> None:
+        if not hmac.compare_digest(root.verifier.vkey, self.verifier.vkey):
+            raise TrustRootError(
+                f"the workspace's signing key ({self.verifier.vkey}) is not the key pinned for "
+                f"log {self.origin!r} in {root.source} ({root.verifier.vkey}): the key was "
+                "replaced. Restore keys/ledger.pem from your backup."
+            )
+
+    def _check_trusted_in(
+        self, tx: LedgerTransaction, trusted: TrustRoot | None, size: int
+    ) -> None:
+        """Refuse to extend a log that is behind, or forked from, its trusted checkpoint."""
+        if trusted is None or trusted.checkpoint is None:
+            return
+        checkpoint = trusted.checkpoint
+        if checkpoint.size > size:
+            raise TrustRootError(
+                f"log {self.origin!r} has {size} entries but {trusted.source} holds a signed "
+                f"checkpoint of size {checkpoint.size}: the log was truncated or rolled back. "
+                "Nothing was written."
+            )
+        if not hmac.compare_digest(self._root_in(tx, checkpoint.size, {}), checkpoint.root):
+            raise TrustRootError(
+                f"the stored tree at size {checkpoint.size} differs from the checkpoint in "
+                f"{trusted.source}: the log was rewritten or forked. Nothing was written."
+            )
+
+    def _advance_trust(self, note: str) -> None:
+        if self._depth:
+            self._pending_note = note  # the outermost transaction has not committed yet
+        elif self._trust is not None:
+            self._trust.advance(self.origin, note)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """Make every append in the block, and the caller's cache writes, one transaction.
+
+        Yields this ledger; appends inside the block (``append``, ``append_events``,
+        ``batch()``) return their indices at once but commit, with the checkpoint they sign,
+        only when the block exits cleanly; an exception discards all of them.
+        """
+        with self._store.transaction():
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+        if self._depth == 0 and self._pending_note is not None:
+            note, self._pending_note = self._pending_note, None
+            self._advance_trust(note)
+
+    def pin_trust(self) -> Checkpoint | None:
+        """Trust this log's current state: pin its key and its latest signed checkpoint.
+
+        For the log's creator (the workspace does it on creation) and for a user who chooses
+        to trust a workspace they received; raises if another key is pinned already.
+        """
+        if self._trust is None:
+            raise StateError("this ledger has no trust store")
+        latest = self.latest_checkpoint()
+        checkpoint = None
+        if latest is not None:
+            checkpoint = self.open_checkpoint(latest.note)
+            self._check_extends(latest.note, self.head())
+        note = None if latest is None else latest.note
+        self._trust.pin(self.origin, self.verifier.vkey, note=note)
+        return checkpoint
+
+    def use_trust_root(self, root: TrustRoot) -> None:
+        """Check this log against ``root`` (e.g. files a third party saved) instead of the store."""
+        if root.checkpoint is not None and root.checkpoint.origin != self.origin:
+            raise TrustRootError(
+                f"the trusted checkpoint is for log {root.checkpoint.origin!r}, not "
+                f"{self.origin!r}"
+            )
+        self._trust_root = root
+        self._trusted_cache = None
+
+    def trust_root(self) -> TrustRoot:
+        """Return what this log is checked against; raise :class:`TrustRootError` if nothing."""
+        if self._trust_root is not None:
+            return self._trust_root
+        if self._trust is None:
+            raise TrustRootError(f"no trust root is configured for log {self.origin!r}")
+        return self._trust.root_for(self.origin)
+
+    def trusted_head(self) -> TreeHead:
+        """Return the latest signed checkpoint, checked against the trust root.
+
+        The checkpoint's signature must verify with the pinned key (not merely the key in the
+        workspace), the trusted checkpoint kept outside the workspace must be one of the log's
+        own states (a consistency proof from it to this one), and the stored tree must have
+        this root at this size. Proofs released by answers are made against this head.
+
+        Raises
+        ------
+        TrustRootError, CheckpointError, ConsistencyProofError
+            When any of that fails; answers must not be given then.
+        """
+        root = self.trust_root()
+        self._check_pinned(root)
+        latest = self.latest_checkpoint()
+        trusted_note = None if root.checkpoint is None else root.checkpoint.note
+        if latest is None:
+            if root.checkpoint is not None:
+                raise TrustRootError(
+                    f"log {self.origin!r} stores no checkpoint but {root.source} holds one of "
+                    f"size {root.checkpoint.size}: its checkpoints were removed"
+                )
+            return TreeHead(0, EMPTY_ROOT)
+        key = (latest.note, trusted_note, self._store.outside_changes())
+        cached = self._trusted_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        signed = open_checkpoint(latest.note, [root.verifier], origin=self.origin)
+        if signed.size != latest.size or not hmac.compare_digest(signed.root, latest.root):
+            raise CheckpointError(
+                f"stored checkpoint row of size {latest.size} disagrees with its note"
+            )
+        size = self.size
+        if signed.size > size:
+            raise CheckpointError(
+                f"a checkpoint of size {signed.size} was signed but the log holds {size} "
+                "entries: it was truncated or rolled back"
+            )
+        if root.checkpoint is not None:
+            if root.checkpoint.size > signed.size:
+                raise TrustRootError(
+                    f"log {self.origin!r} holds signed checkpoints up to size {signed.size} but "
+                    f"{root.source} holds one of size {root.checkpoint.size}: the log was "
+                    "truncated or rolled back (an older state was replayed)"
+                )
+            old = root.checkpoint
+            proof = self.consistency(old.size, signed.size) if old.size else None
+            if proof is not None:
+                proof.verify()
+                if not (
+                    hmac.compare_digest(proof.old_root, old.root)
+                    and hmac.compare_digest(proof.new_root, signed.root)
+                ):
+                    raise TrustRootError(
+                        f"log {self.origin!r} is not an extension of the checkpoint of size "
+                        f"{root.checkpoint.size} in {root.source}: it was rewritten or forked"
+                    )
+        elif not hmac.compare_digest(self.root(signed.size), signed.root):
+            raise CheckpointError(
+                f"stored tree at size {signed.size} no longer matches its signed checkpoint"
+            )
+        head = TreeHead(signed.size, signed.root)
+        self._trusted_cache = (key, head)
+        return head
+
+    def prove_signed(self, indices: Sequence[int]) -> tuple[TreeHead, list[InclusionProof]]:
+        """Return inclusion proofs of entries against the trusted signed head, each verified.
+
+        Raises
+        ------
+        InvalidInputError
+            An index outside the signed log.
+        VerificationError
+            The head is not trusted (see :meth:`trusted_head`) or a proof fails.
+        """
+        head = self.trusted_head()
+        checked = self._check_indices(indices, head.size)
+        proofs = self.prove_many(checked, head.size) if checked else []
+        for proof in proofs:
+            if not hmac.compare_digest(proof.root, head.root):
+                raise InclusionProofError(
+                    f"proof of entry {proof.index} gives root {proof.root.hex()}, the signed "
+                    f"checkpoint says {head.root.hex()}"
+                )
+            proof.verify()
+        return head, proofs
 
     @contextmanager
     def batch(self, *, max_events: int = 1000) -> Iterator[LedgerBatch]:
@@ -181,7 +427,7 @@ class Ledger:
         current = self.size
         if size is None:
             return current
-        if not isinstance(size, int) or not 0 <= size <= current:
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= current:
             raise InvalidInputError(f"{what} must be an int in [0, {current}]; got {size!r}")
         return size
 
@@ -189,7 +435,7 @@ class Ledger:
     def _check_indices(indices: Sequence[object], size: int) -> list[int]:
         checked = []
         for index in indices:
-            if not isinstance(index, int) or not 0 <= index < size:
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < size:
                 raise InvalidInputError(
                     f"index must be an int in [0, {size}) for a log of size {size}; got {index!r}"
                 )
@@ -329,17 +575,17 @@ class Ledger:
         proofs fail are never released: the failure raises a
         :class:`~rowtrail.errors.VerificationError`.
         """
-        head = self._signed_head()
-        indices = self.indices(kind=kind, subject=subject)
-        rows = self._store.read_entry_list(self._check_indices(indices, head.size))
-        proofs = self.prove_many(indices, head.size)
+        with self._store.snapshot():  # the head and the index reads see one committed state
+            head = self.trusted_head()
+            indices = [i for i in self.indices(kind=kind, subject=subject) if i < head.size]
+            rows = self._store.read_entry_list(indices)
+        head_after, proofs = self.prove_signed(indices)
+        if head_after.size < head.size:
+            raise ConsistencyProofError("the signed head went backwards during the query")
         released = []
         for row, proof in zip(rows, proofs, strict=True):
-            if proof.root != head.root or not hmac.compare_digest(
-                leaf_hash(row.leaf), proof.leaf_hash
-            ):
+            if not hmac.compare_digest(leaf_hash(row.leaf), proof.leaf_hash):
                 raise InclusionProofError(f"entry {row.index} is not the leaf its proof is for")
-            proof.verify()
             event = self._decode(row.index, row.leaf)
             # The indexes are not signed: an entry they return must really match the query.
             if (kind is not None and event.kind != kind) or (
@@ -368,47 +614,28 @@ class Ledger:
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """Return the largest signed checkpoint, or ``None``."""
-        stored = self._store.list_checkpoints()
-        return stored[-1] if stored else None
+        return self._store.latest_checkpoint()
 
     def checkpoint(self) -> Checkpoint:
-        """Sign and store a checkpoint of the current head.
+        """Return the signed checkpoint of the current head, checked against the trust root.
 
-        Refuses (raises :class:`ConsistencyProofError`) to sign a head that is smaller than, or
-        inconsistent with, the latest checkpoint it signed before, whether that one is stored in
-        the database or held by the witness outside it (so a replayed older database cannot be
-        made to sign a fork).
+        Every append already signs a checkpoint in its own transaction; this checks that the
+        latest one is trusted (see :meth:`trusted_head`), moves the trust root forward to it,
+        and returns it. A log that was rolled back or forked is refused
+        (:class:`~rowtrail.errors.TrustRootError`): nothing is signed over it.
         """
-        previous = self.latest_checkpoint()
-        head = self._signed_head(previous)
+        with self._store.snapshot():  # head, checkpoint and size of one committed state
+            head = self.trusted_head()
+            latest = self.latest_checkpoint()
+            size = self.size
         if head.size == 0:
             raise StateError("the ledger is empty; append an event before signing a checkpoint")
-        if previous is not None and previous.size == head.size:
-            return self.open_checkpoint(previous.note)
-        note = self._signer.sign(Checkpoint(self.origin, head.size, head.root).body)
-        self._store.save_checkpoint(
-            StoredCheckpoint(head.size, head.root, note), created_at=format_time(self._now())
-        )
-        if self._witness is not None:
-            self._witness(note)
-        return Checkpoint(self.origin, head.size, head.root, note)
-
-    def _signed_head(self, previous: StoredCheckpoint | None = None) -> TreeHead:
-        """Return the current head after checking it extends every checkpoint signed before.
-
-        The checkpoints are read before the head: other processes may append and sign at any
-        moment, and the log only grows, so a head read afterwards is never behind them.
-        """
-        notes = [previous.note] if previous is not None else []
-        if previous is None and (latest := self.latest_checkpoint()) is not None:
-            notes.append(latest.note)
-        witnessed = self._witnessed() if self._witnessed is not None else None
-        if witnessed is not None:
-            notes.append(witnessed)
-        head = self.head()
-        for note in notes:
-            self._check_extends(note, head)
-        return head
+        if latest is None or latest.size != head.size or size != head.size:
+            raise CheckpointError(
+                f"entries from index {head.size} are not covered by a signed checkpoint"
+            )
+        self._advance_trust(latest.note)
+        return self.open_checkpoint(latest.note)
 
     def _check_extends(self, note: str, head: TreeHead) -> Checkpoint:
         """Raise unless ``head`` extends the signed checkpoint ``note``; return that checkpoint."""

@@ -7,9 +7,9 @@ perfect-subtree hashes, checkpoints, subject and kind indexes) and :class:`BlobS
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "BlobStore",
@@ -17,6 +17,7 @@ __all__ = [
     "EntryRow",
     "LedgerStore",
     "LedgerTransaction",
+    "Projection",
     "StoredCheckpoint",
 ]
 
@@ -47,11 +48,23 @@ class EntryBatch(NamedTuple):
 
 
 class StoredCheckpoint(NamedTuple):
-    """A signed checkpoint as stored: size, root and the exact note text."""
+    """A signed checkpoint as stored: size, root, the exact note text, and its signed record.
+
+    ``record`` is the signed :class:`~rowtrail.ledger.CheckpointRecord` note (when it was
+    signed and the digest of the record before it); ``created_at`` is the time it names.
+    """
 
     size: int
     root: bytes
     note: str
+    record: str = ""
+    created_at: str = ""
+
+
+#: Applies appended events to a backend's cache tables in the append's own transaction:
+#: called with the backend's transaction handle and the ``(index, leaf bytes)`` of every
+#: appended entry of the kinds it was registered for.
+Projection = Callable[[Any, Sequence[tuple[int, bytes]]], None]
 
 
 class LedgerTransaction(Protocol):
@@ -68,8 +81,17 @@ class LedgerTransaction(Protocol):
     def write(self, batch: EntryBatch, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         """Stage entries and the interior tree nodes (level >= 1) their append completed.
 
-        They commit when the context exits cleanly.
+        They commit when the context exits cleanly, together with the cache rows the
+        backend's projections derive from them.
         """
+        ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """Return the largest stored checkpoint as this transaction sees it."""
+        ...
+
+    def save_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        """Stage a signed checkpoint of the tree as this transaction leaves it."""
         ...
 
 
@@ -131,12 +153,12 @@ class LedgerStore(Protocol):
         """
         ...
 
-    def save_checkpoint(self, checkpoint: StoredCheckpoint, *, created_at: str) -> None:
-        """Store a signed checkpoint."""
-        ...
-
     def list_checkpoints(self) -> list[StoredCheckpoint]:
         """Return all stored checkpoints, ascending by size."""
+        ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """Return the largest stored checkpoint, or ``None``."""
         ...
 
 

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import hmac
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from rowtrail.errors import (
     BlobNotFoundError,
     CheckpointError,
     LogIntegrityError,
     RowtrailError,
+    TrustRootError,
     VerificationError,
 )
+from rowtrail.ledger._checkpoint import open_checkpoint, open_record
 from rowtrail.ledger._events import Event
 from rowtrail.ledger._log import Ledger
 from rowtrail.ledger._merkle import extend_tree, leaf_hash
 from rowtrail.ledger._store import EntryRow
+from rowtrail.ledger._trust import TrustRoot
 
 __all__ = ["VerifyReport", "verify_log"]
 
@@ -40,6 +43,12 @@ class VerifyReport:
     n_blobs: int
     n_checkpoints: int
     witnessed_size: int | None
+    trust_source: str = ""
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def with_counts(self, counts: Mapping[str, int]) -> VerifyReport:
+        """Return this report with more checked-item counts (cache rows, files, ...)."""
+        return replace(self, counts={**self.counts, **counts})
 
     def to_json(self) -> dict[str, object]:
         """Return a JSON-ready summary."""
@@ -51,6 +60,8 @@ class VerifyReport:
             "blobs": self.n_blobs,
             "checkpoints": self.n_checkpoints,
             "witnessed_size": self.witnessed_size,
+            "trust_root": self.trust_source,
+            **dict(self.counts),
         }
 
 
@@ -220,24 +231,88 @@ def _check_blob(ledger: Ledger, index: int, digest: str) -> None:
         raise LogIntegrityError(f"entry {index}: blob {digest} was altered", index=index) from exc
 
 
-def _check_checkpoints(ledger: Ledger, size: int, witness_note: str | None) -> int | None:
-    for stored in ledger.checkpoints():
-        checkpoint = ledger.open_checkpoint(stored.note)
+def _check_checkpoints(
+    ledger: Ledger,
+    size: int,
+    trust_root: TrustRoot | None,
+    bound: Callable[[], int] | None = None,
+) -> int | None:
+    """Check every stored checkpoint, the chain of their records, and the trust root.
+
+    Every write transaction signs a checkpoint, so the latest one must cover the whole log;
+    each record names the digest of the one before, so none can be removed or re-dated; the
+    checkpoint trusted outside the workspace must be one of the stored ones.
+    """
+    verifiers = [ledger.verifier] if trust_root is None else [trust_root.verifier]
+    stored_all = ledger.checkpoints()
+    previous = "none"
+    for stored in stored_all:
+        checkpoint = open_checkpoint(stored.note, verifiers, origin=ledger.origin)
         if checkpoint.size != stored.size or checkpoint.root != stored.root:
             raise CheckpointError(
                 f"stored checkpoint row of size {stored.size} disagrees with its note"
             )
+        try:
+            record = open_record(stored.record, verifiers)
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"checkpoint of size {stored.size}: its signed record is missing or invalid ({exc})"
+            ) from exc
+        if (record.origin, record.size, record.root) != (ledger.origin, stored.size, stored.root):
+            raise CheckpointError(f"checkpoint of size {stored.size}: record is for another head")
+        if record.created_at != stored.created_at:
+            raise CheckpointError(
+                f"checkpoint of size {stored.size}: created_at {stored.created_at!r} is not the "
+                f"signed time {record.created_at!r}"
+            )
+        if not hmac.compare_digest(record.previous, previous):
+            raise CheckpointError(
+                f"checkpoint of size {stored.size}: the checkpoint signed before it is missing "
+                "(its record links to a record that is not stored)"
+            )
+        previous = record.digest
         _check_head(ledger, checkpoint.size, checkpoint.root, size, "stored checkpoint")
-    if witness_note is None:
+    if size and (not stored_all or stored_all[-1].size != size):
+        covered = stored_all[-1].size if stored_all else 0
+        raise CheckpointError(
+            f"entries from index {covered} are not covered by any signed checkpoint: the "
+            "checkpoints were removed, or entries were added without the signing key"
+        )
+    if trust_root is None:
         return None
-    witnessed = ledger.open_checkpoint(witness_note)
-    _check_head(ledger, witnessed.size, witnessed.root, size, "witnessed checkpoint")
-    return witnessed.size
+    trusted = trust_root.checkpoint
+    if trusted is None:
+        if stored_all:
+            raise TrustRootError(
+                f"{trust_root.source} holds no checkpoint of log {ledger.origin!r}, which has "
+                f"{size} entries: the trusted checkpoint was removed"
+            )
+        return 0
+    _check_head(ledger, trusted.size, trusted.root, size, f"checkpoint in {trust_root.source}")
+    if not any(s.size == trusted.size and hmac.compare_digest(s.root, trusted.root)
+               for s in stored_all):
+        raise TrustRootError(
+            f"the checkpoint of size {trusted.size} in {trust_root.source} is not among the "
+            "log's stored checkpoints: they were removed or rewritten"
+        )
+    # Read after the snapshot began: a writer stages its checkpoint before committing, so
+    # the trust state read now has seen every checkpoint the snapshot holds.
+    seen = trust_root.bound if bound is None else bound()
+    if trust_root.current and stored_all and stored_all[-1].size > seen:
+        # Every write stages its checkpoint in the trust state before it commits: a log
+        # signed beyond what the trust state saw was extended behind its back.
+        raise TrustRootError(
+            f"the log has signed checkpoints up to size {stored_all[-1].size} but "
+            f"{trust_root.source} saw only up to {seen}: the trust state was rolled "
+            "back, or the log was extended without it. If you trust the log, run "
+            "`rowtrail ledger checkpoint --workspace DIR` to move the trust state forward."
+        )
+    return trusted.size
 
 
 def _check_head(ledger: Ledger, head_size: int, head_root: bytes, size: int, what: str) -> None:
     if head_size > size:
-        raise CheckpointError(
+        raise TrustRootError(
             f"{what} covers {head_size} entries but the log holds {size}: entries from index "
             f"{size} were truncated, or an older log state was replayed"
         )
@@ -248,25 +323,37 @@ def _check_head(ledger: Ledger, head_size: int, head_root: bytes, size: int, wha
 def verify_log(
     ledger: Ledger,
     *,
-    witness_note: str | None = None,
+    trust_root: TrustRoot | None = None,
+    trust_bound: Callable[[], int] | None = None,
     batch: int = 20_000,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify everything stored for ``ledger``; raise on the first problem.
 
     All reads happen in one storage snapshot, so appends by other processes meanwhile are
-    neither seen half-way nor mistaken for tampering. Read ``witness_note`` before calling:
-    a witness is never ahead of a snapshot taken after it.
+    neither seen half-way nor mistaken for tampering. Read ``trust_root`` before calling:
+    its trusted checkpoint is never ahead of a snapshot taken after it. ``trust_bound``
+    re-reads the largest size the trust state has seen (pending included) once the snapshot
+    has begun. Without a trust root, checkpoints are checked with the log's own key only (the
+    log vouching for itself).
     """
+    if trust_root is not None and not hmac.compare_digest(
+        trust_root.verifier.vkey, ledger.verifier.vkey
+    ):
+        raise TrustRootError(
+            f"the workspace's signing key ({ledger.verifier.vkey}) is not the key in "
+            f"{trust_root.source} ({trust_root.verifier.vkey}): the key was replaced"
+        )
     with ledger._store.snapshot():
         size = ledger.size
         n_nodes, n_blobs = _check_entries(ledger, size, batch, progress)
-        witnessed = _check_checkpoints(ledger, size, witness_note)
+        trusted = _check_checkpoints(ledger, size, trust_root, trust_bound)
         return VerifyReport(
             size=size,
             root=ledger.root(size),
             n_nodes=n_nodes,
             n_blobs=n_blobs,
             n_checkpoints=len(ledger.checkpoints()),
-            witnessed_size=witnessed,
+            witnessed_size=trusted,
+            trust_source="" if trust_root is None else trust_root.source,
         )

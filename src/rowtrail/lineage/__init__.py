@@ -9,6 +9,7 @@ from rowtrail.lineage._persist import PipelineContext, flush, load_lineage, pipe
 from rowtrail.lineage._query import ArrayLineage, OpList
 from rowtrail.lineage._schema import ColumnSpec, ValidationReport, Violation
 from rowtrail.lineage._sources import (
+    SOURCE_EVENT_KINDS,
     SourceInfo,
     get_source,
     list_sources,
@@ -20,6 +21,7 @@ from rowtrail.lineage._track import load_csv, track
 from rowtrail.lineage._view import LineageView, OpInfo, SourceRows, StatisticsDependency
 
 __all__ = [
+    "SOURCE_EVENT_KINDS",
     "ArrayLineage",
     "ColumnSpec",
     "LineageStore",

@@ -14,13 +14,13 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from rowtrail import _context
+from rowtrail._faults import crashpoint
 from rowtrail.errors import InvalidInputError, UnknownSourceError
 from rowtrail.hashing import check_digest
 from rowtrail.ids import make_row_ids, row_id
@@ -28,7 +28,17 @@ from rowtrail.ids import make_row_ids, row_id
 if TYPE_CHECKING:
     from rowtrail.lineage._store import LineageStore
 
-__all__ = ["SourceInfo", "get_source", "list_sources", "register_source", "rows_of_subject"]
+__all__ = [
+    "SOURCE_EVENT_KINDS",
+    "SourceInfo",
+    "get_source",
+    "list_sources",
+    "register_source",
+    "rows_of_subject",
+]
+
+#: The ledger events the sources and subject-rows cache tables are projected from.
+SOURCE_EVENT_KINDS = ("source.registered", "subject.ingested")
 
 _FORMATS = ("csv", "parquet", "numpy", "pandas", "polars", "spark", "torch", "json", "other")
 
@@ -125,22 +135,33 @@ def register_source(
     existing = store.find_source(name, digest)
     if existing is not None:
         return existing
-    info = SourceInfo(
-        name=name,
-        digest=digest,
-        format=format,
-        schema={str(k): str(v) for k, v in schema.items()},
-        n_rows=int(n_rows),
-        path=path,
-        subject_column=subject_column,
-    )
-    info = store.insert_source(info, created_at=datetime.now(UTC).isoformat())
-    index = ws.ledger.append("source.registered", info.to_json())
-    info = replace(info, ledger_index=index)
-    store.set_source_ledger_index(info.index, index)
-    if subject_ids is not None:
-        _register_subjects(ws, store, info, subject_ids)
-    return info
+    pseudonyms = None if subject_ids is None else _pseudonyms_by_subject(ws, subject_ids)
+    # One transaction: the source.registered event, every subject.ingested event, the cache
+    # rows projected from them and the checkpoint that signs them commit together or not at
+    # all, so a crash at any step leaves no half-registered source and a retry starts over.
+    with ws.ledger.transaction():
+        existing = store.find_source(name, digest)  # under the write lock: no duplicate
+        if existing is not None:
+            return existing
+        index, version = store.next_source_slot(name)
+        info = SourceInfo(
+            name=name,
+            digest=digest,
+            format=format,
+            schema={str(k): str(v) for k, v in schema.items()},
+            n_rows=int(n_rows),
+            path=path,
+            subject_column=subject_column,
+            index=index,
+            version=version,
+        )
+        ledger_index = ws.ledger.append("source.registered", info.to_json())
+        crashpoint("register_source.after_source_event")
+        if pseudonyms is not None:
+            _append_subjects(ws, info, pseudonyms)
+        crashpoint("register_source.before_commit")
+    crashpoint("register_source.after_commit")
+    return replace(info, ledger_index=ledger_index)
 
 
 def _is_nonempty_str(value: object) -> bool:
@@ -151,14 +172,17 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 0)
 
 
-def _register_subjects(ws: Any, store: LineageStore, info: SourceInfo, subject_ids: Any) -> None:
+def _pseudonyms_by_subject(ws: Any, subject_ids: Any) -> dict[str, list[int]]:
+    """Return each subject's pseudonym with its row numbers (blank cells have no subject)."""
     rows_by_subject: dict[str, list[int]] = defaultdict(list)
     for number, raw in enumerate(subject_ids):
         if raw is None or (isinstance(raw, float) and np.isnan(raw)) or str(raw).strip() == "":
             continue
         rows_by_subject[ws.pseudonymize(raw)].append(number)
-    pairs = [(p, row_id(info.index, n)) for p, rows in rows_by_subject.items() for n in rows]
-    store.add_subject_rows(pairs)
+    return rows_by_subject
+
+
+def _append_subjects(ws: Any, info: SourceInfo, rows_by_subject: dict[str, list[int]]) -> None:
     with ws.ledger.batch(max_events=2000) as batch:
         for pseudonym, rows in rows_by_subject.items():
             batch.append(
@@ -171,6 +195,7 @@ def _register_subjects(ws: Any, store: LineageStore, info: SourceInfo, subject_i
                 },
                 subjects=[pseudonym],
             )
+    crashpoint("register_source.after_subject_events")
 
 
 def get_source(workspace: Any, key: str | int) -> SourceInfo:

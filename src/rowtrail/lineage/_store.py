@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rowtrail.lineage._sources import SourceInfo
+
+if TYPE_CHECKING:
+    from rowtrail.ledger import Ledger
 
 __all__ = ["LineageStore"]
 
@@ -25,16 +28,27 @@ class LineageStore(Protocol):
         """Return every registered source version, by index."""
         ...
 
-    def insert_source(self, info: SourceInfo, *, created_at: str) -> SourceInfo:
-        """Store a new source version; assigns ``index`` and ``version``; returns it."""
+    def next_source_slot(self, name: str) -> tuple[int, int]:
+        """Return the next free source index and the next version of ``name``.
+
+        Called inside ``ledger.transaction()``, whose write lock keeps them free until the
+        ``source.registered`` event that takes them commits.
+        """
         ...
 
-    def set_source_ledger_index(self, source_index: int, ledger_index: int) -> None:
-        """Record the ledger index of a source's ``source.registered`` event."""
+    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> None:
+        """Write the cache rows of ``source.registered`` / ``subject.ingested`` entries.
+
+        Registered with the ledger store as a projection: runs inside the append's transaction.
+        """
         ...
 
-    def add_subject_rows(self, pairs: Sequence[tuple[str, int]]) -> None:
-        """Store ``(pseudonym, row_id)`` pairs."""
+    def verify_caches(self, ledger: Ledger) -> int:
+        """Rebuild the cache tables from the ledger and compare; return the rows checked.
+
+        Raises :class:`~rowtrail.errors.TableIntegrityError` naming the table and key of the
+        first difference.
+        """
         ...
 
     def rows_of_subject(self, subject: str) -> list[int]:

@@ -18,8 +18,7 @@ class FileBlobStore:
     """Blobs as files named by their SHA-256; a blob is durable before ``put`` returns."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(root)  # made on the first put, so reads never create it
 
     def _path(self, digest: str) -> Path:
         hexdigest = check_digest(digest)[len(DIGEST_PREFIX) :]
@@ -31,8 +30,9 @@ class FileBlobStore:
         path = self._path(digest)
         if path.exists():
             return digest
-        path.parent.mkdir(exist_ok=True)
         try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -65,6 +65,18 @@ class FileBlobStore:
     def has(self, digest: str) -> bool:
         """Return whether ``digest`` is stored."""
         return self._path(digest).exists()
+
+    def iter_digests(self) -> list[str]:
+        """Return the digest every stored blob file is named for (unsorted)."""
+        if not self.root.is_dir():
+            return []
+        return [
+            DIGEST_PREFIX + part.name + path.name
+            for part in self.root.iterdir()
+            if part.is_dir() and len(part.name) == 2
+            for path in part.iterdir()
+            if not path.name.startswith(".")
+        ]
 
     def path_of(self, digest: str) -> Path:
         """Return the file path of a stored blob (for memory-mapping large arrays)."""

@@ -82,3 +82,15 @@ MIGRATIONS.append(
     )
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+MIGRATIONS.append(
+    (
+        3,
+        [
+            # The signed checkpoint record (time and link to the previous record), so the
+            # checkpoint history is verifiable; every write transaction stores one.
+            "ALTER TABLE checkpoints ADD COLUMN record TEXT NOT NULL DEFAULT ''",
+        ],
+    )
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from rowtrail.errors import SchemaVersionError, StorageError
-from rowtrail.ledger import EntryBatch, EntryRow, StoredCheckpoint
+from rowtrail.errors import SchemaVersionError, StateError, StorageError
+from rowtrail.ledger import EntryBatch, EntryRow, Projection, StoredCheckpoint
 from rowtrail.store._migrations import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["SQLiteDatabase", "SQLiteLedgerStore"]
@@ -52,20 +53,47 @@ def _pack_hashes(batch: EntryBatch, nodes: Sequence[tuple[int, int, bytes]]) -> 
 class SQLiteDatabase:
     """A workspace database file with its migrations applied."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 60.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.lock = threading.RLock()
+        self.read_only = read_only
+        self._write_depth = 0
         try:
-            self.conn = sqlite3.connect(
-                str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
+            if read_only:
+                self.conn = _connect_read_only(self.path, timeout)
+            else:
+                self.conn = sqlite3.connect(
+                    str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+                )
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            if read_only:
+                self._check_version()
+            else:
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
         except sqlite3.Error as exc:
             raise StorageError(f"could not open workspace database {self.path}: {exc}") from exc
+
+    def _check_version(self) -> None:
+        """Refuse a schema other than this rowtrail's (a read-only handle migrates nothing)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"workspace database {self.path} has schema version {current}, but this "
+                f"rowtrail knows versions up to {SCHEMA_VERSION}. Upgrade rowtrail "
+                "(pip install -U rowtrail) to open it."
+            )
+        if current < SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"workspace database {self.path} has schema version {current}; this rowtrail "
+                f"needs {SCHEMA_VERSION}. Open it once for writing (rowtrail.open(path)) to "
+                "migrate it; a read-only open changes nothing."
+            )
 
     def _migrate(self) -> None:
         with self.write() as conn:
@@ -91,17 +119,36 @@ class SQLiteDatabase:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """Run statements in one exclusive (``BEGIN IMMEDIATE``) transaction."""
+        """Run statements in one exclusive (``BEGIN IMMEDIATE``) transaction.
+
+        A ``write()`` inside another one (same thread) joins it: everything commits, or
+        rolls back, with the outermost block.
+        """
+        if self.read_only:
+            raise StateError(
+                f"workspace database {self.path} is open read-only; open it with "
+                "rowtrail.open(path) to write"
+            )
         with self.lock:
+            if self._write_depth:
+                self._write_depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._write_depth -= 1
+                return
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StorageError(f"could not start a write transaction: {exc}") from exc
+            self._write_depth = 1
             try:
                 yield self.conn
             except BaseException:
+                self._write_depth = 0
                 self.conn.execute("ROLLBACK")
                 raise
+            self._write_depth = 0
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -153,9 +200,50 @@ class SQLiteDatabase:
             self.conn.close()
 
 
+def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """Open ``path`` so that nothing is created or changed, not even WAL side files.
+
+    A cleanly closed database has no ``-wal`` file: it is opened ``immutable`` (no locks, no
+    side files). While another connection has it open (a ``-wal`` exists), it is opened
+    ``mode=ro``, which shares that connection's WAL index and sees its commits.
+    """
+    if not path.is_file():
+        raise StorageError(f"workspace database {path} does not exist")
+    wal = Path(str(path) + "-wal")
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    uri = f"file:{quote(str(path))}?{mode}"
+    return sqlite3.connect(
+        uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+
+
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, projections: Mapping[str, Sequence[Projection]]
+    ) -> None:
         self._conn = conn
+        self._projections = projections
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        row = self._conn.execute(
+            "SELECT size, root, note, record, created_at FROM checkpoints "
+            "ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else _checkpoint(row)
+
+    def save_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        self._conn.execute(
+            "INSERT INTO checkpoints (size, root, note, record, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.record,
+             checkpoint.created_at),
+        )
+
+    def _project(self, start: int, kinds: Sequence[str], leaves: Sequence[bytes]) -> None:
+        for kind in set(kinds) & self._projections.keys():
+            entries = [(start + i, leaves[i]) for i, k in enumerate(kinds) if k == kind]
+            for projection in self._projections[kind]:
+                projection(self._conn, entries)
 
     def size(self) -> int:
         row = self._conn.execute("SELECT max(idx) FROM events").fetchone()
@@ -187,6 +275,7 @@ class _Transaction:
             self._conn.executemany(
                 "INSERT INTO event_subjects (subject, idx) VALUES (?, ?)", subjects
             )
+        self._project(batch.start, batch.kinds, batch.leaves)
 
     def _write_kind_runs(self, start: int, kinds: Sequence[str]) -> None:
         runs: list[list[Any]] = []
@@ -217,13 +306,23 @@ class SQLiteLedgerStore:
 
     def __init__(self, db: SQLiteDatabase) -> None:
         self.db = db
+        self._projections: dict[str, list[Projection]] = {}
+
+    def add_projection(self, kinds: Sequence[str], projection: Projection) -> None:
+        """Apply ``projection`` to every appended entry of ``kinds``, in the append's transaction.
+
+        Cache tables (sources, subject rows) are projections of ledger events: they are
+        written in the same transaction as the events, so neither exists without the other.
+        """
+        for kind in kinds:
+            self._projections.setdefault(kind, []).append(projection)
 
     @contextmanager
     def transaction(self) -> Iterator[_Transaction]:
         """Open an exclusive write transaction."""
         try:
             with self.db.write() as conn:
-                yield _Transaction(conn)
+                yield _Transaction(conn, self._projections)
         except sqlite3.Error as exc:
             raise StorageError(f"ledger write failed: {exc}") from exc
 
@@ -374,19 +473,25 @@ class SQLiteLedgerStore:
             raise StorageError("stored tree hashes are not a whole number of 32-byte hashes")
         return total // _HASH
 
-    def save_checkpoint(self, checkpoint: StoredCheckpoint, *, created_at: str) -> None:
-        """Store a signed checkpoint (idempotent for the same size and note)."""
-        with self.db.write() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO checkpoints (size, root, note, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                (checkpoint.size, checkpoint.root, checkpoint.note, created_at),
-            )
-
     def list_checkpoints(self) -> list[StoredCheckpoint]:
         """Return stored checkpoints ascending by size."""
-        rows = self.db.query("SELECT size, root, note FROM checkpoints ORDER BY size")
-        return [StoredCheckpoint(int(s), bytes(r), str(n)) for s, r, n in rows]
+        rows = self.db.query(
+            "SELECT size, root, note, record, created_at FROM checkpoints ORDER BY size"
+        )
+        return [_checkpoint(row) for row in rows]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """Return the largest stored checkpoint, or ``None``."""
+        rows = self.db.query(
+            "SELECT size, root, note, record, created_at FROM checkpoints "
+            "ORDER BY size DESC LIMIT 1"
+        )
+        return _checkpoint(rows[0]) if rows else None
+
+
+def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
+    size, root, note, record, created_at = row
+    return StoredCheckpoint(int(size), bytes(root), str(note), str(record), str(created_at))
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from rowtrail.errors import InvalidInputError, TableIntegrityError
 from rowtrail.ids import ROW_BITS
+from rowtrail.ids import row_id as pack_row_id
+from rowtrail.ledger import Event, Ledger
 from rowtrail.lineage import SourceInfo
 from rowtrail.store.sqlite import SQLiteDatabase
 
@@ -39,6 +42,62 @@ def _info(row: Sequence[Any]) -> SourceInfo:
 
 
 _ROW_MASK = (1 << ROW_BITS) - 1
+
+_TABLE_COLUMNS = {
+    "sources": f"{_COLUMNS}, created_at",
+    "subject_rows": "subject, row_id",
+}
+_INSERT = {
+    table: f"INSERT INTO {table} ({columns}) VALUES ({','.join('?' * len(columns.split(',')))})"
+    for table, columns in _TABLE_COLUMNS.items()
+}
+
+
+def _expected_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]:
+    """Return the cache rows one ledger event implies (none for payloads of another shape)."""
+    payload = event.payload
+    if event.kind == "source.registered" and {"source_index", "version", "name"} <= set(payload):
+        return {
+            "sources": [
+                (
+                    int(payload["source_index"]),
+                    str(payload["name"]),
+                    int(payload["version"]),
+                    str(payload["digest"]),
+                    payload.get("path"),
+                    str(payload["format"]),
+                    json.dumps(dict(payload["schema"]), sort_keys=True),
+                    int(payload["n_rows"]),
+                    payload.get("subject_column"),
+                    index,
+                    event.time.isoformat(),
+                )
+            ]
+        }
+    if event.kind == "subject.ingested" and {"source_index", "row_numbers"} <= set(payload):
+        source = int(payload["source_index"])
+        return {
+            "subject_rows": [
+                (subject, pack_row_id(source, int(number)))
+                for subject in event.subjects
+                for number in payload["row_numbers"]
+            ]
+        }
+    return {}
+
+
+def _compare(table: str, expected: set[tuple[Any, ...]], stored: set[tuple[Any, ...]]) -> None:
+    missing, extra = sorted(expected - stored, key=repr), sorted(stored - expected, key=repr)
+    if missing or extra:
+        row = (missing or extra)[0]
+        what = "is missing" if missing else "is not backed by any ledger event"
+        raise TableIntegrityError(
+            f"cache table {table!r}: row with key {row[0]!r} {what} "
+            f"({len(missing)} missing, {len(extra)} extra or altered rows). The table was "
+            "edited outside rowtrail; answers from it would be wrong.",
+            table=table,
+            key=repr(row[0]),
+        )
 
 
 class _SubjectMap:
@@ -100,55 +159,52 @@ class SQLiteLineageStore:
             _info(r) for r in self.db.query(f"SELECT {_COLUMNS} FROM sources ORDER BY source_index")
         ]
 
-    def insert_source(self, info: SourceInfo, *, created_at: str) -> SourceInfo:
-        """Insert a new version of a source; assigns index and version atomically."""
-        with self.db.write() as conn:
-            existing = conn.execute(
-                f"SELECT {_COLUMNS} FROM sources WHERE name = ? AND digest = ?",
-                (info.name, info.digest),
-            ).fetchone()
-            if existing is not None:
-                return _info(existing)
-            (index,) = conn.execute(
-                "SELECT coalesce(max(source_index) + 1, 0) FROM sources"
-            ).fetchone()
-            (version,) = conn.execute(
-                "SELECT coalesce(max(version) + 1, 1) FROM sources WHERE name = ?", (info.name,)
-            ).fetchone()
-            conn.execute(
-                f"INSERT INTO sources ({_COLUMNS}, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    index,
-                    info.name,
-                    version,
-                    info.digest,
-                    info.path,
-                    info.format,
-                    json.dumps(dict(info.schema), sort_keys=True),
-                    info.n_rows,
-                    info.subject_column,
-                    None,
-                    created_at,
-                ),
-            )
-        return replace(info, index=int(index), version=int(version))
+    def next_source_slot(self, name: str) -> tuple[int, int]:
+        """Return the next free source index and the next version of ``name``."""
+        (index,) = self.db.query("SELECT coalesce(max(source_index) + 1, 0) FROM sources")[0]
+        (version,) = self.db.query(
+            "SELECT coalesce(max(version) + 1, 1) FROM sources WHERE name = ?", (name,)
+        )[0]
+        return int(index), int(version)
 
-    def set_source_ledger_index(self, source_index: int, ledger_index: int) -> None:
-        """Record where the source's registration event sits in the ledger."""
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE sources SET ledger_index = ? WHERE source_index = ?",
-                (ledger_index, source_index),
-            )
+    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> None:
+        """Write the cache rows of appended source/subject events (in their transaction)."""
+        conn: sqlite3.Connection = handle
+        for index, leaf in entries:
+            event = Event.from_leaf(leaf)
+            for table, rows in _expected_rows(index, event).items():
+                statement = _INSERT[table]
+                try:
+                    conn.executemany(statement, rows)
+                except sqlite3.IntegrityError as exc:
+                    raise InvalidInputError(
+                        f"event {event.kind!r} conflicts with the {table} already recorded "
+                        f"({exc}); nothing was written"
+                    ) from exc
+            if event.kind == "subject.ingested":
+                self._subject_maps.pop(int(event.payload.get("source_index", -1)), None)
 
-    def add_subject_rows(self, pairs: Sequence[tuple[str, int]]) -> None:
-        """Store subject pseudonym -> row id pairs."""
-        with self.db.write() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO subject_rows (subject, row_id) VALUES (?, ?)", pairs
-            )
-        for source in {int(row_id) >> ROW_BITS for _, row_id in pairs}:
-            self._subject_maps.pop(source, None)
+    def verify_caches(self, ledger: Ledger) -> int:
+        """Rebuild ``sources`` and ``subject_rows`` from the ledger and compare them.
+
+        Raises :class:`TableIntegrityError` naming the table and the key of the first row
+        that is missing, extra or different.
+        """
+        expected: dict[str, set[tuple[Any, ...]]] = {table: set() for table in _INSERT}
+        indices = sorted(
+            set(ledger.indices(kind="source.registered"))
+            | set(ledger.indices(kind="subject.ingested"))
+        )
+        for start in range(0, len(indices), 5000):
+            for entry in ledger.entries(indices[start : start + 5000]):
+                for table, rows in _expected_rows(entry.index, entry.event).items():
+                    expected[table].update(rows)
+        checked = 0
+        for table, columns in _TABLE_COLUMNS.items():
+            stored = {tuple(row) for row in self.db.query(f"SELECT {columns} FROM {table}")}
+            _compare(table, expected[table], stored)
+            checked += len(stored)
+        return checked
 
     def rows_of_subject(self, subject: str) -> list[int]:
         """Return the row ids of a subject."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import rowtrail as rt
 from rowtrail import Workspace
+from rowtrail.ledger import TrustStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -63,3 +64,22 @@ def copy_workspace(source: Workspace, target: Path) -> Path:
         source.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         shutil.copytree(source.path, target)
     return target
+
+
+def save_trust(ws: Workspace, target: Path) -> Path:
+    """Copy the workspace's trust state (kept outside it, per user) to ``target``.
+
+    Module-scoped fixtures build workspaces under one test's state directory; tests that
+    open copies later restore it into their own with :func:`restore_trust`.
+    """
+    shutil.copytree(ws.trust.directory(ws.origin), target)
+    return target
+
+
+def restore_trust(saved: Path) -> None:
+    """Make ``saved`` (from :func:`save_trust`) the current user's trust state for its log."""
+    origin = (saved / "origin").read_text().strip()
+    target = TrustStore().directory(origin)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(saved, target)

@@ -12,9 +12,9 @@ from _ledger_fixtures import build_workspace, raw_db
 
 import rowtrail as rt
 from rowtrail.errors import (
-    ConsistencyProofError,
     InclusionProofError,
     LogIntegrityError,
+    TrustRootError,
     VerificationError,
 )
 from rowtrail.ledger import Event
@@ -36,15 +36,19 @@ def test_json_forms(tmp_path: Path) -> None:
     seen: list[int] = []
     report = ws.verify(progress=seen.append)
     assert sum(seen) == 12
-    assert report.to_json() == {
+    data = report.to_json()
+    assert {k: data[k] for k in ("ok", "size", "root", "nodes", "blobs", "witnessed_size")} == {
         "ok": True,
         "size": 12,
         "root": ws.ledger.root().hex(),
         "nodes": report.n_nodes,
         "blobs": 1,
-        "checkpoints": 2,
         "witnessed_size": 12,
     }
+    # Every write transaction signs a checkpoint: the append, then batches of 7 and 5.
+    assert data["checkpoints"] == len(ws.ledger.checkpoints()) == 4
+    assert str(data["trust_root"]).startswith("the trust state in ")
+    assert {"cache_rows", "blob_files", "bound_files"} <= data.keys()
     assert ws.ledger.prove_many([]) == []
     assert repr(ws).startswith("Workspace(")
 
@@ -108,13 +112,15 @@ def test_proven_entries_refuse_a_rewritten_history(tmp_path: Path) -> None:
         conn.execute("DELETE FROM event_subjects WHERE idx >= 10")
         conn.execute("DELETE FROM event_kinds WHERE start >= 10")
         conn.execute("UPDATE event_kinds SET stop = 10 WHERE stop > 10")
-    with ws.ledger.batch() as batch:
-        for i in range(20):
-            batch.append("model.predicted", {"request": 1000 + i})
-    assert ws.ledger.size == 30
-    with pytest.raises(ConsistencyProofError, match="no longer matches"):
+    # The trust root outside the workspace saw 30 entries: extending the truncated log is
+    # refused before anything is written, so the rewrite cannot even be signed.
+    events = [ws.ledger.make_event("model.predicted", {"request": 1000 + i}) for i in range(20)]
+    with pytest.raises(TrustRootError, match="truncated or rolled back"):
+        ws.ledger.append_events(events)
+    assert ws.ledger.size == 10
+    with pytest.raises(VerificationError):
         ws.ledger.proven_entries(kind="model.predicted")
-    with pytest.raises(ConsistencyProofError):
+    with pytest.raises(VerificationError):
         ws.ledger.checkpoint()
 
 

@@ -14,17 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _ledger_fixtures import build_workspace, copy_workspace, raw_db
+from _ledger_fixtures import build_workspace, copy_workspace, raw_db, restore_trust, save_trust
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rowtrail as rt
 from rowtrail.errors import (
     CheckpointError,
-    ConsistencyProofError,
     LogIntegrityError,
+    TrustRootError,
     VerificationError,
 )
+from rowtrail.ledger import TrustStore
 
 N = 40  # entries in the pristine workspace: see build_workspace (checkpoints at 20 and 40)
 SETTINGS = settings(
@@ -36,6 +37,7 @@ SETTINGS = settings(
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = build_workspace(tmp_path_factory.mktemp("pristine") / "ws", n=N)
     target = copy_workspace(ws, tmp_path_factory.mktemp("copy") / "ws")
+    save_trust(ws, target.parent / "trust")
     ws.close()
     return target
 
@@ -47,6 +49,7 @@ def scratch(
     """One shared copy for edit-and-restore tests (each test leaves it as it found it)."""
     path = tmp_path_factory.mktemp("scratch") / "ws"
     shutil.copytree(pristine, path)
+    restore_trust(pristine.parent / "trust")
     ws = rt.init(path)
     with raw_db(path) as conn:
         yield ws, conn
@@ -55,11 +58,12 @@ def scratch(
 
 @pytest.fixture
 def copy(pristine: Path, tmp_path: Path) -> Path:
+    restore_trust(pristine.parent / "trust")
     return Path(shutil.copytree(pristine, tmp_path / "ws"))
 
 
 def verify_fails(path_or_ws: Path | rt.Workspace) -> VerificationError:
-    ws = rt.init(path_or_ws) if isinstance(path_or_ws, Path) else path_or_ws
+    ws = rt.open(path_or_ws) if isinstance(path_or_ws, Path) else path_or_ws
     with pytest.raises(VerificationError) as info:
         ws.verify()
     return info.value
@@ -80,13 +84,10 @@ def write(conn: sqlite3.Connection, column: str, index: int, value: bytes) -> No
 
 
 def test_pristine_copy_verifies(pristine: Path) -> None:
-    report = rt.init(pristine).verify()
-    assert (report.size, report.n_checkpoints, report.witnessed_size, report.n_blobs) == (
-        N,
-        2,
-        N,
-        1,
-    )
+    restore_trust(pristine.parent / "trust")
+    report = rt.open(pristine, read_only=True).verify()
+    assert (report.size, report.witnessed_size, report.n_blobs) == (N, N, 1)
+    assert report.n_checkpoints == 8  # one per write transaction
 
 
 # ---------------------------------------------------------------- events
@@ -221,12 +222,13 @@ def test_covered_up_truncation_is_caught_by_checkpoints(copy: Path, keep: int) -
     error = verify_fails(copy)
     assert isinstance(error, CheckpointError)
     assert "truncated" in str(error)
-    # Removing the stored checkpoints too still leaves the witness's copy outside the database.
+    # Removing the stored checkpoints too leaves entries no signature covers, and the trust
+    # root outside the workspace still holds the checkpoint of size 40.
     with raw_db(copy) as conn:
         conn.execute("DELETE FROM checkpoints")
     error = verify_fails(copy)
     assert isinstance(error, CheckpointError)
-    assert "witnessed" in str(error)
+    assert "not covered by any signed checkpoint" in str(error)
 
 
 # ---------------------------------------------------------------- tree nodes and indexes
@@ -353,9 +355,30 @@ def test_checkpoint_row_tampering(copy: Path, sql: str) -> None:
 
 
 def test_witness_file_tampering(copy: Path) -> None:
-    witness = copy / "witness" / "checkpoint"
+    """The trust state lives outside the workspace; editing it breaks its signature."""
+    origin = rt.open(copy, read_only=True).origin
+    witness = TrustStore().directory(origin) / "checkpoint"
     witness.write_text(witness.read_text().replace("\n40\n", "\n41\n"))
-    assert isinstance(verify_fails(copy), CheckpointError)
+    assert isinstance(verify_fails(copy), TrustRootError)
+
+
+def test_issue9_missing_trust_root_is_an_error_not_a_pass(copy: Path) -> None:
+    origin = rt.open(copy, read_only=True).origin
+    shutil.rmtree(TrustStore().directory(origin))
+    error = verify_fails(copy)
+    assert isinstance(error, TrustRootError)
+    assert "no trust root" in str(error)
+
+
+def test_issue9_rolled_back_trust_state_is_an_error(copy: Path, tmp_path: Path) -> None:
+    """A trust state older than the log's signed checkpoints is reported, never passed."""
+    origin = rt.open(copy, read_only=True).origin
+    ws = rt.open(copy)
+    old_note = ws.ledger.checkpoints()[0].note
+    (TrustStore().directory(origin) / "checkpoint").write_text(old_note)
+    error = verify_fails(ws)
+    assert isinstance(error, TrustRootError)
+    assert "rolled back" in str(error)
 
 
 def test_replayed_older_state_is_detected(tmp_path: Path) -> None:
@@ -372,23 +395,20 @@ def test_replayed_older_state_is_detected(tmp_path: Path) -> None:
         (tmp_path / "ws" / name).unlink(missing_ok=True)
         if (old_state / name).exists():
             shutil.copy2(old_state / name, tmp_path / "ws" / name)
-    replayed = rt.init(tmp_path / "ws")
+    replayed = rt.open(tmp_path / "ws")
     assert replayed.ledger.size == 20
     error = verify_fails(replayed)
-    assert isinstance(error, CheckpointError)
+    assert isinstance(error, TrustRootError)
     assert "replayed" in str(error)
-    # The replayed log refuses to sign: the witness outside the database saw a larger head.
-    with pytest.raises(ConsistencyProofError, match="truncated or rolled back"):
+    # The replayed log refuses to sign: the trust root outside the workspace saw 35 entries.
+    with pytest.raises(TrustRootError, match="truncated or rolled back"):
         replayed.ledger.checkpoint()
-    # A fork: the replayed state grows past the witnessed size with different events.
-    with replayed.ledger.batch() as batch:
-        for i in range(20):
-            batch.append("model.predicted", {"request": 900 + i})
-    error = verify_fails(replayed)
-    assert isinstance(error, CheckpointError)
-    assert "does not match" in str(error)
-    with pytest.raises(ConsistencyProofError, match="no longer matches"):
-        replayed.ledger.checkpoint()  # and it will not sign the fork either
-    witnessed = replayed.witnessed_checkpoint()
-    assert witnessed is not None
-    assert replayed.ledger.open_checkpoint(witnessed).size == 35
+    # A fork: growing the replayed state with other events is refused before anything is
+    # written, so no checkpoint of the fork is ever signed.
+    fork = [replayed.ledger.make_event("model.predicted", {"request": 900 + i}) for i in range(20)]
+    with pytest.raises(TrustRootError, match="truncated or rolled back"):
+        replayed.ledger.append_events(fork)
+    assert replayed.ledger.size == 20
+    trusted = replayed.trust_root().checkpoint
+    assert trusted is not None
+    assert trusted.size == 35
