@@ -249,7 +249,7 @@ class Workspace:
             now=now,
             trust=self.trust,
         )
-        self.lineage_store = SQLiteLineageStore(self.db)
+        self.lineage_store = SQLiteLineageStore(self.db, self.ledger)
         ledger_store.add_projection(SOURCE_EVENT_KINDS, self.lineage_store.project)
         if new:
             self.ledger.pin_trust()

@@ -11,7 +11,6 @@ so that ``rowtrail explain`` can answer in a new process; predictions logged wit
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,7 +29,7 @@ from rowtrail.attribution._features import GradientFeatures
 from rowtrail.attribution._scorers import Scorer
 from rowtrail.attribution._topk import ScoreIndex, TopK
 from rowtrail.attribution._types import AttributionWorkspace
-from rowtrail.errors import InclusionProofError, InvalidInputError, UnknownSourceError
+from rowtrail.errors import InvalidInputError, UnknownSourceError
 from rowtrail.ids import ROW_BITS, source_indices
 from rowtrail.ledger import InclusionProof
 from rowtrail.lineage import SourceInfo, get_source
@@ -111,7 +110,7 @@ class Attributor:
         self.record_indices = tuple(int(i) for i in record_indices)
         self.method = method or (scorer.name if scorer is not None else "unknown")
         self._sources: dict[int, SourceInfo] = {}
-        self._proof_cache: dict[tuple[int, int], InclusionProof] = {}
+        self._proof_cache: dict[tuple[int, bytes], InclusionProof] = {}
 
     # ------------------------------------------------------------------ queries
     def query_vectors(self, query: Any) -> NDArray[np.float32]:
@@ -256,27 +255,18 @@ class Attributor:
         ordered = sorted(kinds)
         if not ordered:
             return [], int(ws.ledger.size)
-        size_now = int(ws.ledger.size)
-        head = ws.ledger.latest_checkpoint()
-        signed = [i for i in ordered if head is not None and i < head.size]
-        recent = [i for i in ordered if head is None or i >= head.size]
-        proofs: dict[int, InclusionProof] = {}
-        if head is not None:
-            missing = [i for i in signed if (i, head.size) not in self._proof_cache]
-            for proof in ws.ledger.prove_many(missing, head.size):
-                proof.verify()  # raises InclusionProofError: a failing record is never released
-                if not hmac.compare_digest(proof.root, head.root):
-                    raise InclusionProofError(
-                        f"proof of entry {proof.index} does not lead to the signed checkpoint "
-                        f"root of size {head.size}; run `rowtrail verify`"
-                    )
-                self._proof_cache[(proof.index, head.size)] = proof
-            proofs.update({i: self._proof_cache[(i, head.size)] for i in signed})
-        for proof in ws.ledger.prove_many(recent, size_now):
-            proof.verify()
-            proofs[proof.index] = proof
+        # Proofs anchor to the signed checkpoint checked against the trust root outside the
+        # workspace, never to the database's own current root.
+        head = ws.ledger.trusted_head()
+        key = head.root
+        missing = [i for i in ordered if (i, key) not in self._proof_cache]
+        if missing:
+            _, fresh = ws.ledger.prove_signed(missing)  # each verified; raises otherwise
+            self._proof_cache.update(((p.index, key), p) for p in fresh)
+        proofs: dict[int, InclusionProof] = {i: self._proof_cache[(i, key)] for i in ordered}
         if len(self._proof_cache) > _PROOF_CACHE:
             self._proof_cache.clear()
+        size_now = head.size
         out = [{"index": i, "role": kinds[i], "proof": proofs[i].to_json()} for i in ordered]
         return out, size_now
 

@@ -288,7 +288,10 @@ def _check_checkpoints(
                 f"{size} entries: the trusted checkpoint was removed"
             )
         return 0
-    _check_head(ledger, trusted.size, trusted.root, size, f"checkpoint in {trust_root.source}")
+    try:
+        _check_head(ledger, trusted.size, trusted.root, size, f"checkpoint in {trust_root.source}")
+    except CheckpointError as exc:
+        raise TrustRootError(f"{exc}: the log was rewritten or forked") from exc
     if not any(s.size == trusted.size and hmac.compare_digest(s.root, trusted.root)
                for s in stored_all):
         raise TrustRootError(

@@ -131,12 +131,31 @@ class SQLiteLineageStore:
     written when it is registered, so the map does not go stale.
     """
 
-    def __init__(self, db: SQLiteDatabase) -> None:
+    def __init__(self, db: SQLiteDatabase, ledger: Ledger | None = None) -> None:
         self.db = db
         self._subject_maps: dict[int, _SubjectMap] = {}
+        self._ledger = ledger
+        self._checked_version: int | None = None
+
+    def _guard(self) -> None:
+        """Check the cache tables against the ledger before answering from them.
+
+        Done once per process and again whenever another connection has committed (SQLite's
+        ``data_version`` changed): this connection's own writes go through the projections,
+        so they cannot make the tables disagree. An edit made behind this handle's back is
+        caught here, and the answer refused with :class:`TableIntegrityError`.
+        """
+        if self._ledger is None or self.db.conn.in_transaction:
+            return
+        version = int(self.db.query("PRAGMA data_version")[0][0])
+        if version != self._checked_version:
+            self._subject_maps.clear()
+            self.verify_caches(self._ledger)
+            self._checked_version = version
 
     def find_source(self, name: str, digest: str) -> SourceInfo | None:
         """Return the source ``name`` with these exact bytes, if registered."""
+        self._guard()
         rows = self.db.query(
             f"SELECT {_COLUMNS} FROM sources WHERE name = ? AND digest = ?", (name, digest)
         )
@@ -144,6 +163,7 @@ class SQLiteLineageStore:
 
     def get_source(self, key: str | int) -> SourceInfo | None:
         """Return a source by index or the latest version of a name."""
+        self._guard()
         if isinstance(key, int):
             rows = self.db.query(f"SELECT {_COLUMNS} FROM sources WHERE source_index = ?", (key,))
         else:
@@ -155,6 +175,7 @@ class SQLiteLineageStore:
 
     def list_sources(self) -> list[SourceInfo]:
         """Return all sources by index."""
+        self._guard()
         return [
             _info(r) for r in self.db.query(f"SELECT {_COLUMNS} FROM sources ORDER BY source_index")
         ]
@@ -208,6 +229,7 @@ class SQLiteLineageStore:
 
     def rows_of_subject(self, subject: str) -> list[int]:
         """Return the row ids of a subject."""
+        self._guard()
         rows = self.db.query(
             "SELECT row_id FROM subject_rows WHERE subject = ? ORDER BY row_id", (subject,)
         )
@@ -215,6 +237,7 @@ class SQLiteLineageStore:
 
     def subjects_of_rows(self, row_ids: Sequence[int]) -> dict[int, str]:
         """Return the pseudonym of each given row id that has one."""
+        self._guard()
         found: dict[int, str] = {}
         ids = np.unique(np.asarray(row_ids, dtype=np.int64))
         sources = ids >> ROW_BITS
