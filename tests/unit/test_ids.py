@@ -18,6 +18,7 @@ from rowtrail.ids import (
     check_pseudonym,
     is_pseudonym,
     make_row_ids,
+    normalize_subject,
     pseudonymize,
     pseudonymize_many,
     row_id,
@@ -95,3 +96,45 @@ def test_raw_identifiers_are_not_pseudonyms(value: object) -> None:
     assert not is_pseudonym(value)
     with pytest.raises(InvalidInputError, match="raw identifiers are never stored"):
         check_pseudonym(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [42, np.int64(42), np.int32(42), np.uint8(42), 42.0, np.float64(42.0), np.float32(42.0),
+     "42", " 42 ", "42.0", "42.00", np.str_("42")],
+)
+def test_issue9_integer_subject_spellings_are_one_subject(value: object) -> None:
+    assert normalize_subject(value) == "42"
+    assert pseudonymize(SECRET, value) == pseudonymize(SECRET, 42)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [("007", "007"), ("+42", "+42"), ("4.2e1", "4.2e1"), (1.5, "1.5"), ("1.5", "1.5"),
+     (np.float32(0.5), "0.5"), ("alice ", "alice"), (-3, "-3"), ("-3.0", "-3"), ("0", "0"),
+     ("-0", "0"), (float("inf"), "inf"), ("42.", "42.")],
+)
+def test_issue9_other_identifiers_keep_their_text(value: object, text: str) -> None:
+    assert normalize_subject(value) == text
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), np.float32("nan"), "", "   "])
+def test_issue9_missing_cells_name_no_subject(value: object) -> None:
+    assert normalize_subject(value) is None
+    with pytest.raises(InvalidInputError, match="must not be empty"):
+        pseudonymize(SECRET, value)
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True)])
+def test_issue9_bools_are_rejected(value: object) -> None:
+    with pytest.raises(InvalidInputError, match="must not be a bool"):
+        pseudonymize(SECRET, value)
+
+
+def test_issue9_pandas_missing_values_name_no_subject() -> None:
+    pd = pytest.importorskip("pandas")
+    assert normalize_subject(pd.NA) is None
+    assert normalize_subject(pd.NaT) is None
+    column = pd.Series([41, None, 42]).to_numpy()  # read as float64: 41.0, nan, 42.0
+    assert column.dtype == np.float64
+    assert normalize_subject(column[2]) == "42"

@@ -8,7 +8,11 @@
   with the Hessian needed for exact influence and Newton unlearning.
 - :func:`featurize`: projected per-sample gradients at a checkpoint in a resumable,
   memory-mapped feature store.
-- :func:`sample_usage`: "when was sample / source row / subject S used?", with proofs.
+- :func:`sample_usage`: "when was sample / source row / subject S used?", with proofs: how
+  each row reached a sample (own, joined, aggregated, statistic), and "unknown" for runs
+  trained without row ids.
+- :func:`run_status`, :func:`list_runs`: completed, failed, aborted (killed), running or
+  incomplete, from the run's ledger events.
 
 torch is optional: it is imported only by the functions that need it.
 """
@@ -49,6 +53,7 @@ from rowtrail.training._query import (
     sample_usage,
 )
 from rowtrail.training._run import TrackedLoader, TrainingRun
+from rowtrail.training._status import RunInfo, list_runs, run_status
 
 __all__ = [
     "BatchRecord",
@@ -57,6 +62,7 @@ __all__ = [
     "PerSampleGradients",
     "Projector",
     "RademacherProjector",
+    "RunInfo",
     "SRHTProjector",
     "SampleUse",
     "TrackedLoader",
@@ -70,12 +76,14 @@ __all__ = [
     "fit_logistic",
     "fit_ridge",
     "list_feature_sets",
+    "list_runs",
     "load_checkpoint",
     "make_projector",
     "model_digest",
     "open_feature_set",
     "read_batches",
     "record_sklearn_fit",
+    "run_status",
     "sample_usage",
     "solve_logistic",
 ]

@@ -1,14 +1,40 @@
 """Queries over recorded runs: the batches of a run, and "when was sample / row / subject S used?".
 
 Answers are built from ledger events only (``training.split``, ``training.batch``,
-``training.fit``, ``training.checkpoint``) and their blobs; every answer carries the inclusion
-proof of the event it rests on, verified against the current tree head before it is released
-(:meth:`Ledger.prove_many`), and blobs are re-hashed when read.
+``training.fit``, ``training.checkpoint``, ``training.started``, ``training.completed``) and
+their blobs; every answer carries the inclusion proof of the event it rests on, verified before
+it is released (:func:`~rowtrail.training._status.prove_verified`: against the signed,
+trusted checkpoint), and blobs are re-hashed when read.
+
+What :func:`sample_usage` reports for a row (DESIGN, the rule at the top: rowtrail says
+"unknown", never "not used", when it does not know):
+
+- ``kind="split"`` / ``"batch"`` / ``"fit"``: the row shaped a sample of a split, a batch drawn
+  from it, or a convex fit on it. ``via`` tells how the row reached the sample:
+
+  ``"row"``         it is the sample's own row (the id the run recorded for the sample);
+  ``"joined"``      it was joined row-for-row into the sample (a lookup table's row);
+  ``"aggregated"``  it was one of the rows a group-by folded into the sample (a bureau row
+                    summed into an applicant's features);
+  ``"statistic"``   it entered a fitted statistic (a scaler's mean and std) applied to every
+                    sample of the split; reported once per split (and fit), not per batch.
+
+  ``sample_row_id`` is the recorded id of the sample the row reached.
+- ``kind="unknown"``: a run that could have used the row trained without row ids (its dataset
+  carried none, so positions stood in for them: ``"row_ids": false`` on its split). One answer
+  per such run, with ``row_id=None``, ``role="unknown"``, the ``reason`` and the proof of the
+  split event that shows it.
+
+Every answer carries ``run_status`` (see :mod:`rowtrail.training._status`): a row used by a
+run that was killed is reported with ``"aborted"``, never as part of a completed run, and
+answers about a run that was never sealed carry a ``reason`` saying its last batches may be
+missing (a run writes its batches in chunks; a killed process never wrote its last one).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +43,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from rowtrail._types import IdArray
 from rowtrail.errors import InvalidInputError
-from rowtrail.ids import row_id as pack_row_id
+from rowtrail.ids import ROW_BITS
 from rowtrail.ledger import InclusionProof, LedgerEntry
-from rowtrail.lineage import get_source, rows_of_subject
+from rowtrail.lineage import SourceInfo, list_sources
 from rowtrail.training._codec import decode_ids_blob
+from rowtrail.training._rows import SampleRows, decode_sample_rows, is_stand_in
+from rowtrail.training._status import prove_verified, status_of
+from rowtrail.training._targets import SourceKey, target_ids
 
 __all__ = ["BatchRecord", "SampleUse", "load_checkpoint", "read_batches", "sample_usage"]
 
@@ -45,16 +74,23 @@ class BatchRecord:
 
 @dataclass(frozen=True)
 class SampleUse:
-    """One use of a row in a run: a batch it was drawn in, a split it belongs to, or a fit.
+    """One use of a row in a run: a split, a batch it was drawn in, a fit, or "unknown".
+
+    ``kind`` is ``"split"``, ``"batch"``, ``"fit"`` or ``"unknown"`` and ``via`` how the row
+    reached the sample: ``"row"``, ``"joined"``, ``"aggregated"`` or ``"statistic"`` (see the
+    module docstring); an ``"unknown"`` answer has ``row_id=None``, ``via=None``,
+    ``role="unknown"`` and a ``reason``. ``run_status`` is the run's status (``"completed"``,
+    ``"failed"``, ``"aborted"``, ``"running"`` or ``"incomplete"``); answers about a run that
+    was never sealed also carry a ``reason`` (its last batches may be missing).
 
     ``proof`` proves the event at ``ledger_index``; for a batch, ``chunk_proof`` proves the
     ``training.chunk`` event whose blob holds the batch's ids. Both were verified against the
-    current tree head before the answer was returned.
+    signed checkpoint before the answer was returned.
     """
 
-    row_id: int
+    row_id: int | None
     run_id: str
-    kind: str  # "split", "batch" or "fit"
+    kind: str
     role: str
     epoch: int | None
     step: int | None
@@ -64,6 +100,54 @@ class SampleUse:
     ledger_index: int
     proof: InclusionProof
     chunk_proof: InclusionProof | None = None
+    via: str | None = "row"
+    sample_row_id: int | None = None
+    reason: str | None = None
+    run_status: str | None = None
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A use before its proofs are attached."""
+
+    ledger_index: int
+    row_id: int | None
+    run: str
+    kind: str
+    role: str
+    via: str | None = "row"
+    sample_row_id: int | None = None
+    epoch: int | None = None
+    step: int | None = None
+    batch: int | None = None
+    position: int | None = None
+    chunk: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Members:
+    """The rows of one split that the query asks about, sorted by sample position."""
+
+    entry: LedgerEntry
+    positions: IdArray  # sample position of each hit
+    row_ids: IdArray  # the asked row
+    vias: list[str]
+    sample_ids: IdArray  # the sample's recorded row id
+    statistic: IdArray  # asked rows that entered a fitted statistic of the split
+
+    def found(self, kind: str, index: int, **extra: Any) -> list[_Found]:
+        """Return the uses of every hit (and statistic row) as events of ``kind`` at ``index``."""
+        payload = self.entry.event.payload
+        run, role = payload["run"], payload["role"]
+        uses = [
+            _Found(index, int(r), run, kind, role, via, int(s), **extra)
+            for r, via, s in zip(self.row_ids.tolist(), self.vias, self.sample_ids.tolist(),
+                                 strict=True)
+        ]
+        uses.extend(_Found(index, int(r), run, kind, role, "statistic", None, **extra)
+                    for r in self.statistic.tolist())
+        return uses
 
 
 class _Index:
@@ -113,13 +197,27 @@ class _Index:
             found.append((entry, chunk[0], self.ids(chunk[1])[offset : offset + count]))
         return found
 
+    def split_entries(self, run: str | None) -> list[LedgerEntry]:
+        """Return the ``training.split`` events (of one run)."""
+        return self.entries("training.split", run, needs=("run", "dataset", "id_base", "role"))
+
+    def split_ids(self, entry: LedgerEntry) -> IdArray:
+        """Return the row id of every sample of a split."""
+        payload = entry.event.payload
+        return self.ids(payload.get("ids_blob") or entry.event.blobs[0], int(payload["id_base"]))
+
+    def sample_rows(self, entry: LedgerEntry) -> SampleRows | None:
+        """Return the per-sample lineage a split recorded, if any."""
+        lineage = entry.event.payload.get("lineage")
+        if not isinstance(lineage, dict):
+            return None
+        return decode_sample_rows(self.ids, lineage)
+
     def splits(self, run: str | None) -> dict[tuple[str, int], tuple[LedgerEntry, IdArray]]:
-        result = {}
-        for entry in self.entries("training.split", run, needs=("dataset", "id_base", "role")):
-            payload = entry.event.payload
-            ids = self.ids(entry.event.blobs[0], int(payload["id_base"]))
-            result[(payload["run"], int(payload["dataset"]))] = (entry, ids)
-        return result
+        return {
+            (e.event.payload["run"], int(e.event.payload["dataset"])): (e, self.split_ids(e))
+            for e in self.split_entries(run)
+        }
 
 
 def read_batches(workspace: Any, run_id: str, *, role: str | None = "train") -> list[BatchRecord]:
@@ -141,21 +239,99 @@ def read_batches(workspace: Any, run_id: str, *, role: str | None = "train") -> 
     return records
 
 
-def _target_ids(ws: Any, row_ids: ArrayLike | None, subject: str | None,
-                source: str | int | None, rows: ArrayLike | None) -> NDArray[np.int64]:
-    given = sum(x is not None for x in (row_ids, subject, source))
-    if given != 1 or (rows is not None and source is None):
-        raise InvalidInputError(
-            "sample_usage needs exactly one of row_ids=, subject= or source= (with rows=); "
-            f"got row_ids={row_ids!r}, subject={subject!r}, source={source!r}, rows={rows!r}"
+# ---------------------------------------------------------------------- splits
+def _members(index: _Index, entry: LedgerEntry, targets: IdArray) -> _Members | None:
+    """Return the asked rows that shaped samples of one split, or None if there are none."""
+    ids = index.split_ids(entry)
+    own = np.flatnonzero(np.isin(ids, targets))
+    positions, rows, vias = [own], [ids[own]], ["row"] * own.size
+    lineage = index.sample_rows(entry)
+    statistic = np.zeros(0, dtype=np.int64)
+    if lineage is not None:
+        hit = np.flatnonzero(np.isin(lineage.ids, targets))
+        owner = (np.searchsorted(lineage.offsets, hit, side="right") - 1).astype(np.int64)
+        linked = lineage.ids[hit]
+        extra = linked != ids[owner]  # the sample's own row is reported once, as "row"
+        owner, linked = owner[extra], linked[extra]
+        positions.append(owner)
+        rows.append(linked)
+        aggregated = np.isin(linked, lineage.aggregated)
+        vias.extend("aggregated" if a else "joined" for a in aggregated.tolist())
+        statistic = np.intersect1d(lineage.statistic, targets).astype(np.int64)
+    pos = np.concatenate(positions).astype(np.int64)
+    if not pos.size and not statistic.size:
+        return None
+    order = np.argsort(pos, kind="stable")
+    rid = np.concatenate(rows).astype(np.int64)[order]
+    return _Members(entry, pos[order], rid, [vias[i] for i in order.tolist()],
+                    ids[pos[order]], statistic)
+
+
+def _unknown(ws: Any, entries: list[LedgerEntry], targets: IdArray) -> list[_Found]:
+    """One "unknown" answer per run whose splits stood positions in for row ids."""
+    if not targets.size:
+        return []
+    asked = set(np.unique(targets >> ROW_BITS).tolist())
+    registered: dict[int, SourceInfo] = {}
+    if any(not isinstance(e.event.payload.get("row_ids"), bool) for e in entries):
+        registered = {s.index: s for s in list_sources(ws)}
+    by_run: dict[str, list[LedgerEntry]] = defaultdict(list)
+    stand_ins: dict[str, set[str]] = defaultdict(set)
+    for entry in entries:
+        payload = entry.event.payload
+        sources = {int(s["source_index"]): s.get("name") for s in payload.get("sources", [])}
+        if _has_row_ids(registered, payload, sources):
+            continue
+        if asked - set(sources):  # some asked rows are not rows of the stand-in itself
+            by_run[payload["run"]].append(entry)
+            stand_ins[payload["run"]].update(str(n) for n in sources.values())
+    found = []
+    for run, split_entries in by_run.items():
+        roles = " and ".join(dict.fromkeys(e.event.payload["role"] for e in split_entries))
+        reason = (
+            f"run {run} trained without row ids: its {roles} samples were recorded as "
+            f"dataset positions (stand-in source {sorted(stand_ins[run])}), not as rows of "
+            "any registered source, so whether these rows were used is unknown"
         )
-    if subject is not None:
-        return rows_of_subject(ws, subject)
-    if source is not None:
-        info = get_source(ws, source)
-        numbers = np.arange(info.n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
-        return np.asarray([pack_row_id(info.index, int(n)) for n in numbers], dtype=np.int64)
-    return np.atleast_1d(np.asarray(row_ids, dtype=np.int64))
+        found.append(_Found(split_entries[0].index, None, run, "unknown", "unknown", None,
+                            reason=reason))
+    return found
+
+
+def _has_row_ids(
+    registered: dict[int, SourceInfo], payload: Mapping[str, Any], sources: dict[int, Any]
+) -> bool:
+    recorded = payload.get("row_ids")
+    if isinstance(recorded, bool):
+        return recorded
+    # Splits written before "row_ids" was recorded: a stand-in source gives it away.
+    return not any(i in registered and is_stand_in(registered[i]) for i in sources)
+
+
+def _batch_uses(index: _Index, member: dict[tuple[str, int], _Members],
+                run: str | None) -> list[_Found]:
+    found: list[_Found] = []
+    for entry, run_id, positions in index.batches(run):
+        payload = entry.event.payload
+        hits = member.get((run_id, int(payload["dataset"])))
+        if hits is None or not hits.positions.size:
+            continue
+        for slot in np.flatnonzero(np.isin(positions, hits.positions)).tolist():
+            position = positions[slot]
+            lo, hi = np.searchsorted(hits.positions, [position, position + 1]).tolist()
+            found.extend(
+                _Found(entry.index, int(hits.row_ids[k]), run_id, "batch",
+                       hits.entry.event.payload["role"], hits.vias[k], int(hits.sample_ids[k]),
+                       payload["epoch"], payload["step"], payload["batch"], slot,
+                       int(payload["chunk"]))
+                for k in range(lo, hi)
+            )
+    for entry in index.entries("training.fit", run, needs=("dataset",)):
+        fit = entry.event.payload
+        hits = member.get((fit["run"], int(fit["dataset"])))
+        if hits is not None:
+            found.extend(hits.found("fit", entry.index))
+    return found
 
 
 def _checkpoints_after(index: _Index, run: str | None) -> dict[str, list[tuple[int, str]]]:
@@ -166,16 +342,37 @@ def _checkpoints_after(index: _Index, run: str | None) -> dict[str, list[tuple[i
     return found
 
 
+def _statuses(index: _Index, runs: set[str]) -> tuple[dict[str, str], set[str], list[int]]:
+    """Return each run's status, the runs with no seal, and the events they rest on."""
+    started = {e.event.payload["run"]: e for e in index.entries("training.started", None,
+                                                                 needs=("run", "name"))}
+    sealed = {e.event.payload["run"]: e for e in index.entries("training.completed", None,
+                                                                needs=("run", "status"))}
+    statuses: dict[str, str] = {}
+    unsealed = {run for run in runs if run not in sealed}
+    indices: list[int] = []
+    for run in runs:
+        start, seal = started.get(run), sealed.get(run)
+        if start is None:  # pragma: no cover - every run writes training.started first
+            statuses[run] = "incomplete"
+            continue
+        statuses[run] = status_of(start.event.payload, None if seal is None
+                                  else seal.event.payload)
+        indices.extend(e.index for e in (start, seal) if e is not None)
+    return statuses, unsealed, indices
+
+
+# ---------------------------------------------------------------------- the query
 def sample_usage(
     workspace: Any,
     *,
     row_ids: ArrayLike | None = None,
-    subject: str | None = None,
-    source: str | int | None = None,
+    subject: object = None,
+    source: SourceKey | None = None,
     rows: ArrayLike | None = None,
     run: str | None = None,
 ) -> list[SampleUse]:
-    """Return when rows were used: splits, batches (epoch, step, role) and convex fits.
+    """Return when rows were used: splits, batches (epoch, step, role), fits, or "unknown".
 
     Parameters
     ----------
@@ -183,86 +380,102 @@ def sample_usage(
         Where the runs were recorded.
     row_ids : array_like of int64, optional
         The rows to look for. Give exactly one of ``row_ids``, ``subject`` or ``source``.
-    subject : str, optional
-        A subject pseudonym (``ps:...``) or raw identifier: all rows recorded for it.
-    source : str or int, optional
-        A source name or index: its rows ``rows`` (row numbers), or all of its rows.
+    subject : str or int, optional
+        A subject pseudonym (``ps:...``) or raw identifier (normalised like
+        :func:`rowtrail.ids.normalize_subject`: ``42`` and ``"42.0"`` are one subject): all
+        rows recorded for it.
+    source : str, int or (str, int), optional
+        A source name (every registered version of it: re-registering changed bytes never
+        hides the uses of an earlier version), a source index, or ``(name, version)`` for one
+        version: its rows ``rows``, or all of its rows.
     rows : array_like of int, optional
-        Row numbers within ``source``.
+        Row numbers (0-based data rows) within ``source``.
     run : str, optional
         Restrict to one run id.
 
     Returns
     -------
     list of SampleUse
-        Ordered by ledger index; each with the verified inclusion proof of its event and, for
-        training batches, the ids of the checkpoints whose weights saw that batch.
+        Ordered by ledger index; each with the verified inclusion proof of its event, how the
+        row reached the sample (``via``), the run's status and, for training batches, the ids
+        of the checkpoints whose weights saw that batch. Runs that trained without row ids
+        answer ``kind="unknown"`` (see the module docstring).
+
+    Raises
+    ------
+    InvalidInputError
+        If ``rows`` or ``row_ids`` name rows that do not exist (the message gives the valid
+        range), or the arguments do not say what to look for.
+    UnknownSourceError
+        If ``source`` (or a row id's source index) is not registered.
+    VerificationError
+        If a proof fails: no answer is released then.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, rowtrail as rt
+    >>> from rowtrail.training import fit_logistic, sample_usage
+    >>> ws = rt.init(tempfile.mkdtemp())
+    >>> X = rt.track(np.random.default_rng(0).normal(size=(40, 2)), source="t", workspace=ws)
+    >>> y = (np.asarray(X)[:, 0] > 0).astype(float)
+    >>> with ws.training_run("lr") as run:
+    ...     _ = fit_logistic(np.asarray(X), y, l2=1.0, run=run)
+    >>> [(u.kind, u.run_status) for u in sample_usage(ws, source="t", rows=[3])]
+    [('unknown', 'completed')]
     """
-    targets = np.unique(_target_ids(workspace, row_ids, subject, source, rows))
+    targets = np.unique(target_ids(workspace, row_ids, subject, source, rows))
     index = _Index(workspace)
-    found: list[tuple[int, int, dict[str, Any]]] = []
-    member: dict[tuple[str, int], tuple[IdArray, IdArray, str]] = {}
-    for key, (entry, ids) in index.splits(run).items():
-        hit = np.flatnonzero(np.isin(ids, targets))
-        if hit.size:
-            member[key] = (hit, ids, entry.event.payload["role"])
-            for position in hit.tolist():
-                found.append((entry.index, int(ids[position]), {
-                    "kind": "split", "run": key[0], "role": entry.event.payload["role"],
-                }))
+    entries = index.split_entries(run)
+    found: list[_Found] = []
+    member: dict[tuple[str, int], _Members] = {}
+    for entry in entries:
+        hits = _members(index, entry, targets)
+        if hits is not None:
+            member[(entry.event.payload["run"], int(entry.event.payload["dataset"]))] = hits
+            found.extend(hits.found("split", entry.index))
     if member:
         found.extend(_batch_uses(index, member, run))
+    found.extend(_unknown(workspace, entries, targets))
+    return _with_proofs(index, found, run)
+
+
+def _with_proofs(index: _Index, found: list[_Found], run: str | None) -> list[SampleUse]:
     checkpoints = _checkpoints_after(index, run)
-    # A batch use rests on two events: the batch record and the chunk holding its ids.
-    wanted = sorted({f[0] for f in found} | {f[2]["chunk"] for f in found if "chunk" in f[2]})
-    proofs = dict(zip(wanted, workspace.ledger.prove_many(wanted), strict=True))
-    for proof in proofs.values():
-        proof.verify()
+    statuses, unsealed, status_events = _statuses(index, {f.run for f in found})
+    # A batch use rests on two events: the batch record and the chunk holding its ids; a
+    # run's status on its start and seal events, verified with them.
+    wanted = {f.ledger_index for f in found} | {f.chunk for f in found if f.chunk is not None}
+    proofs = prove_verified(index.ws, sorted(wanted | set(status_events)))
     uses = []
-    for ledger_index, rid, info in sorted(found, key=lambda f: (f[0], f[1])):
-        proof = proofs[ledger_index]
-        chunk = info.get("chunk")
-        batch = info.get("batch")
-        after = tuple(c for n, c in checkpoints.get(info["run"], []) if batch is not None
-                      and info["role"] == "train" and n > batch)
-        uses.append(SampleUse(rid, info["run"], info["kind"], info["role"],
-                              info.get("epoch"), info.get("step"), batch,
-                              info.get("position"), after, ledger_index, proof,
-                              None if chunk is None else proofs[chunk]))
+    for f in sorted(found, key=lambda f: (f.ledger_index, -1 if f.row_id is None else f.row_id,
+                                          f.position or 0)):
+        after = tuple(c for n, c in checkpoints.get(f.run, []) if f.batch is not None
+                      and f.role == "train" and n > f.batch)
+        reason = f.reason
+        if reason is None and f.run in unsealed:
+            # A run flushes its batches in chunks; a killed one never wrote its last chunk.
+            reason = (f"run {f.run} is {statuses[f.run]} (never sealed): batches it drew "
+                      "after its last recorded chunk are missing from this answer")
+        uses.append(SampleUse(
+            f.row_id, f.run, f.kind, f.role, f.epoch, f.step, f.batch, f.position, after,
+            f.ledger_index, proofs[f.ledger_index],
+            None if f.chunk is None else proofs[f.chunk],
+            f.via, f.sample_row_id, reason, statuses[f.run],
+        ))
     return uses
 
 
-def _batch_uses(index: _Index, member: dict[tuple[str, int], tuple[IdArray, IdArray, str]],
-                run: str | None) -> list[tuple[int, int, dict[str, Any]]]:
-    found = []
-    for entry, run_id, positions in index.batches(run):
-        payload = entry.event.payload
-        key = (run_id, int(payload["dataset"]))
-        if key not in member:
-            continue
-        hit_positions, ids, role = member[key]
-        for slot in np.flatnonzero(np.isin(positions, hit_positions)).tolist():
-            found.append((entry.index, int(ids[positions[slot]]), {
-                "kind": "batch", "run": run_id, "role": role, "epoch": payload["epoch"],
-                "chunk": int(payload["chunk"]),
-                "step": payload["step"], "batch": payload["batch"], "position": slot,
-            }))
-    for entry in index.entries("training.fit", run, needs=("dataset",)):
-        payload = entry.event.payload
-        if (payload["run"], int(payload["dataset"])) in member:
-            hit, ids, _ = member[(payload["run"], int(payload["dataset"]))]
-            found.extend((entry.index, int(ids[h]),
-                          {"kind": "fit", "run": payload["run"], "role": "train"})
-                         for h in hit.tolist())
-    return found
-
-
 def load_checkpoint(workspace: Any, checkpoint_id: str, model: Any = None) -> dict[str, Any]:
-    """Return the state dict of a recorded checkpoint; load it into ``model`` if given."""
+    """Return the state dict of a recorded checkpoint; load it into ``model`` if given.
+
+    The ``training.checkpoint`` event is proven (and the proof verified) before its weights
+    blob, re-hashed when read, is used.
+    """
     from rowtrail.training._torchio import deserialize_state
 
     for entry in _Index(workspace).entries("training.checkpoint", None, needs=("model_digest",)):
         if entry.event.payload["checkpoint"] == checkpoint_id:
+            prove_verified(workspace, [entry.index])
             blob = workspace.ledger.blobs.get(entry.event.payload["model_digest"])
             state = deserialize_state(blob)
             if model is not None:

@@ -2,8 +2,15 @@
 
 Events written by a run (``run`` is the run id in every payload):
 
-``training.started``      name, params, model class and size, optimizer, policy
-``training.split``        a dataset's role (train / validation / test) and its row ids (blob)
+``training.started``      name, params, model class and size, optimizer, policy, and the
+                          process running it (host, pid, start time, boot id: see
+                          :mod:`._status`, which tells a killed run from a running one)
+``training.split``        a dataset's role (train / validation / test) and its row ids (blob);
+                          ``row_ids`` says whether they are real row ids (false: the dataset
+                          carried none and its positions stand in, so "was row R used?" is
+                          "unknown" for the run); ``lineage``, when samples were built from
+                          several rows (joins, group-bys, fitted statistics), the blobs of
+                          every sample's source rows (see :mod:`._rows`)
 ``training.chunk``        one per flush: the run and the positions blob (dataset indices drawn,
                           see :mod:`rowtrail.training._codec`) of the batches that follow
 ``training.batch``        one per batch: ``chunk`` (ledger index of its chunk event), dataset
@@ -13,7 +20,9 @@ Events written by a run (``run`` is the run id in every payload):
 ``training.checkpoint``   weights digest (= digest of the weights blob), step, epoch, reason
 ``training.validation``   validation loss of an epoch
 ``training.fit``          a convex fit (parameters, Hessian; see :mod:`._convex`)
-``training.completed``    the seal: data, code, environment, model artifact digest, totals
+``training.completed``    the seal: status (``completed``, ``failed:<Error>``,
+                          ``aborted:<KeyboardInterrupt|SystemExit>``), data, code,
+                          environment, model artifact digest, totals
 
 A batch's ``step`` is the 0-based index of the optimizer update that applies its gradient
 (``optimizer.step()`` calls completed before it was drawn): accumulated batches share one.
@@ -42,13 +51,22 @@ from rowtrail.training._checks import (
 )
 from rowtrail.training._codec import encode_batch_sets, encode_positions
 from rowtrail.training._env import code_info, environment_info
-from rowtrail.training._rows import check_row_ids, dataset_row_ids
+from rowtrail.training._rows import (
+    SampleRows,
+    check_row_ids,
+    encode_sample_rows,
+    resolve_rows,
+    stand_in_sources,
+)
 from rowtrail.training._signals import SignalBuffer, check_signal, scalar_of
+from rowtrail.training._status import process_info
 from rowtrail.training._tracked import TrackedLoader
 from rowtrail.training._writer import BackgroundWriter
 
 __all__ = ["TrackedLoader", "TrainingRun"]
 
+# Leaving the run's context through these is an interruption, not a failure of the training.
+_ABORTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 @dataclass
@@ -198,6 +216,7 @@ class TrainingRun:
                 "unit": self.checkpoint_unit,
                 "policy": self.checkpoint_policy,
             },
+            "process": process_info(),
         }
         index: int = self.ws.ledger.append("training.started", payload)
         return index
@@ -211,8 +230,15 @@ class TrainingRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self.finished:
-            self.finish(status="completed" if exc is None else f"failed:{type(exc).__name__}")
+        if self.finished:
+            return
+        if exc is None:
+            status = "completed"
+        elif isinstance(exc, _ABORTS):
+            status = f"aborted:{type(exc).__name__}"
+        else:
+            status = f"failed:{type(exc).__name__}"
+        self.finish(status=status)
 
     def _check_live(self, what: str) -> None:
         if self.finished:
@@ -221,23 +247,60 @@ class TrainingRun:
             )
 
     # ------------------------------------------------------------------ splits
-    def log_split(self, role: str, row_ids: Any) -> int:
-        """Record that the samples with ``row_ids`` have ``role`` in this run; return its key."""
+    def log_split(
+        self,
+        role: str,
+        row_ids: Any,
+        *,
+        known: bool | None = None,
+        lineage: SampleRows | None = None,
+    ) -> int:
+        """Record that the samples with ``row_ids`` have ``role`` in this run; return its key.
+
+        Parameters
+        ----------
+        role : {"train", "validation", "test"}
+            The samples' role in the run.
+        row_ids : array_like of int64
+            One row id per sample.
+        known : bool, optional
+            Whether ``row_ids`` are real row ids. Default: False exactly when some of them
+            are rows of a stand-in source (dataset positions registered for lack of ids).
+        lineage : SampleRows, optional
+            Every source row of each sample (joins, aggregations, fitted statistics),
+            recorded as blobs of the split event.
+        """
         self._check_live("log_split")
         check_role(role, "log_split")
         ids = check_row_ids(row_ids, len(np.asarray(row_ids)), caller="TrainingRun.log_split")
+        if known is None:
+            known = not stand_in_sources(self.ws, ids)
+        if lineage is not None and lineage.n_samples != ids.size:
+            raise InvalidInputError(
+                f"lineage of TrainingRun.log_split must describe {ids.size} samples; "
+                f"got {lineage.n_samples}"
+            )
         key = len(self.splits)
         base = int(ids.min()) if ids.size else 0
-        digest = self.ws.ledger.put_blob(encode_positions(ids - base))
-        payload = {
+        ledger = self.ws.ledger
+        blobs = [ledger.put_blob(encode_positions(ids - base))]
+        payload: dict[str, Any] = {
             "run": self.run_id,
             "dataset": key,
             "role": role,
             "n_samples": int(ids.size),
             "id_base": base,
             "sources": sources_of(self.ws, ids),
+            "row_ids": bool(known),
+            # Named here because an event's blobs are kept in canonical (sorted) order.
+            "ids_blob": blobs[0],
         }
-        index: int = self.ws.ledger.append("training.split", payload, blobs=[digest])
+        if lineage is not None:
+            payload["lineage"], more = encode_sample_rows(ledger, lineage)
+            every = [lineage.ids, lineage.aggregated, lineage.statistic]
+            payload["lineage"]["sources"] = sources_of(self.ws, np.concatenate(every))
+            blobs.extend(more)
+        index: int = ledger.append("training.split", payload, blobs=blobs)
         self.splits[key] = _Split(key, role, ids, index)
         return key
 
@@ -252,8 +315,10 @@ class TrainingRun:
         role : {"train", "validation", "test"}
             The role of the loader's samples (recorded once per dataset as a split).
         row_ids : array_like of int64, optional
-            One row id per dataset sample; default: the dataset's ``row_ids`` attribute, or
-            its positions registered as a new source.
+            One row id per dataset sample; default: the dataset's ``row_ids`` attribute (and
+            its per-sample lineage, see :mod:`._rows`), or its positions registered as a
+            stand-in source, in which case the split records ``"row_ids": false`` and usage
+            queries answer "unknown" for this run.
         """
         self._check_live("track")
         check_role(role, "track")
@@ -263,15 +328,16 @@ class TrainingRun:
             self.lineage_digests.add(lineage_digest)
         key = self._datasets.get((id(dataset), role))
         if key is None or row_ids is not None:
-            ids = dataset_row_ids(
+            resolved = resolve_rows(
                 self.ws,
                 dataset,
                 row_ids=row_ids,
                 name=f"{self.name}/{role}",
                 caller="TrainingRun.track",
             )
+            ids = resolved.row_ids
             if key is None or not np.array_equal(ids, self.splits[key].row_ids):
-                key = self.log_split(role, ids)
+                key = self.log_split(role, ids, known=resolved.known, lineage=resolved.lineage)
                 # keep the dataset alive with its key: a recycled id() must not alias it
                 self._datasets[(id(dataset), role)] = key
                 self._keep_alive.append(dataset)

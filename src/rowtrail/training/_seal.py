@@ -1,7 +1,9 @@
 """The seal of a run: the ``training.completed`` event linking data, code, environment, model.
 
-``data`` lists every source the run's samples came from (index, name, digest), the row-id
-blobs of its splits and, where the datasets carried one, the digest of their lineage DAG;
+``data`` lists every source the run's samples came from (index, name, digest; with the tables
+joined or aggregated into them and the rows of fitted statistics), the row-id blobs of its
+splits (with ``row_ids: false`` for a split whose ids are stand-in positions) and, where the
+datasets carried one, the digest of their lineage DAG;
 ``code`` is the git commit and dirty flag; ``environment`` the Python version and packages
 lock digest; ``model`` the digest of the final weights blob (or of a convex fit's parameters).
 """
@@ -23,7 +25,9 @@ def _data_section(run: TrainingRun) -> dict[str, Any]:
     splits = []
     for split in run.splits.values():
         entry = run.ws.ledger.entry(split.ledger_index)
-        for source in entry.event.payload["sources"]:
+        payload = entry.event.payload
+        lineage = payload.get("lineage") or {}
+        for source in [*payload["sources"], *lineage.get("sources", [])]:
             sources[source["source_index"]] = source
         splits.append(
             {
@@ -31,16 +35,17 @@ def _data_section(run: TrainingRun) -> dict[str, Any]:
                 "role": split.role,
                 "n_samples": int(split.row_ids.size),
                 "ledger_index": split.ledger_index,
-                "ids_blob": entry.event.blobs[0],
+                "ids_blob": payload.get("ids_blob") or entry.event.blobs[0],
+                "row_ids": bool(payload.get("row_ids", True)),
             }
         )
-    lineage = sorted(run.lineage_digests)
+    dags = sorted(run.lineage_digests)
     return {
         "sources": [sources[key] for key in sorted(sources)],
         "splits": splits,
         "lineage_dag_digest": (
-            None if not lineage else lineage[0] if len(lineage) == 1
-            else sha256_digest(canonical_json(lineage))
+            None if not dags else dags[0] if len(dags) == 1
+            else sha256_digest(canonical_json(dags))
         ),
     }
 

@@ -5,10 +5,16 @@
 materialized once as CSR (offsets + source row ids) and becomes the array's source of truth,
 with the frame's sources as its ancestors, so ``rt.lineage(X)`` answers the same per-table
 queries as ``rt.lineage(frame)``.
+
+The CSR flattens how each row arrived; the ids that reached the array through an aggregation
+(a group slot: a bureau row summed into an applicant's row) are remembered per node in
+:data:`AGGREGATED`, so a training trail can say a row was *aggregated* into a sample rather
+than *joined* to it (:func:`aggregated_ids`).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,12 +23,16 @@ from numpy.typing import NDArray
 
 from rowtrail.errors import InvalidInputError
 from rowtrail.lineage._array import TracedArray, wrap
-from rowtrail.lineage._node import Node
+from rowtrail.lineage._node import Node, ancestor_nodes
 from rowtrail.lineage._rowmap import INDIRECT, Ids
 from rowtrail.lineage._track import source_node
 from rowtrail.lineage.frames._core import FrameState, RowLineage
 
-__all__ = ["frame_lineage", "to_numpy", "traced_array"]
+__all__ = ["AGGREGATED", "aggregated_ids", "frame_lineage", "to_numpy", "traced_array"]
+
+#: Node of a frame-derived array -> sorted source row ids that reached it through a group slot.
+AGGREGATED: weakref.WeakKeyDictionary[Node, NDArray[np.int64]] = weakref.WeakKeyDictionary()
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 def frame_lineage(frame: Any, caller: str) -> tuple[RowLineage, FrameState]:
@@ -58,7 +68,28 @@ def traced_array(
         params={"frame_op": state.node.name, "frame_node": state.node.node_id},
     )
     node.cache = Ids(len(data), ids, offsets)
+    aggregated = _group_ids(lineage)
+    if aggregated.size:
+        AGGREGATED[node] = aggregated
     return wrap(data, node)
+
+
+def _group_ids(lineage: RowLineage) -> NDArray[np.int64]:
+    """Return the sorted source row ids that reach ``lineage`` through group slots."""
+    parts = []
+    for slot, values in zip(lineage.slots, lineage.values, strict=True):
+        if slot.kind == "group" and slot.group is not None:
+            codes = np.unique(values[values >= 0])
+            if codes.size:
+                parts.append(slot.group.ids_of_groups(codes))
+    return np.unique(np.concatenate(parts)).astype(np.int64) if parts else _EMPTY
+
+
+def aggregated_ids(node: Node) -> NDArray[np.int64]:
+    """Return the source row ids that reached ``node`` or its ancestors through aggregations."""
+    nodes = [node, *ancestor_nodes(node)[0]]
+    parts = [AGGREGATED[n] for n in nodes if n in AGGREGATED]
+    return np.unique(np.concatenate(parts)).astype(np.int64) if parts else _EMPTY
 
 
 def to_numpy(frame: Any, columns: Sequence[str] | None = None, *, dtype: Any = None) -> TracedArray:

@@ -4,6 +4,13 @@ The features and target are converted once to ``float32`` / the target's dtype; 
 source row ids are kept as CSR (``row_offsets`` + ``lineage_ids``), so a batch's indices from
 the ``DataLoader`` sampler name exactly the source rows (in every table) that built it, and
 ``row_ids`` gives the one id per sample that the training trail records.
+
+For the training trail the same rows are also kept apart by how they entered: ``sample_offsets``
++ ``sample_ids`` (rows each sample was built from: its own, joined and aggregated rows),
+``aggregated_ids`` (those that entered through a group-by) and ``statistic_ids`` (rows every
+sample depends on: those a fitted statistic applied to the samples was computed from, e.g. a
+scaler's mean and std, and the "all rows" of row-mixing operations). ``run.track(loader)``
+records them with the run's split (see :mod:`rowtrail.training._rows`).
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from numpy.typing import NDArray
 from rowtrail._optional import require
 from rowtrail.errors import InvalidInputError
 from rowtrail.lineage._array import TracedArray
-from rowtrail.lineage._node import materialize
+from rowtrail.lineage._node import Node, ancestor_nodes, materialize
 from rowtrail.lineage._query import ArrayLineage
+from rowtrail.lineage._rowmap import STAT
 from rowtrail.lineage._view import SourceRows
-from rowtrail.lineage.frames._convert import to_numpy
+from rowtrail.lineage.frames._convert import aggregated_ids, to_numpy
 
 __all__ = ["dataset", "primary_ids"]
 
@@ -40,16 +48,34 @@ def primary_ids(offsets: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[n
     return first
 
 
-def _csr_of(array: TracedArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _csr_of(array: TracedArray) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Return ``(offsets, ids, shared)``: per-row source ids and the ids shared by every row."""
     ids = materialize(array._n)
-    offsets = ids.csr_offsets()
-    if len(ids.shared):
-        # Rows that all depend on shared ids (a fitted statistic) list them per row.
-        rows = [np.union1d(ids.ids[offsets[i] : offsets[i + 1]], ids.shared) for i in range(ids.n)]
-        counts = np.array([len(r) for r in rows], dtype=np.int64)
-        flat = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
-        return np.concatenate(([0], np.cumsum(counts))).astype(np.int64), flat
-    return np.asarray(offsets, dtype=np.int64), np.asarray(ids.ids, dtype=np.int64)
+    offsets = np.asarray(ids.csr_offsets(), dtype=np.int64)
+    return offsets, np.asarray(ids.ids, dtype=np.int64), np.unique(ids.shared).astype(np.int64)
+
+
+def _statistic_ids(node: Node, shared: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Return the rows every sample depends on: fitted statistics' rows and ``shared`` ones."""
+    parts = [shared]
+    nodes, _ = ancestor_nodes(node)
+    for member in [node, *nodes]:
+        for k, parent in enumerate(member.parents):
+            if member.map_of(k) is STAT:
+                parts.append(materialize(parent).all_ids())
+    return np.unique(np.concatenate(parts)).astype(np.int64)
+
+
+def _merged(
+    offsets: NDArray[np.int64], ids: NDArray[np.int64], shared: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Return the CSR of every row's ids united with the shared ones (a fitted statistic)."""
+    if not len(shared):
+        return offsets, ids
+    rows = [np.union1d(ids[offsets[i] : offsets[i + 1]], shared) for i in range(len(offsets) - 1)]
+    counts = np.array([len(r) for r in rows], dtype=np.int64)
+    flat = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    return np.concatenate(([0], np.cumsum(counts))).astype(np.int64), flat
 
 
 def _split(data: Any, target: Any, features: Sequence[str] | None) -> tuple[TracedArray, Any]:
@@ -103,10 +129,20 @@ def dataset(
         (``run.track(loader)``) records per batch; ``ds.row_offsets`` / ``ds.lineage_ids``:
         CSR of every source row id of each sample (all tables); ``ds.sample_row_ids(i)``,
         ``ds.rows_of(i)`` (``{table: [rows]}``) and ``ds.lineage`` (the array lineage view).
+        ``ds.sample_offsets`` / ``ds.sample_ids`` (the same without statistics),
+        ``ds.aggregated_ids`` and ``ds.statistic_ids``: what the training trail records.
     """
     torch = require("torch", extra="torch", feature=_CALLER)
     x, y = _split(data, target, features)
-    offsets, ids = _csr_of(x)
+    own_offsets, own_ids, shared = _csr_of(x)
+    offsets, ids = _merged(own_offsets, own_ids, shared)
+    aggregated = np.intersect1d(aggregated_ids(x._n), own_ids).astype(np.int64)
+    statistic = _statistic_ids(x._n, shared)
+    # A sample's id is its smallest own row, never a statistic's row (which every sample
+    # shares); only a sample built from nothing but statistics falls back to those.
+    row_ids = primary_ids(own_offsets, own_ids)
+    if len(shared) and np.any(row_ids < 0):
+        row_ids = np.where(row_ids < 0, primary_ids(offsets, ids), row_ids)
     view = ArrayLineage(x._n)
     inputs = torch.from_numpy(np.ascontiguousarray(np.asarray(x), dtype=np.float32))
     labels = None if y is None else torch.from_numpy(np.ascontiguousarray(_label_array(y)))
@@ -117,7 +153,9 @@ def dataset(
         def __init__(self) -> None:
             self.inputs, self.labels = inputs, labels
             self.row_offsets, self.lineage_ids = offsets, ids
-            self.row_ids = primary_ids(offsets, ids)
+            self.sample_offsets, self.sample_ids = own_offsets, own_ids
+            self.aggregated_ids, self.statistic_ids = aggregated, statistic
+            self.row_ids = row_ids
             self.lineage = view
 
         def __len__(self) -> int:
