@@ -176,18 +176,32 @@ def _read_key_file(path: Path, what: str) -> bytes:
         ) from None
     if not data:
         raise MissingKeyError(f"{what} {path} is empty. Restore it from your backup.")
+    if path.name == "subject.key" and len(data) != 32:
+        raise StorageError(
+            f"{what} {path} holds {len(data)} bytes, not 32: it was edited or truncated. "
+            "Restore it from your backup."
+        )
     return data
 
 
 def _load_signing_key(path: Path) -> Ed25519PrivateKey:
+    data = _read_key_file(path, "the checkpoint signing key")
     try:
-        key = serialization.load_pem_private_key(
-            _read_key_file(path, "the checkpoint signing key"), password=None
-        )
+        key = serialization.load_pem_private_key(data, password=None)
     except ValueError as exc:
         raise StorageError(f"{path} does not hold a PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise StorageError(f"{path} does not hold an Ed25519 private key")
+    canonical = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    if not hmac.compare_digest(canonical, data):
+        raise StorageError(
+            f"{path} was edited: it is not the PEM file rowtrail wrote. Restore it from your "
+            "backup."
+        )
     return key
 
 

@@ -23,7 +23,7 @@ from rowtrail import _context
 from rowtrail._faults import crashpoint
 from rowtrail.errors import InvalidInputError, UnknownSourceError
 from rowtrail.hashing import check_digest
-from rowtrail.ids import make_row_ids, row_id
+from rowtrail.ids import make_row_ids, normalize_subject, row_id
 
 if TYPE_CHECKING:
     from rowtrail.lineage._store import LineageStore
@@ -176,7 +176,7 @@ def _pseudonyms_by_subject(ws: Any, subject_ids: Any) -> dict[str, list[int]]:
     """Return each subject's pseudonym with its row numbers (blank cells have no subject)."""
     rows_by_subject: dict[str, list[int]] = defaultdict(list)
     for number, raw in enumerate(subject_ids):
-        if raw is None or (isinstance(raw, float) and np.isnan(raw)) or str(raw).strip() == "":
+        if normalize_subject(raw) is None:  # None, NaN, NA, blank: no subject
             continue
         rows_by_subject[ws.pseudonymize(raw)].append(number)
     return rows_by_subject
