@@ -169,6 +169,8 @@ def persist(outputs: Sequence[tuple[str, Node]], *, name: str, workspace: Any = 
     }
     digest: str = ws.ledger.put_blob(canonical_json(dag))
     sources = [r["params"] for r in records if r["kind"] == "source"]
+    if _already_persisted(ws, name, digest):
+        return digest  # a retry after a crash past the commit: the record exists once
     ws.ledger.append(
         _EVENT,
         {
@@ -215,9 +217,19 @@ def flush(obj: Any, *, name: str | None = None, workspace: Any = None) -> str:
     return persist([(label or "output", node)], name=label, workspace=workspace)
 
 
-def _find_event(ws: Any, key: str) -> dict[str, Any]:
+def _already_persisted(ws: Any, name: str, digest: str) -> bool:
+    """Whether the latest event under ``name`` records exactly this DAG."""
     for index in reversed(ws.ledger.indices(kind=_EVENT)):
-        payload = dict(ws.ledger.entry(index).event.payload)
+        payload = ws.ledger.entry(index).event.payload
+        if payload.get("name") == name:
+            return bool(payload.get("dag_digest") == digest)
+    return False
+
+
+def _find_event(ws: Any, key: str) -> dict[str, Any]:
+    # Released only with a verified inclusion proof against the trusted signed head.
+    for entry, _ in reversed(ws.ledger.proven_entries(kind=_EVENT)):
+        payload = dict(entry.event.payload)
         if key in (payload["dag_digest"], payload["name"]):
             return payload
     raise LineageError(

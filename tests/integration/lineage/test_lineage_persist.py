@@ -149,3 +149,32 @@ def test_ids_pinned_on_a_node_survive_persistence(tmp_path: Path) -> None:
     ws.close()
     view = rt.load_lineage(rt.init(tmp_path / "ws"), "pinned")
     assert [view.rows_of(i).pairs() for i in range(3)] == [[("a", 7)], [("a", 2)], [("a", 4)]]
+
+
+def test_issue9_flush_retry_after_commit_records_once(tmp_path: Path) -> None:
+    ws = rt.init(tmp_path / "ws")
+    x = rt.track(np.arange(12.0).reshape(6, 2), source="grid", workspace=ws)
+    filtered = x[x[:, 0] > 2]
+    first = rt.flush(filtered, name="filtered")
+    size = ws.ledger.size
+    again = rt.flush(filtered, name="filtered")  # the same DAG again: no second record
+    assert again == first
+    assert ws.ledger.size == size
+
+
+def test_issue9_load_lineage_refuses_an_edited_record(tmp_path: Path) -> None:
+    import sqlite3
+
+    from rowtrail.errors import VerificationError
+
+    ws = rt.init(tmp_path / "ws")
+    x = rt.track(np.arange(12.0).reshape(6, 2), source="grid", workspace=ws)
+    rt.flush(x[x[:, 0] > 2], name="filtered")
+    index = ws.ledger.indices(kind="lineage.persisted")[-1]
+    conn = sqlite3.connect(str(tmp_path / "ws" / "rowtrail.db"), isolation_level=None)
+    leaf = bytes(conn.execute("SELECT leaf FROM events WHERE idx = ?", (index,)).fetchone()[0])
+    conn.execute("UPDATE events SET leaf = ? WHERE idx = ?",
+                 (leaf.replace(b'"filtered"', b'"filterex"'), index))
+    conn.close()
+    with pytest.raises(VerificationError):
+        rt.load_lineage(rt.open(tmp_path / "ws"), "filterex")
