@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
-from rowtrail.ledger import Ledger
+from rowtrail.lineage import LineageWorkspace
 
 __all__ = ["AttributionWorkspace", "SubjectLookup"]
 
@@ -19,25 +18,12 @@ class SubjectLookup(Protocol):
         ...
 
 
-class AttributionWorkspace(Protocol):
-    """What explanations read and write: the ledger, subject lookups, a directory."""
-
-    @property
-    def ledger(self) -> Ledger:
-        """The workspace's ledger."""
-        ...
-
-    @property
-    def lineage_store(self) -> SubjectLookup:
-        """The workspace's lineage store."""
-        ...
+class AttributionWorkspace(LineageWorkspace, Protocol):
+    """What explanations read and write: the lineage layer's view, plus in-process helpers."""
 
     @property
     def extensions(self) -> dict[str, Any]:
         """Per-process registry of in-memory helpers (attributors)."""
         ...
 
-    @property
-    def path(self) -> Path:
-        """The workspace directory."""
-        ...
+

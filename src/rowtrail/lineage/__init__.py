@@ -16,7 +16,7 @@ from rowtrail.lineage._sources import (
     register_source,
     rows_of_subject,
 )
-from rowtrail.lineage._store import LineageStore
+from rowtrail.lineage._store import LineageStore, LineageWorkspace
 from rowtrail.lineage._track import load_csv, track
 from rowtrail.lineage._view import LineageView, OpInfo, SourceRows, StatisticsDependency
 
@@ -26,6 +26,7 @@ __all__ = [
     "ColumnSpec",
     "LineageStore",
     "LineageView",
+    "LineageWorkspace",
     "OpInfo",
     "OpList",
     "PipelineContext",

@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from rowtrail.lineage._rowmap import (
     merge_ids,
     segments_concat,
 )
+
+if TYPE_CHECKING:
+    from rowtrail.lineage._store import LineageWorkspace
 
 __all__ = ["Node", "ancestor_nodes", "materialize", "source_ids", "warn_fallback"]
 
@@ -73,7 +76,7 @@ class Node:
     # cached Ids of a queried node, and the SourceInfo and workspace of a source node.
     cache: Ids | None
     source: Any
-    ws: Any
+    ws: LineageWorkspace
 
     def __init__(
         self,

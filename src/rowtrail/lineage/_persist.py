@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,13 +41,16 @@ from rowtrail.lineage._rowmap import (
     Take,
 )
 
+if TYPE_CHECKING:
+    from rowtrail.lineage._store import LineageWorkspace
+
 __all__ = ["PipelineContext", "flush", "load_lineage", "pipeline"]
 
 _FORMAT = "rowtrail.lineage.dag/1"
 _EVENT = "lineage.persisted"
 
 
-def _put_ints(ws: Any, values: NDArray[Any], blobs: list[str]) -> dict[str, Any]:
+def _put_ints(ws: LineageWorkspace, values: NDArray[Any], blobs: list[str]) -> dict[str, Any]:
     values = np.asarray(values, dtype=np.int64).ravel()
     delta = values.size > 1 and bool(np.all(values[1:] >= values[:-1]))
     stored = np.diff(values, prepend=0) if delta else values
@@ -58,13 +61,13 @@ def _put_ints(ws: Any, values: NDArray[Any], blobs: list[str]) -> dict[str, Any]
     return {"blob": digest, "dtype": "<u4" if small else "<i8", "delta": delta}
 
 
-def _get_ints(ws: Any, ref: dict[str, Any]) -> NDArray[np.int64]:
+def _get_ints(ws: LineageWorkspace, ref: dict[str, Any]) -> NDArray[np.int64]:
     stored = np.frombuffer(zlib.decompress(ws.ledger.blobs.get(ref["blob"])), dtype=ref["dtype"])
     values = stored.astype(np.int64)
     return np.cumsum(values) if ref["delta"] else values
 
 
-def _map_json(rowmap: Any, ws: Any, blobs: list[str]) -> Any:
+def _map_json(rowmap: Any, ws: LineageWorkspace, blobs: list[str]) -> Any:
     if rowmap is None or rowmap is STAT or rowmap is INDIRECT or isinstance(rowmap, All):
         return None if rowmap is None else rowmap.tag
     if isinstance(rowmap, Slice):
@@ -89,7 +92,7 @@ def _map_json(rowmap: Any, ws: Any, blobs: list[str]) -> Any:
     raise LineageError(f"row map {rowmap!r} cannot be persisted")
 
 
-def _map_from_json(data: Any, ws: Any) -> Any:
+def _map_from_json(data: Any, ws: LineageWorkspace) -> Any:
     simple = {None: None, "stat": STAT, "indirect": INDIRECT, "all": ALL}
     if not isinstance(data, dict):
         return simple[data]
@@ -108,7 +111,7 @@ def _map_from_json(data: Any, ws: Any) -> Any:
     return Csr(_get_ints(ws, data["offsets"]), _get_ints(ws, data["index"]))
 
 
-def _pinned_ids(node: Node, ws: Any, blobs: list[str]) -> dict[str, Any] | None:
+def _pinned_ids(node: Node, ws: LineageWorkspace, blobs: list[str]) -> dict[str, Any] | None:
     """Ids set directly on a node with no row edges (e.g. a frame turned into an array)."""
     cached = getattr(node, "cache", None)
     if cached is None or node.kind == "source" or node.maps is None:
@@ -122,7 +125,9 @@ def _pinned_ids(node: Node, ws: Any, blobs: list[str]) -> dict[str, Any] | None:
     }
 
 
-def _node_json(node: Node, index: dict[int, int], ws: Any, blobs: list[str]) -> dict[str, Any]:
+def _node_json(
+    node: Node, index: dict[int, int], ws: LineageWorkspace, blobs: list[str]
+) -> dict[str, Any]:
     maps = None if node.maps is None else [_map_json(m, ws, blobs) for m in node.maps]
     pinned = _pinned_ids(node, ws, blobs)
     extra = {} if pinned is None else {"pinned_ids": pinned}
@@ -140,7 +145,7 @@ def _node_json(node: Node, index: dict[int, int], ws: Any, blobs: list[str]) -> 
     }
 
 
-def _workspace_of(nodes: Sequence[Node], workspace: Any) -> Any:
+def _workspace_of(nodes: Sequence[Node], workspace: LineageWorkspace | None) -> Any:
     if workspace is not None:
         return workspace
     for node in nodes:
@@ -150,7 +155,9 @@ def _workspace_of(nodes: Sequence[Node], workspace: Any) -> Any:
     return _context.resolve_workspace(None)
 
 
-def persist(outputs: Sequence[tuple[str, Node]], *, name: str, workspace: Any = None) -> str:
+def persist(
+    outputs: Sequence[tuple[str, Node]], *, name: str, workspace: LineageWorkspace | None = None
+) -> str:
     """Write the DAG of ``outputs`` and append a ``lineage.persisted`` event; return its digest."""
     ws = _workspace_of([n for _, n in outputs], workspace)
     members: dict[int, Node] = {}
@@ -190,7 +197,7 @@ def _is_name(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def flush(obj: Any, *, name: str | None = None, workspace: Any = None) -> str:
+def flush(obj: Any, *, name: str | None = None, workspace: LineageWorkspace | None = None) -> str:
     """Persist the lineage of a traced object (op DAG and row maps); return the DAG digest.
 
     Parameters
@@ -217,7 +224,7 @@ def flush(obj: Any, *, name: str | None = None, workspace: Any = None) -> str:
     return persist([(label or "output", node)], name=label, workspace=workspace)
 
 
-def _already_persisted(ws: Any, name: str, digest: str) -> bool:
+def _already_persisted(ws: LineageWorkspace, name: str, digest: str) -> bool:
     """Whether the latest event under ``name`` records exactly this DAG."""
     for index in reversed(ws.ledger.indices(kind=_EVENT)):
         payload = ws.ledger.entry(index).event.payload
@@ -226,7 +233,7 @@ def _already_persisted(ws: Any, name: str, digest: str) -> bool:
     return False
 
 
-def _find_event(ws: Any, key: str) -> dict[str, Any]:
+def _find_event(ws: LineageWorkspace, key: str) -> dict[str, Any]:
     # Released only with a verified inclusion proof against the trusted signed head.
     for entry, _ in reversed(ws.ledger.proven_entries(kind=_EVENT)):
         payload = dict(entry.event.payload)
@@ -238,7 +245,7 @@ def _find_event(ws: Any, key: str) -> dict[str, Any]:
     )
 
 
-def _rebuild(ws: Any, records: list[dict[str, Any]]) -> list[Node]:
+def _rebuild(ws: LineageWorkspace, records: list[dict[str, Any]]) -> list[Node]:
     nodes: list[Node] = []
     for record in records:
         parents = tuple(nodes[i] for i in record["parents"])
@@ -270,7 +277,9 @@ def _rebuild(ws: Any, records: list[dict[str, Any]]) -> list[Node]:
     return nodes
 
 
-def load_lineage(workspace: Any, key: str, *, output: str | None = None) -> ArrayLineage:
+def load_lineage(
+    workspace: LineageWorkspace | None, key: str, *, output: str | None = None
+) -> ArrayLineage:
     """Return the lineage view of persisted lineage, by name or DAG digest.
 
     Parameters
@@ -305,7 +314,7 @@ class PipelineContext:
     ancestor of another are persisted as ``out0``, ``out1``, ....
     """
 
-    def __init__(self, workspace: Any, name: str) -> None:
+    def __init__(self, workspace: LineageWorkspace | None, name: str) -> None:
         if not _is_name(name):
             raise InvalidInputError(f"name of pipeline must be a non-empty str; got {name!r}")
         self.workspace = workspace
@@ -350,6 +359,6 @@ class PipelineContext:
             self.digest = persist(outputs, name=self.name, workspace=self.workspace)
 
 
-def pipeline(workspace: Any, name: str) -> PipelineContext:
+def pipeline(workspace: LineageWorkspace | None, name: str) -> PipelineContext:
     """Return a context that persists the lineage of the arrays made inside it."""
     return PipelineContext(workspace, name)

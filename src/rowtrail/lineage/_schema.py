@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from rowtrail.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from rowtrail.lineage._store import LineageWorkspace
 
 __all__ = ["ColumnSpec", "ValidationReport", "Violation", "check_schema", "validate_columns"]
 
@@ -183,7 +186,10 @@ def validate_columns(
 
 
 def record_violations(
-    ws: Any, info: Any, violations: Sequence[Violation], subjects: Sequence[str | None] | None
+    ws: LineageWorkspace,
+    info: Any,
+    violations: Sequence[Violation],
+    subjects: Sequence[str | None] | None,
 ) -> tuple[int, ...]:
     """Append ``rows.validation_failed`` events (batched); return their ledger indices."""
     start = ws.ledger.size

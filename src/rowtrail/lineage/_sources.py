@@ -26,7 +26,7 @@ from rowtrail.hashing import check_digest
 from rowtrail.ids import make_row_ids, normalize_subject, row_id
 
 if TYPE_CHECKING:
-    from rowtrail.lineage._store import LineageStore
+    from rowtrail.lineage._store import LineageStore, LineageWorkspace
 
 __all__ = [
     "SOURCE_EVENT_KINDS",
@@ -87,13 +87,13 @@ class SourceInfo:
         }
 
 
-def _lineage_store(workspace: Any) -> LineageStore:
+def _lineage_store(workspace: LineageWorkspace) -> LineageStore:
     store: LineageStore = workspace.lineage_store
     return store
 
 
 def register_source(
-    workspace: Any,
+    workspace: LineageWorkspace | None,
     *,
     name: str,
     digest: str,
@@ -172,7 +172,7 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 0)
 
 
-def _pseudonyms_by_subject(ws: Any, subject_ids: Any) -> dict[str, list[int]]:
+def _pseudonyms_by_subject(ws: LineageWorkspace, subject_ids: Any) -> dict[str, list[int]]:
     """Return each subject's pseudonym with its row numbers (blank cells have no subject)."""
     rows_by_subject: dict[str, list[int]] = defaultdict(list)
     for number, raw in enumerate(subject_ids):
@@ -182,7 +182,9 @@ def _pseudonyms_by_subject(ws: Any, subject_ids: Any) -> dict[str, list[int]]:
     return rows_by_subject
 
 
-def _append_subjects(ws: Any, info: SourceInfo, rows_by_subject: dict[str, list[int]]) -> None:
+def _append_subjects(
+    ws: LineageWorkspace, info: SourceInfo, rows_by_subject: dict[str, list[int]]
+) -> None:
     with ws.ledger.batch(max_events=2000) as batch:
         for pseudonym, rows in rows_by_subject.items():
             batch.append(
@@ -198,7 +200,7 @@ def _append_subjects(ws: Any, info: SourceInfo, rows_by_subject: dict[str, list[
     crashpoint("register_source.after_subject_events")
 
 
-def get_source(workspace: Any, key: str | int) -> SourceInfo:
+def get_source(workspace: LineageWorkspace | None, key: str | int) -> SourceInfo:
     """Return a registered source by index or name (latest version)."""
     ws = _context.resolve_workspace(workspace)
     found = _lineage_store(ws).get_source(key)
@@ -210,12 +212,12 @@ def get_source(workspace: Any, key: str | int) -> SourceInfo:
     return found
 
 
-def list_sources(workspace: Any = None) -> list[SourceInfo]:
+def list_sources(workspace: LineageWorkspace | None = None) -> list[SourceInfo]:
     """Return every registered source version."""
     return _lineage_store(_context.resolve_workspace(workspace)).list_sources()
 
 
-def rows_of_subject(workspace: Any, subject: str) -> NDArray[np.int64]:
+def rows_of_subject(workspace: LineageWorkspace | None, subject: str) -> NDArray[np.int64]:
     """Return the row ids recorded for a subject pseudonym (or raw identifier)."""
     ws = _context.resolve_workspace(workspace)
     pseudonym = subject if str(subject).startswith("ps:") else ws.pseudonymize(subject)

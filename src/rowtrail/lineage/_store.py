@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rowtrail.lineage._sources import SourceInfo
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rowtrail.ledger import Ledger
 
-__all__ = ["LineageStore"]
+__all__ = ["LineageStore", "LineageWorkspace"]
 
 
 class LineageStore(Protocol):
@@ -57,4 +59,32 @@ class LineageStore(Protocol):
 
     def subjects_of_rows(self, row_ids: Sequence[int]) -> dict[int, str]:
         """Return the pseudonym of each row id that has one."""
+        ...
+
+
+class LineageWorkspace(Protocol):
+    """What the lineage layer needs of a workspace (``rowtrail.Workspace`` implements it).
+
+    Sources and subjects go through ``lineage_store`` (whose tables are projections of the
+    ledger, checked against it before answers use them); persisted lineage goes into the
+    ledger and its content-addressed blobs.
+    """
+
+    @property
+    def ledger(self) -> Ledger:
+        """The workspace's ledger."""
+        ...
+
+    @property
+    def lineage_store(self) -> LineageStore:
+        """Registered sources and subject rows."""
+        ...
+
+    @property
+    def path(self) -> Path:
+        """The workspace directory (shown in messages)."""
+        ...
+
+    def pseudonymize(self, identifier: object) -> str:
+        """Return the keyed pseudonym of a subject identifier."""
         ...

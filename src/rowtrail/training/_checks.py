@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -11,6 +11,9 @@ from numpy.typing import NDArray
 from rowtrail.errors import InvalidInputError, UnknownSourceError
 from rowtrail.ids import ROW_BITS
 from rowtrail.lineage import get_source
+
+if TYPE_CHECKING:
+    from rowtrail.lineage import LineageWorkspace
 
 __all__ = [
     "ROLES",
@@ -77,7 +80,7 @@ def finite(value: Any) -> float | None:
     return float(f"{number:.7g}") if math.isfinite(number) else None
 
 
-def sources_of(ws: Any, ids: NDArray[np.int64]) -> list[dict[str, Any]]:
+def sources_of(ws: LineageWorkspace, ids: NDArray[np.int64]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for index in np.unique(ids >> ROW_BITS).tolist():
         try:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -50,6 +50,9 @@ from rowtrail.training._codec import decode_ids_blob
 from rowtrail.training._rows import SampleRows, decode_sample_rows, is_stand_in
 from rowtrail.training._status import prove_verified, status_of
 from rowtrail.training._targets import SourceKey, target_ids
+
+if TYPE_CHECKING:
+    from rowtrail.lineage import LineageWorkspace
 
 __all__ = ["BatchRecord", "SampleUse", "load_checkpoint", "read_batches", "sample_usage"]
 
@@ -153,7 +156,7 @@ class _Members:
 class _Index:
     """Reads a run's events once: splits (row ids by dataset key) and positions blobs."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: LineageWorkspace) -> None:
         self.ws = ws
         self._blobs: dict[str, NDArray[np.int64]] = {}
 
@@ -220,7 +223,9 @@ class _Index:
         }
 
 
-def read_batches(workspace: Any, run_id: str, *, role: str | None = "train") -> list[BatchRecord]:
+def read_batches(
+    workspace: LineageWorkspace, run_id: str, *, role: str | None = "train"
+) -> list[BatchRecord]:
     """Return every recorded batch of a run (optionally one role), in ledger order."""
     index = _Index(workspace)
     splits = index.splits(run_id)
@@ -267,7 +272,7 @@ def _members(index: _Index, entry: LedgerEntry, targets: IdArray) -> _Members | 
                     ids[pos[order]], statistic)
 
 
-def _unknown(ws: Any, entries: list[LedgerEntry], targets: IdArray) -> list[_Found]:
+def _unknown(ws: LineageWorkspace, entries: list[LedgerEntry], targets: IdArray) -> list[_Found]:
     """One "unknown" answer per run whose splits stood positions in for row ids."""
     if not targets.size:
         return []
@@ -364,7 +369,7 @@ def _statuses(index: _Index, runs: set[str]) -> tuple[dict[str, str], set[str], 
 
 # ---------------------------------------------------------------------- the query
 def sample_usage(
-    workspace: Any,
+    workspace: LineageWorkspace,
     *,
     row_ids: ArrayLike | None = None,
     subject: object = None,
@@ -465,7 +470,9 @@ def _with_proofs(index: _Index, found: list[_Found], run: str | None) -> list[Sa
     return uses
 
 
-def load_checkpoint(workspace: Any, checkpoint_id: str, model: Any = None) -> dict[str, Any]:
+def load_checkpoint(
+    workspace: LineageWorkspace, checkpoint_id: str, model: Any = None
+) -> dict[str, Any]:
     """Return the state dict of a recorded checkpoint; load it into ``model`` if given.
 
     The ``training.checkpoint`` event is proven (and the proof verified) before its weights

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +34,9 @@ from rowtrail.hashing import DIGEST_PREFIX, canonical_json, sha256_digest
 from rowtrail.ids import ROW_BITS
 from rowtrail.lineage import SourceInfo, get_source, register_source
 from rowtrail.training._codec import encode_positions
+
+if TYPE_CHECKING:
+    from rowtrail.lineage import LineageWorkspace
 
 __all__ = [
     "ResolvedRows",
@@ -212,7 +215,7 @@ def _content_digest(dataset: Any, n: int, name: str) -> tuple[str, str]:
 
 
 def resolve_rows(
-    workspace: Any, dataset: Any, *, row_ids: Any = None, name: str, caller: str
+    workspace: LineageWorkspace, dataset: Any, *, row_ids: Any = None, name: str, caller: str
 ) -> ResolvedRows:
     """Return the row ids of ``dataset``'s samples, whether they are known, and their lineage.
 
@@ -250,7 +253,7 @@ def resolve_rows(
 
 
 def dataset_row_ids(
-    workspace: Any, dataset: Any, *, row_ids: Any = None, name: str, caller: str
+    workspace: LineageWorkspace, dataset: Any, *, row_ids: Any = None, name: str, caller: str
 ) -> NDArray[np.int64]:
     """Return one row id per sample of ``dataset`` (see the module docstring for the order)."""
     return resolve_rows(workspace, dataset, row_ids=row_ids, name=name, caller=caller).row_ids
@@ -261,7 +264,7 @@ def is_stand_in(info: SourceInfo) -> bool:
     return info.format in _STAND_IN_FORMATS and "basis" in info.schema
 
 
-def stand_in_sources(workspace: Any, ids: IdArray) -> list[int]:
+def stand_in_sources(workspace: LineageWorkspace, ids: IdArray) -> list[int]:
     """Return the indices of the stand-in sources among the sources of ``ids``."""
     found = []
     for index in np.unique(ids >> ROW_BITS).tolist():

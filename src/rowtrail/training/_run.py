@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -62,6 +62,9 @@ from rowtrail.training._signals import SignalBuffer, check_signal, scalar_of
 from rowtrail.training._status import process_info
 from rowtrail.training._tracked import TrackedLoader
 from rowtrail.training._writer import BackgroundWriter
+
+if TYPE_CHECKING:
+    from rowtrail.lineage import LineageWorkspace
 
 __all__ = ["TrackedLoader", "TrainingRun"]
 
@@ -142,7 +145,7 @@ class TrainingRun:
 
     def __init__(
         self,
-        workspace: Any,
+        workspace: LineageWorkspace,
         name: str,
         *,
         model: Any = None,

@@ -21,10 +21,13 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rowtrail.errors import InvalidInputError
 from rowtrail.ledger import InclusionProof, LedgerEntry
+
+if TYPE_CHECKING:
+    from rowtrail.lineage import LineageWorkspace
 
 __all__ = [
     "RUN_STATUSES",
@@ -121,7 +124,9 @@ class RunInfo:
     seal_proof: InclusionProof | None = None
 
 
-def prove_verified(workspace: Any, indices: Sequence[int]) -> dict[int, InclusionProof]:
+def prove_verified(
+    workspace: LineageWorkspace, indices: Sequence[int]
+) -> dict[int, InclusionProof]:
     """Return verified inclusion proofs of ``indices``, keyed by index.
 
     Proofs are made against the latest signed checkpoint, checked against the trust root kept
@@ -135,7 +140,7 @@ def prove_verified(workspace: Any, indices: Sequence[int]) -> dict[int, Inclusio
     return dict(zip(wanted, proofs, strict=True))
 
 
-def _run_events(workspace: Any, kind: str) -> dict[str, LedgerEntry]:
+def _run_events(workspace: LineageWorkspace, kind: str) -> dict[str, LedgerEntry]:
     ledger = workspace.ledger
     found: dict[str, LedgerEntry] = {}
     for entry in ledger.entries(ledger.indices(kind=kind)):
@@ -145,7 +150,7 @@ def _run_events(workspace: Any, kind: str) -> dict[str, LedgerEntry]:
     return found
 
 
-def _runs(workspace: Any, only: str | None = None) -> list[RunInfo]:
+def _runs(workspace: LineageWorkspace, only: str | None = None) -> list[RunInfo]:
     started = _run_events(workspace, "training.started")
     sealed = _run_events(workspace, "training.completed")
     if only is not None:
@@ -166,7 +171,7 @@ def _runs(workspace: Any, only: str | None = None) -> list[RunInfo]:
     return runs
 
 
-def list_runs(workspace: Any) -> list[RunInfo]:
+def list_runs(workspace: LineageWorkspace) -> list[RunInfo]:
     """Return every recorded run with its status, in the order they started.
 
     Examples
@@ -182,7 +187,7 @@ def list_runs(workspace: Any) -> list[RunInfo]:
     return _runs(workspace)
 
 
-def run_status(workspace: Any, run_id: str) -> str:
+def run_status(workspace: LineageWorkspace, run_id: str) -> str:
     """Return the status of run ``run_id``: one of :data:`RUN_STATUSES`.
 
     ``"completed"`` only when the run's seal says so; a run whose process was killed (no seal,

@@ -10,7 +10,7 @@ names one version.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -20,12 +20,15 @@ from rowtrail.errors import InvalidInputError, UnknownSourceError
 from rowtrail.ids import ROW_BITS, is_pseudonym, row_numbers, source_indices
 from rowtrail.lineage import SourceInfo, list_sources, rows_of_subject
 
+if TYPE_CHECKING:
+    from rowtrail.lineage import LineageWorkspace
+
 __all__ = ["SourceKey", "target_ids"]
 
 SourceKey = str | int | tuple[str, int]
 
 
-def _versions(ws: Any, source: SourceKey) -> list[SourceInfo]:
+def _versions(ws: LineageWorkspace, source: SourceKey) -> list[SourceInfo]:
     """Return the source versions ``source`` names: every version of a name, or one."""
     every = list_sources(ws)
     if isinstance(source, tuple):
@@ -53,7 +56,7 @@ def _ranges(versions: Iterable[SourceInfo]) -> str:
     return ", ".join(f"{s.name}@{s.version} (index {s.index}): [0, {s.n_rows})" for s in versions)
 
 
-def _source_ids(ws: Any, source: SourceKey, rows: ArrayLike | None) -> IdArray:
+def _source_ids(ws: LineageWorkspace, source: SourceKey, rows: ArrayLike | None) -> IdArray:
     versions = _versions(ws, source)
     if rows is None:
         return np.concatenate([s.row_ids() for s in versions]).astype(np.int64)
@@ -75,7 +78,7 @@ def _source_ids(ws: Any, source: SourceKey, rows: ArrayLike | None) -> IdArray:
     return np.concatenate(parts).astype(np.int64)
 
 
-def _check_row_ids(ws: Any, row_ids: ArrayLike) -> IdArray:
+def _check_row_ids(ws: LineageWorkspace, row_ids: ArrayLike) -> IdArray:
     ids = np.atleast_1d(np.asarray(row_ids))
     if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
         raise InvalidInputError(
@@ -104,7 +107,7 @@ def _check_row_ids(ws: Any, row_ids: ArrayLike) -> IdArray:
     return ids
 
 
-def target_ids(ws: Any, row_ids: ArrayLike | None, subject: object,
+def target_ids(ws: LineageWorkspace, row_ids: ArrayLike | None, subject: object,
                source: SourceKey | None, rows: ArrayLike | None) -> IdArray:
     """Return the row ids a usage query asks about (see the module docstring)."""
     given = sum(x is not None for x in (row_ids, subject, source))
