@@ -5,6 +5,8 @@ Scorers (one :class:`Scorer` role: :class:`ExactInfluenceScorer`, :class:`TRAKSc
 linear scores (positive = supports the prediction); :class:`ScoreIndex` answers batched top-k
 queries over a memory-mapped train-side matrix; :class:`Attributor` traces the top samples to
 source rows, subjects, ops and ledger proofs (:class:`Explanation`, ``ws.explain``);
+:func:`save_attributor` binds every saved file to the ledger by digest, checked on every load
+(:func:`verify_attribution_files` re-hashes them all);
 :func:`summarize_contributions` logs per-subject effects; :func:`evaluate_lds` and
 :func:`leave_one_out` measure quality against retrained models.
 """
@@ -47,6 +49,7 @@ from rowtrail.attribution._persist import (
     log_prediction,
     register_attributor,
     save_attributor,
+    verify_attribution_files,
 )
 from rowtrail.attribution._scorers import (
     ExactInfluenceScorer,
@@ -94,4 +97,5 @@ __all__ = [
     "save_attributor",
     "save_feature_matrix",
     "summarize_contributions",
+    "verify_attribution_files",
 ]

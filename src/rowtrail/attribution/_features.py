@@ -26,7 +26,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rowtrail.attribution._checks import is_real
-from rowtrail.errors import InvalidInputError, StorageError
+from rowtrail.errors import FileIntegrityError, InvalidInputError
+from rowtrail.training._bound import load_json_file, load_npy_file
 
 __all__ = ["FeatureSource", "GradientFeatures", "load_feature_matrix", "save_feature_matrix"]
 
@@ -247,15 +248,33 @@ def save_feature_matrix(
 def load_feature_matrix(
     directory: str | Path,
 ) -> tuple[NDArray[Any], NDArray[np.int64], dict[str, Any]]:
-    """Open a matrix written by :func:`save_feature_matrix` (memory-mapped, read-only)."""
+    """Open a matrix written by :func:`save_feature_matrix` (memory-mapped, read-only).
+
+    This reads the files as they are; it checks their form, not their digests. A saved
+    attributor is read through :func:`~rowtrail.attribution.load_attributor`, which first
+    checks every file against its ledger event.
+
+    Raises
+    ------
+    FileIntegrityError
+        A file is missing, truncated or malformed (``path`` names it).
+    StorageError
+        A file cannot be read.
+    """
     path = Path(directory)
-    try:
-        matrix = np.load(path / "matrix.npy", mmap_mode="r")
-        row_ids = np.load(path / "row_ids.npy")
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise StorageError(
-            f"directory of load_feature_matrix must hold matrix.npy, row_ids.npy and meta.json; "
-            f"{path}: {exc}"
-        ) from exc
-    return matrix, np.asarray(row_ids, dtype=np.int64), dict(meta)
+    matrix = load_npy_file(path / "matrix.npy", mmap=True)
+    row_ids = load_npy_file(path / "row_ids.npy")
+    meta = load_json_file(path / "meta.json")
+    if matrix.ndim != 2 or matrix.dtype not in (np.dtype("<f4"), np.dtype("<f2")):
+        raise FileIntegrityError(
+            f"{path / 'matrix.npy'} must hold a 2-D float32 or float16 matrix; got "
+            f"{matrix.dtype} of shape {matrix.shape}",
+            path=str(path / "matrix.npy"),
+        )
+    if row_ids.shape != (matrix.shape[0],) or row_ids.dtype != np.int64:
+        raise FileIntegrityError(
+            f"{path / 'row_ids.npy'} must hold {matrix.shape[0]} int64 row ids (one per matrix "
+            f"row); got {row_ids.dtype} of shape {row_ids.shape}",
+            path=str(path / "row_ids.npy"),
+        )
+    return matrix, row_ids, meta

@@ -2,8 +2,13 @@
 
 A saved attributor is a directory ``<workspace>/attribution/<name>/`` holding the train-side
 score matrix (``matrix.npy``, float32, memory-mapped when loaded), the row ids, the sample
-lineage as CSR (``lineage_offsets.npy``, ``lineage_ids.npy``) and ``meta.json``; saving appends an
-``attribution.index.saved`` ledger event with the files' digests. A prediction logged with
+lineage as CSR (``lineage_offsets.npy``, ``lineage_ids.npy``) and ``meta.json``. Saving writes
+them in a staging directory, moves each into place and appends an ``attribution.index.saved``
+ledger event whose ``files`` field records the digest and size of all five (DESIGN §7).
+:func:`load_attributor` finds the latest such event for the name and checks every file against
+it before reading anything (a successful check is cached per process, see
+:mod:`rowtrail.training._bound`); the event is then one of the records every explanation
+proves. :func:`verify_attribution_files` re-hashes every saved attributor. A prediction logged with
 :func:`log_prediction` is a ``prediction.made`` event whose blob is the query's index-side
 vector, so ``ws.explain(ledger_index)`` and ``rowtrail explain`` need neither the model nor
 torch.
@@ -11,20 +16,34 @@ torch.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from rowtrail.attribution._attributor import Attributor
 from rowtrail.attribution._checks import is_count
 from rowtrail.attribution._explanation import Explanation, RowMapLineage
-from rowtrail.attribution._features import load_feature_matrix, save_feature_matrix
+from rowtrail.attribution._features import (
+    GradientFeatures,
+    load_feature_matrix,
+    save_feature_matrix,
+)
 from rowtrail.attribution._topk import ScoreIndex
 from rowtrail.attribution._types import AttributionWorkspace
-from rowtrail.errors import InvalidInputError, StateError
-from rowtrail.hashing import file_digest
+from rowtrail.errors import FileIntegrityError, InvalidInputError, StateError
+from rowtrail.training._bound import (
+    Binding,
+    describe_files,
+    latest_binding,
+    latest_bindings,
+    load_npy_file,
+)
 
 __all__ = [
     "explain",
@@ -32,10 +51,19 @@ __all__ = [
     "log_prediction",
     "register_attributor",
     "save_attributor",
+    "verify_attribution_files",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _EXT = "attribution:"
+# extensions[_LOADED + name]: (binding event index, stat keys) of an attributor read from disk.
+_LOADED = "attribution-files:"
+_KIND = "attribution.index.saved"
+_FILES = ("lineage_ids.npy", "lineage_offsets.npy", "matrix.npy", "meta.json", "row_ids.npy")
+_FIX = (
+    "Save the attributor again with rt.attribution.save_attributor(ws, attributor, name), "
+    "or delete its directory."
+)
 
 
 def _check_name(name: object, caller: str) -> str:
@@ -56,10 +84,16 @@ def register_attributor(
     """Make ``attributor`` the one ``ws.explain`` uses for ``name`` in this process."""
     _check_name(name, "register_attributor")
     ws.extensions[_EXT + name] = attributor
+    ws.extensions.pop(_LOADED + name, None)
 
 
 def save_attributor(ws: AttributionWorkspace, attributor: Attributor, name: str = "default") -> int:
-    """Save the index and lineage under the workspace, register it, return the ledger index."""
+    """Save the index and lineage under the workspace, register it, return the ledger index.
+
+    The five files are written to a staging directory and moved into place one by one (so a
+    process that has the previous matrix mapped keeps reading it), then an
+    ``attribution.index.saved`` event binds all five by digest.
+    """
     _check_name(name, "save_attributor")
     path = _directory(ws, name)
     lineage = attributor.lineage
@@ -74,53 +108,171 @@ def save_attributor(ws: AttributionWorkspace, attributor: Attributor, name: str 
         "ops": lineage.ops(),
         "statistics": lineage.statistics(),
     }
-    save_feature_matrix(path, attributor.index.matrix, attributor.index.row_ids, meta=meta)
-    np.save(path / "lineage_offsets.npy", lineage.offsets)
-    np.save(path / "lineage_ids.npy", lineage.ids)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A dot-prefixed name can never be an attributor's, so a staging leftover is never read.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".staging", dir=path.parent))
+    try:
+        save_feature_matrix(staging, attributor.index.matrix, attributor.index.row_ids, meta=meta)
+        np.save(staging / "lineage_offsets.npy", np.asarray(lineage.offsets, dtype=np.int64))
+        np.save(staging / "lineage_ids.npy", np.asarray(lineage.ids, dtype=np.int64))
+        path.mkdir(exist_ok=True)
+        for file in _FILES:
+            os.replace(staging / file, path / file)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     payload = {
         "name": name,
         "method": attributor.method,
         "model": attributor.model,
         "n_samples": attributor.index.n_samples,
         "dim": attributor.index.dim,
-        "matrix_digest": file_digest(path / "matrix.npy"),
-        "row_ids_digest": file_digest(path / "row_ids.npy"),
-        "lineage_digest": file_digest(path / "lineage_ids.npy"),
+        "files": describe_files(path, _FILES),
     }
-    index: int = ws.ledger.append("attribution.index.saved", payload)
+    index: int = ws.ledger.append(_KIND, payload)
     register_attributor(ws, attributor, name)
     return index
 
 
 def load_attributor(ws: AttributionWorkspace, name: str = "default") -> Attributor:
-    """Return the attributor registered or saved under ``name``."""
+    """Return the attributor registered in this process or saved under ``name``.
+
+    A saved attributor's five files are first checked against the latest
+    ``attribution.index.saved`` event for ``name`` (a check that succeeded before in this
+    process is not repeated while the files' size, inode and times are unchanged).
+
+    Raises
+    ------
+    StateError
+        Nothing is registered or saved under ``name``.
+    FileIntegrityError
+        A file is missing, truncated, extended, altered or malformed, or the directory has no
+        binding event.
+    """
     _check_name(name, "load_attributor")
     found = ws.extensions.get(_EXT + name)
-    if isinstance(found, Attributor):
-        return found
+    loaded = ws.extensions.get(_LOADED + name)
+    if isinstance(found, Attributor) and loaded is None:
+        return found  # registered in this process: the object itself, never read from disk
     path = _directory(ws, name)
-    if not (path / "meta.json").exists():
+    binding = latest_binding(ws.ledger, _KIND, "name", name, fix=_FIX)
+    if binding is None:
+        if path.exists():
+            raise FileIntegrityError(
+                f"{path} holds attributor files that no {_KIND} event binds, so they cannot be "
+                f"trusted. {_FIX}",
+                path=str(path),
+            )
         raise StateError(
             f"no attributor {name!r} in workspace {ws.path}; build one with "
             "rt.attribution.Attributor(...) and save it with rt.attribution.save_attributor()."
         )
-    matrix, row_ids, meta = load_feature_matrix(path)
-    lineage = RowMapLineage(
-        np.load(path / "lineage_offsets.npy"),
-        np.load(path / "lineage_ids.npy"),
-        ops=meta.get("ops", []),
-        statistics=meta.get("statistics", []),
-    )
-    attributor = Attributor(
-        index=ScoreIndex(matrix, row_ids),
-        lineage=lineage,
-        model=str(meta.get("model", "")),
-        checkpoints=meta.get("checkpoints", []),
-        record_indices=meta.get("record_indices", []),
-        method=str(meta.get("method", "unknown")),
-    )
+    keys = binding.check(path, _FILES)
+    if isinstance(found, Attributor) and loaded == (binding.index, keys):
+        return found
+    attributor = _read_attributor(path, binding)
+    binding.still_same(path, keys)
     ws.extensions[_EXT + name] = attributor
+    ws.extensions[_LOADED + name] = (binding.index, keys)
     return attributor
+
+
+def _read_files(
+    path: Path, binding: Binding
+) -> tuple[NDArray[Any], NDArray[np.int64], dict[str, Any], RowMapLineage]:
+    """Parse the (already checked) files of a saved attributor, with typed errors."""
+    matrix, row_ids, meta = load_feature_matrix(path)
+    shape = (binding.payload.get("n_samples"), binding.payload.get("dim"))
+    if matrix.shape != shape:
+        raise FileIntegrityError(
+            f"{path / 'matrix.npy'} has shape {matrix.shape}; ledger event {binding.index} "
+            f"recorded {shape}. {_FIX}",
+            path=str(path / "matrix.npy"),
+        )
+    offsets = load_npy_file(path / "lineage_offsets.npy")
+    ids = load_npy_file(path / "lineage_ids.npy")
+    try:
+        lineage = RowMapLineage(
+            offsets, ids, ops=meta.get("ops", []), statistics=meta.get("statistics", [])
+        )
+        if lineage.n_samples != matrix.shape[0]:
+            raise InvalidInputError(
+                f"{lineage.n_samples} samples in the lineage, {matrix.shape[0]} in the matrix"
+            )
+    except (InvalidInputError, TypeError) as exc:
+        raise FileIntegrityError(
+            f"{path / 'lineage_offsets.npy'} and lineage_ids.npy do not form a valid lineage: "
+            f"{exc}. {_FIX}",
+            path=str(path / "lineage_offsets.npy"),
+        ) from exc
+    return matrix, row_ids, meta, lineage
+
+
+def _read_attributor(path: Path, binding: Binding) -> Attributor:
+    matrix, row_ids, meta, lineage = _read_files(path, binding)
+    try:
+        return Attributor(
+            index=ScoreIndex(matrix, row_ids),
+            lineage=lineage,
+            model=str(meta.get("model", "")),
+            checkpoints=list(meta.get("checkpoints", [])),
+            # The binding event is one of the records every explanation proves.
+            record_indices=[*meta.get("record_indices", []), binding.index],
+            method=str(meta.get("method", "unknown")),
+        )
+    except (InvalidInputError, TypeError, ValueError) as exc:
+        raise FileIntegrityError(
+            f"{path / 'meta.json'} does not describe a valid attributor: {exc}. {_FIX}",
+            path=str(path / "meta.json"),
+        ) from exc
+
+
+def verify_attribution_files(ws: AttributionWorkspace) -> int:
+    """Re-hash every saved attributor against its latest ``attribution.index.saved`` event.
+
+    Checks that every directory under ``<workspace>/attribution/`` is bound by an event, and
+    that all five files of every name's latest event exist and match their recorded size and
+    digest (never using the per-process cache), then parses them. Called by
+    ``Workspace.verify``.
+
+    Parameters
+    ----------
+    ws : Workspace
+        The workspace whose saved attributors are checked.
+
+    Returns
+    -------
+    int
+        The number of files checked.
+
+    Raises
+    ------
+    FileIntegrityError
+        On the first unbound directory or missing, truncated, extended, altered or malformed
+        file.
+    """
+    bindings = latest_bindings(ws.ledger, _KIND, "name", fix=_FIX)
+    root = Path(ws.path) / "attribution"
+    present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for name in present:
+        # Dot-prefixed directories are save_attributor's staging leftovers: no name reads them.
+        if not name.startswith(".") and name not in bindings:
+            raise FileIntegrityError(
+                f"{root / name} holds attributor files that no {_KIND} event binds. {_FIX}",
+                path=str(root / name),
+            )
+    n_files = 0
+    for name, binding in sorted(bindings.items()):
+        if not _NAME.match(name):
+            raise FileIntegrityError(
+                f"ledger event {binding.index} ({_KIND}) names attributor {name!r}, which is "
+                "not a valid name; no directory can be checked for it.",
+                path=str(root),
+            )
+        keys = binding.check(root / name, _FILES, use_cache=False)
+        _read_files(root / name, binding)
+        binding.still_same(root / name, keys)
+        n_files += len(keys)
+    return n_files
 
 
 def log_prediction(
@@ -181,30 +333,66 @@ def explain(
             f"top_k of explain must be an int > 0; got {top_k!r}. Try top_k=20."
         )
     if isinstance(prediction, int | np.integer) and not isinstance(prediction, bool):
-        entry = ws.ledger.entry(int(prediction))
-        info = entry.event.payload.get("attribution")
-        if entry.event.kind != "prediction.made" or not isinstance(info, dict):
-            raise InvalidInputError(
-                f"prediction of explain must be the ledger index of a prediction.made event "
-                f"logged with rt.attribution.log_prediction; entry {int(prediction)} is "
-                f"{entry.event.kind!r}."
-            )
-        att = attributor or load_attributor(ws, str(info["index"]))
-        vector = np.frombuffer(ws.ledger.blobs.get(info["query_blob"]), dtype="<f4")
-        if vector.size != att.index.dim:
-            raise StateError(
-                f"prediction {int(prediction)} was logged for a {vector.size}-dim index; "
-                f"attributor {info['index']!r} has {att.index.dim}. Log it again."
-            )
-        shown = {k: v for k, v in entry.event.payload.items() if k != "attribution"}
-        shown["ledger_index"] = int(prediction)
-        return att.explain_vector(
-            ws,
-            vector.astype(np.float32),
-            top_k=top_k,
-            proofs=proofs,
-            prediction=shown,
-            extra_records=[int(prediction)],
+        return _explain_logged(ws, int(prediction), top_k, proofs, attributor)
+    if not _is_input_row(prediction):
+        raise InvalidInputError(
+            "prediction of explain must be the ledger index (int) of a prediction.made event or "
+            f"an input row (array); got {prediction!r}. Pass the index returned by "
+            "rt.attribution.log_prediction, or the row as a list or NumPy array."
         )
     att = attributor or load_attributor(ws, "default")
     return att.explain(ws, prediction, top_k=top_k, proofs=proofs)
+
+
+def _is_input_row(value: object) -> bool:
+    if isinstance(value, GradientFeatures):
+        return True
+    if isinstance(value, list | tuple) and value and isinstance(value[0], GradientFeatures):
+        return True
+    if isinstance(value, str | bytes | dict) or value is None:
+        return False
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return array.ndim >= 1 and array.size > 0
+
+
+def _explain_logged(
+    ws: AttributionWorkspace,
+    prediction: int,
+    top_k: int,
+    proofs: bool,
+    attributor: Attributor | None,
+) -> Explanation:
+    entry = ws.ledger.entry(prediction)
+    info = entry.event.payload.get("attribution")
+    if entry.event.kind != "prediction.made" or not isinstance(info, dict):
+        raise InvalidInputError(
+            f"prediction of explain must be the ledger index of a prediction.made event "
+            f"logged with rt.attribution.log_prediction; entry {prediction} is "
+            f"{entry.event.kind!r}."
+        )
+    name = info.get("index")
+    if not isinstance(name, str):
+        raise InvalidInputError(
+            f"prediction of explain must be a prediction.made event naming its attributor; "
+            f"entry {prediction} names {name!r}. Log it again with rt.attribution.log_prediction."
+        )
+    att = attributor or load_attributor(ws, name)
+    vector = np.frombuffer(ws.ledger.blobs.get(str(info.get("query_blob"))), dtype="<f4")
+    if vector.size != att.index.dim:
+        raise StateError(
+            f"prediction {prediction} was logged for a {vector.size}-dim index; "
+            f"attributor {name!r} has {att.index.dim}. Log it again."
+        )
+    shown = {k: v for k, v in entry.event.payload.items() if k != "attribution"}
+    shown["ledger_index"] = prediction
+    return att.explain_vector(
+        ws,
+        vector.astype(np.float32),
+        top_k=top_k,
+        proofs=proofs,
+        prediction=shown,
+        extra_records=[prediction],
+    )

@@ -7,7 +7,8 @@
 - :func:`fit_logistic`, :func:`fit_ridge`, :func:`record_sklearn_fit`: convex fits recorded
   with the Hessian needed for exact influence and Newton unlearning.
 - :func:`featurize`: projected per-sample gradients at a checkpoint in a resumable,
-  memory-mapped feature store.
+  memory-mapped feature store whose files are bound to a ``features.computed`` event by digest
+  and checked on every open (:func:`verify_feature_stores` re-hashes them all).
 - :func:`sample_usage`: "when was sample / source row / subject S used?", with proofs: how
   each row reached a sample (own, joined, aggregated, statistic), and "unknown" for runs
   trained without row ids.
@@ -37,6 +38,7 @@ from rowtrail.training._features import (
     featurize,
     list_feature_sets,
     open_feature_set,
+    verify_feature_stores,
 )
 from rowtrail.training._grads import PerSampleGradients, default_loss, model_digest
 from rowtrail.training._projection import (
@@ -86,4 +88,5 @@ __all__ = [
     "run_status",
     "sample_usage",
     "solve_logistic",
+    "verify_feature_stores",
 ]

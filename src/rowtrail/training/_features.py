@@ -16,14 +16,23 @@ written in chunks and ``meta.json`` is replaced atomically after each chunk: a k
 featurization resumes at the first unfinished chunk. The mapping is msync'ed every 64 MiB
 and at the end, not per chunk: writes to a shared mapping survive a killed process, but
 after an OS crash a partial set may hold zeros after its last msync, so delete it and
-recompute (a complete set's file digest is in its ``features.computed`` event). When complete, a
-``features.computed`` ledger event records the digest of the feature file.
+recompute.
+
+When complete, a ``features.computed`` ledger event binds the set (DESIGN §7): its ``files``
+field records the digest and size of *all three* files, and nothing is written to the directory
+after it. :func:`open_feature_set` finds the latest such event for the key and checks every file
+against it before reading anything (see :mod:`rowtrail.training._bound`, which also caches a
+successful check per process); :func:`verify_feature_stores` re-hashes every store. A directory
+with no binding event is a featurization that has not finished; only :func:`featurize` resumes
+it. Looking the event up first makes :func:`featurize` idempotent: a crash after the event was
+appended leads to no second event on resume.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +42,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rowtrail._optional import require
-from rowtrail.errors import InvalidInputError, StateError
-from rowtrail.hashing import canonical_json, file_digest, sha256_digest
+from rowtrail.errors import FileIntegrityError, InvalidInputError, StateError, StorageError
+from rowtrail.hashing import canonical_json, sha256_digest
+from rowtrail.training._bound import (
+    Binding,
+    describe_files,
+    latest_binding,
+    latest_bindings,
+    load_json_file,
+    load_npy_file,
+)
 from rowtrail.training._codec import encode_positions
 from rowtrail.training._grads import PerSampleGradients, model_digest
 from rowtrail.training._projection import Projector, make_projector
@@ -43,10 +60,22 @@ from rowtrail.training._rows import dataset_row_ids
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FeatureSet", "featurize", "list_feature_sets", "open_feature_set"]
+__all__ = [
+    "FeatureSet",
+    "featurize",
+    "list_feature_sets",
+    "open_feature_set",
+    "verify_feature_stores",
+]
 
 _DTYPE = np.float16
 _SYNC_BYTES = 64 << 20
+_KIND = "features.computed"
+_KEY = re.compile(r"^[0-9a-f]{24}$")
+_FILES = ("features.f16", "meta.json", "row_ids.npy")
+_FIX = (
+    "Delete the feature set's directory and run featurize() again to recompute and record it."
+)
 
 
 @dataclass
@@ -98,20 +127,101 @@ def _write_meta(path: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, path / "meta.json")
 
 
-def open_feature_set(workspace: Any, key: str) -> FeatureSet:
-    """Open a stored feature set by key (read-only memory map)."""
-    path = _root(workspace) / key
-    try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        known = list_feature_sets(workspace)
+def _binding(workspace: Any, key: str) -> Binding | None:
+    return latest_binding(workspace.ledger, _KIND, "key", key, fix=_FIX)
+
+
+def open_feature_set(workspace: Any, key: str, *, partial: bool = False) -> FeatureSet:
+    """Open a stored feature set by key (read-only memory map), checked against the ledger.
+
+    Every file is compared with the digests of the latest ``features.computed`` event for
+    ``key`` before it is read.
+
+    Parameters
+    ----------
+    workspace : Workspace
+        Holds the store under ``<workspace>/features/<key>/`` and the ledger.
+    key : str
+        The feature set's key (``FeatureSet.key``, see :func:`list_feature_sets`).
+    partial : bool
+        Also open a set that no event binds yet (a featurization that was interrupted), without
+        any check: for inspecting progress, never as evidence.
+
+    Raises
+    ------
+    FileIntegrityError
+        A bound file is missing, truncated, extended or altered, or malformed.
+    StateError
+        The set has no ``features.computed`` event and ``partial`` is false.
+    """
+    if not _KEY.match(str(key)):
         raise InvalidInputError(
-            f"key of open_feature_set must name a stored feature set; got {key!r}; known: {known}"
+            f"key of open_feature_set must be a feature set key (24 hex digits); got {key!r}; "
+            f"known: {list_feature_sets(workspace)}"
+        )
+    path = _root(workspace) / key
+    binding = _binding(workspace, key)
+    if binding is None:
+        if not (path / "meta.json").exists():
+            known = list_feature_sets(workspace)
+            raise InvalidInputError(
+                f"key of open_feature_set must name a stored feature set; got {key!r}; "
+                f"known: {known}"
+            )
+        if not partial:
+            raise StateError(
+                f"feature set {key} in {path} has no features.computed event in the ledger, so "
+                "no record binds its files; run featurize() again with the same inputs to finish "
+                "and record it, or delete the directory."
+            )
+        return _read(path, key)
+    keys = binding.check(path, _FILES)
+    feature_set = _read(path, key)
+    binding.still_same(path, keys)
+    feature_set.meta.update(
+        ledger_index=binding.index, features_digest=binding.payload.get("features_digest")
+    )
+    return feature_set
+
+
+def _read(path: Path, key: str) -> FeatureSet:
+    meta_path, ids_path, features_path = (path / n for n in ("meta.json", "row_ids.npy",
+                                                              "features.f16"))
+    meta = load_json_file(meta_path)
+    try:
+        shape = (int(meta["n_samples"]), int(meta["proj_dim"]))
+        int(meta["n_done"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileIntegrityError(
+            f"{meta_path} must hold integer n_samples, proj_dim and n_done; {exc!r}. {_FIX}",
+            path=str(meta_path),
         ) from exc
-    row_ids = np.load(path / "row_ids.npy")
-    features = np.memmap(path / "features.f16", dtype=_DTYPE, mode="r",
-                         shape=(int(meta["n_samples"]), int(meta["proj_dim"])))
-    return FeatureSet(key, path, meta, row_ids, features)
+    row_ids = load_npy_file(ids_path)
+    if row_ids.shape != shape[:1] or row_ids.dtype != np.int64:
+        raise FileIntegrityError(
+            f"{ids_path} must hold {shape[0]} int64 row ids; got {row_ids.dtype} of shape "
+            f"{row_ids.shape}. {_FIX}",
+            path=str(ids_path),
+        )
+    expected = shape[0] * shape[1] * np.dtype(_DTYPE).itemsize
+    try:
+        size = features_path.stat().st_size
+        if size != expected:
+            raise FileIntegrityError(
+                f"{features_path} has {size} bytes; a {shape[0]}x{shape[1]} float16 matrix "
+                f"needs {expected} (truncated or extended). {_FIX}",
+                path=str(features_path),
+            )
+        features = np.memmap(features_path, dtype=_DTYPE, mode="r", shape=shape)
+    except FileNotFoundError:
+        raise FileIntegrityError(f"{features_path} is missing. {_FIX}",
+                                 path=str(features_path)) from None
+    except ValueError as exc:
+        raise FileIntegrityError(f"{features_path} cannot be mapped: {exc}. {_FIX}",
+                                 path=str(features_path)) from exc
+    except OSError as exc:
+        raise StorageError(f"cannot read {features_path}: {exc}") from exc
+    return FeatureSet(key, path, meta, row_ids.astype(np.int64, copy=False), features)
 
 
 def list_feature_sets(workspace: Any) -> list[str]:
@@ -204,15 +314,43 @@ def featurize(
     meta.update({"key": key, "n_samples": int(ids.size), "proj_dim": proj.proj_dim,
                  "param_dim": grads.dim, "dtype": "float16", "n_done": 0})
     path = _root(workspace) / key
-    if not (path / "meta.json").exists():
+    created = not (path / "meta.json").exists()
+    if created:
         _create(path, meta, ids)
-    feature_set = open_feature_set(workspace, key)
+    elif _binding(workspace, key) is not None:
+        # Already recorded (perhaps by a run that crashed right after appending the event):
+        # check the files against that event instead of appending a second one.
+        return open_feature_set(workspace, key)
+    # Unbound work in progress (or just created): read without a binding to check against.
+    feature_set = _read(path, key)
     if not feature_set.complete:
         _run_chunks(feature_set, dataset, grads, proj, batch_size, progress, on_chunk)
-        feature_set = open_feature_set(workspace, key)
-    if feature_set.meta.get("ledger_index") is None:
+        feature_set = _read(path, key)
+    bound = _binding(workspace, key)
+    if bound is None or not _matches(bound, path):
+        # A set recomputed from scratch after its directory was deleted may differ in the last
+        # bits from the recorded one; the newest event binds it.
         _record(workspace, feature_set)
+    _crash_point("featurize.after_event")
     return open_feature_set(workspace, key)
+
+
+def _matches(binding: Binding, path: Path) -> bool:
+    try:
+        binding.check(path, _FILES)
+    except FileIntegrityError:
+        return False
+    return True
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: ``ROWTRAIL_TEST_CRASH_AT=<name>`` ends the process here with ``os._exit(70)``.
+
+    Lets a test kill featurization at an exact point (after the ``features.computed`` event is
+    appended, before ``featurize`` returns) without patching; unset, it costs one lookup.
+    """
+    if os.environ.get("ROWTRAIL_TEST_CRASH_AT") == name:
+        os._exit(70)
 
 
 def _run_chunks(
@@ -254,15 +392,19 @@ def _run_chunks(
     del out
 
 
-def _record(workspace: Any, feature_set: FeatureSet) -> None:
-    path, meta, ids = feature_set.path, dict(feature_set.meta), feature_set.row_ids
-    key = feature_set.key
-    if meta.get("ledger_index") is not None:
-        raise StateError(f"feature set {key} was already recorded")
+def _record(workspace: Any, feature_set: FeatureSet) -> int:
+    """Append the ``features.computed`` event that binds every file of a complete set."""
+    path, meta, ids = feature_set.path, feature_set.meta, feature_set.row_ids
+    if not feature_set.complete:
+        raise StateError(
+            f"feature set {feature_set.key} has {feature_set.n_done} of {ids.size} rows; "
+            "only a complete set is recorded. Run featurize() again to finish it."
+        )
     base = int(ids.min()) if ids.size else 0
     ids_digest = workspace.ledger.put_blob(encode_positions(ids - base))
+    files = describe_files(path, _FILES)
     payload = {
-        "key": key,
+        "key": feature_set.key,
         "model_digest": meta["model_digest"],
         "checkpoint": meta["checkpoint"],
         "projector": meta["projector"],
@@ -270,9 +412,60 @@ def _record(workspace: Any, feature_set: FeatureSet) -> None:
         "n_samples": meta["n_samples"],
         "proj_dim": meta["proj_dim"],
         "param_dim": meta["param_dim"],
-        "features_digest": file_digest(path / "features.f16"),
+        "features_digest": files["features.f16"]["digest"],
+        "files": files,
         "id_base": base,
     }
-    meta["ledger_index"] = workspace.ledger.append("features.computed", payload, blobs=[ids_digest])
-    meta["features_digest"] = payload["features_digest"]
-    _write_meta(path, meta)
+    # Nothing is written to the directory after this: the event binds the files as they are.
+    index: int = workspace.ledger.append(_KIND, payload, blobs=[ids_digest])
+    return index
+
+
+def verify_feature_stores(workspace: Any) -> int:
+    """Re-hash every gradient feature store against its latest ``features.computed`` event.
+
+    Checks that every directory under ``<workspace>/features/`` is bound by an event, and that
+    every file of every key's latest event exists and matches its recorded size and digest
+    (never using the per-process cache). Called by ``Workspace.verify``.
+
+    Parameters
+    ----------
+    workspace : Workspace
+        The workspace whose feature stores are checked.
+
+    Returns
+    -------
+    int
+        The number of files checked.
+
+    Raises
+    ------
+    FileIntegrityError
+        On the first unbound directory or missing, truncated, extended or altered file.
+    """
+    bindings = latest_bindings(workspace.ledger, _KIND, "key", fix=_FIX)
+    root = _root(workspace)
+    present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for name in present:
+        if name not in bindings:
+            path = root / name
+            raise FileIntegrityError(
+                f"{path} holds a feature store that no features.computed event binds (an "
+                "interrupted featurization, or files placed there by hand); run featurize() "
+                "again with the same inputs to finish and record it, or delete the directory.",
+                path=str(path),
+            )
+    n_files = 0
+    for key, binding in sorted(bindings.items()):
+        if not _KEY.match(key):
+            raise FileIntegrityError(
+                f"ledger event {binding.index} ({_KIND}) names feature set {key!r}, which is not "
+                "a valid key; no directory can be checked for it.",
+                path=str(root),
+            )
+        path = root / key
+        keys = binding.check(path, _FILES, use_cache=False)
+        _read(path, key)
+        binding.still_same(path, keys)
+        n_files += len(keys)
+    return n_files

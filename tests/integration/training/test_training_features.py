@@ -11,7 +11,12 @@ torch = pytest.importorskip("torch")
 from torch.utils.data import TensorDataset  # noqa: E402
 
 import rowtrail as rt  # noqa: E402
-from rowtrail.errors import RowtrailWarning  # noqa: E402
+from rowtrail.errors import (  # noqa: E402
+    FileIntegrityError,
+    InvalidInputError,
+    RowtrailWarning,
+    StateError,
+)
 from rowtrail.hashing import file_digest  # noqa: E402
 from rowtrail.training import (  # noqa: E402
     PerSampleGradients,
@@ -19,6 +24,7 @@ from rowtrail.training import (  # noqa: E402
     list_feature_sets,
     model_digest,
     open_feature_set,
+    verify_feature_stores,
 )
 
 torch.set_num_threads(1)
@@ -115,7 +121,9 @@ def test_killed_featurization_resumes_where_it_stopped(ws: rt.Workspace, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         featurize(ws, model, dataset, proj_dim=128, batch_size=20, on_chunk=die_after_two)
     [key] = list_feature_sets(ws)
-    partial = open_feature_set(ws, key)
+    with pytest.raises(StateError, match=r"no features\.computed event"):
+        open_feature_set(ws, key)  # unbound: never read as evidence
+    partial = open_feature_set(ws, key, partial=True)
     assert partial.n_done == 40
     assert not partial.complete
     resumed_calls: list[int] = []
@@ -182,3 +190,170 @@ def test_sigkilled_featurization_resumes_in_a_new_process(tmp_path: Path) -> Non
                            capture_output=True, check=True)
             whole = open_feature_set(fresh, key)
             assert np.array_equal(np.asarray(killed.features), np.asarray(whole.features))
+
+
+# ---------------------------------------------------------------- issue 9, findings 3 and 7
+FEATURE_FILES = ["features.f16", "meta.json", "row_ids.npy"]
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-1])
+
+
+def _extend(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + b"\x00")
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def test_issue9_every_feature_file_is_bound(ws: rt.Workspace) -> None:
+    model, dataset = setup(32)
+    features = featurize(ws, model, dataset, proj_dim=64)
+    [(entry, _)] = ws.ledger.proven_entries(kind="features.computed")
+    files = entry.event.payload["files"]
+    assert sorted(files) == FEATURE_FILES
+    for name, spec in files.items():
+        path = features.path / name
+        assert spec == {"digest": file_digest(path), "size": path.stat().st_size}
+    assert features.meta["ledger_index"] == entry.index
+    assert verify_feature_stores(ws) == 3
+    ws.verify()
+    _flip(features.path / "row_ids.npy")
+    with pytest.raises(FileIntegrityError, match=r"row_ids\.npy"):
+        ws.verify()
+
+
+@pytest.mark.parametrize("name", FEATURE_FILES)
+def test_issue9_damaged_feature_file_is_refused(ws: rt.Workspace, name: str) -> None:
+    model, dataset = setup(32)
+    features = featurize(ws, model, dataset, proj_dim=64)
+    path = features.path / name
+    original = path.read_bytes()
+    for damage in (_flip, _truncate, _extend, _delete):
+        damage(path)
+        with pytest.raises(FileIntegrityError, match=name) as caught:
+            open_feature_set(ws, features.key)
+        assert caught.value.path == str(path), damage.__name__
+        with pytest.raises(FileIntegrityError, match=name) as caught:
+            verify_feature_stores(ws)
+        assert caught.value.path == str(path), damage.__name__
+        if (name, damage) == ("meta.json", _delete):
+            # No meta.json: featurize starts the set over and recomputes every file itself.
+            assert featurize(ws, model, dataset, proj_dim=64).complete
+        else:
+            with pytest.raises(FileIntegrityError, match=name):  # never re-recorded as is
+                featurize(ws, model, dataset, proj_dim=64)
+        path.write_bytes(original)
+    assert verify_feature_stores(ws) == 3
+    assert open_feature_set(ws, features.key).complete
+    assert len(ws.ledger.indices(kind="features.computed")) == 1
+
+
+def test_issue9_truncated_feature_file_raises_file_integrity_error(ws: rt.Workspace) -> None:
+    model, dataset = setup(32)
+    features = featurize(ws, model, dataset, proj_dim=64)
+    _truncate(features.path / "features.f16")
+    with pytest.raises(FileIntegrityError, match="truncated"):
+        open_feature_set(ws, features.key)
+
+    def stop(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # an unbound, partial set
+        featurize(ws, model, dataset, proj_dim=32, batch_size=8, on_chunk=stop)
+    [key] = [k for k in list_feature_sets(ws) if k != features.key]
+    path = ws.path / "features" / key
+    _truncate(path / "features.f16")
+    with pytest.raises(FileIntegrityError, match=r"features\.f16"):
+        open_feature_set(ws, key, partial=True)
+    (path / "meta.json").write_text('{"n_samples": 32}')
+    with pytest.raises(FileIntegrityError, match=r"meta\.json"):
+        open_feature_set(ws, key, partial=True)
+    (path / "meta.json").write_text("{trunc")
+    with pytest.raises(FileIntegrityError, match=r"meta\.json"):
+        open_feature_set(ws, key, partial=True)
+    with pytest.raises(FileIntegrityError, match=r"no features\.computed event binds"):
+        verify_feature_stores(ws)
+    with pytest.raises(InvalidInputError, match="key of open_feature_set"):
+        open_feature_set(ws, "../attribution")
+
+
+def test_issue9_deleted_feature_store_is_refused_then_recomputed(ws: rt.Workspace) -> None:
+    import shutil
+
+    model, dataset = setup(32)
+    features = featurize(ws, model, dataset, proj_dim=64)
+    shutil.rmtree(features.path)
+    with pytest.raises(FileIntegrityError, match="is missing"):
+        verify_feature_stores(ws)
+    again = featurize(ws, model, dataset, proj_dim=64)
+    assert np.array_equal(np.asarray(again.features), np.asarray(features.features))
+    assert verify_feature_stores(ws) == 3
+    assert len(ws.ledger.indices(kind="features.computed")) == 1  # same digests: no new event
+
+
+def test_issue9_featurize_resume_after_event_does_not_duplicate(
+    ws: rt.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, dataset = setup(32)
+    real_append = ws.ledger.append
+
+    def append_then_crash(kind: str, payload: object, **fields: object) -> int:
+        index = real_append(kind, payload, **fields)  # type: ignore[arg-type]
+        if kind == "features.computed":
+            raise SystemExit("crash right after the event was appended")
+        return index
+
+    monkeypatch.setattr(ws.ledger, "append", append_then_crash)
+    with pytest.raises(SystemExit):
+        featurize(ws, model, dataset, proj_dim=64)
+    monkeypatch.undo()
+    assert len(ws.ledger.indices(kind="features.computed")) == 1
+    resumed = featurize(ws, model, dataset, proj_dim=64)
+    assert resumed.complete
+    assert len(ws.ledger.indices(kind="features.computed")) == 1
+    assert resumed.meta["ledger_index"] == ws.ledger.indices(kind="features.computed")[0]
+    assert verify_feature_stores(ws) == 3
+
+
+CRASH_SCRIPT = """
+import sys, torch
+from torch.utils.data import TensorDataset
+import rowtrail as rt
+from rowtrail.training import featurize
+torch.set_num_threads(1)
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
+inputs = torch.randn(32, 6)
+dataset = TensorDataset(inputs, (inputs[:, 0] + inputs[:, 1] > 0).long())
+ws = rt.open(sys.argv[1], create=True)
+featurize(ws, model, dataset, proj_dim=64, batch_size=8)
+ws.close()
+"""
+
+
+@pytest.mark.slow
+def test_issue9_featurize_killed_after_event_resumes_without_duplicate(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "featurize.py"
+    script.write_text(CRASH_SCRIPT)
+    env = {**os.environ, "ROWTRAIL_TEST_CRASH_AT": "featurize.after_event"}
+    killed = subprocess.run([sys.executable, str(script), str(tmp_path / "ws")], env=env,
+                            capture_output=True, text=True)
+    assert killed.returncode == 70, killed.stderr
+    subprocess.run([sys.executable, str(script), str(tmp_path / "ws")], check=True,
+                   capture_output=True)
+    with rt.open(tmp_path / "ws") as ws:
+        assert len(ws.ledger.indices(kind="features.computed")) == 1
+        assert verify_feature_stores(ws) == 3
