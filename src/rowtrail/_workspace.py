@@ -136,17 +136,10 @@ def _verify_blob_files(blobs: FileBlobStore) -> int:
 
 def _verify_bound_files(ws: Workspace) -> int:
     """Check every saved attributor and feature store against the digests its event records."""
-    import rowtrail.attribution
-    import rowtrail.training
+    from rowtrail.attribution import verify_attribution_files
+    from rowtrail.training import verify_feature_stores
 
-    total = 0
-    for verify in (  # TODO(issue 9): direct imports once both land
-        getattr(rowtrail.attribution, "verify_attribution_files", None),
-        getattr(rowtrail.training, "verify_feature_stores", None),
-    ):
-        if verify is not None:
-            total += int(verify(ws))
-    return total
+    return verify_attribution_files(ws) + verify_feature_stores(ws)
 
 
 def _create_layout(path: Path) -> None:

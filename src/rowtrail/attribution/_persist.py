@@ -108,15 +108,16 @@ def save_attributor(ws: AttributionWorkspace, attributor: Attributor, name: str 
         "ops": lineage.ops(),
         "statistics": lineage.statistics(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # A dot-prefixed name can never be an attributor's, so a staging leftover is never read.
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".staging", dir=path.parent))
     try:
         save_feature_matrix(staging, attributor.index.matrix, attributor.index.row_ids, meta=meta)
         np.save(staging / "lineage_offsets.npy", np.asarray(lineage.offsets, dtype=np.int64))
         np.save(staging / "lineage_ids.npy", np.asarray(lineage.ids, dtype=np.int64))
-        path.mkdir(exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
         for file in _FILES:
+            os.chmod(staging / file, 0o600)  # private like the rest of the workspace
             os.replace(staging / file, path / file)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from rowtrail._faults import crashpoint
 from rowtrail._optional import require
 from rowtrail.errors import FileIntegrityError, InvalidInputError, StateError, StorageError
 from rowtrail.hashing import canonical_json, sha256_digest
@@ -124,6 +125,7 @@ def _root(workspace: Any) -> Path:
 def _write_meta(path: Path, meta: dict[str, Any]) -> None:
     tmp = path / "meta.json.tmp"
     tmp.write_text(json.dumps(meta, sort_keys=True, indent=1), encoding="utf-8")
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path / "meta.json")
 
 
@@ -233,11 +235,14 @@ def list_feature_sets(workspace: Any) -> list[str]:
 
 
 def _create(path: Path, meta: dict[str, Any], row_ids: NDArray[np.int64]) -> None:
-    path.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
     np.save(path / "row_ids.npy", row_ids)
     shape = (int(meta["n_samples"]), int(meta["proj_dim"]))
     np.memmap(path / "features.f16", dtype=_DTYPE, mode="w+", shape=shape).flush()
     _write_meta(path, meta)
+    for name in ("row_ids.npy", "features.f16"):
+        os.chmod(path / name, 0o600)  # private like the rest of the workspace
 
 
 def _batches(dataset: Any, start: int, stop: int) -> tuple[Any, Any]:
@@ -331,7 +336,7 @@ def featurize(
         # A set recomputed from scratch after its directory was deleted may differ in the last
         # bits from the recorded one; the newest event binds it.
         _record(workspace, feature_set)
-    _crash_point("featurize.after_event")
+    crashpoint("featurize.after_event")
     return open_feature_set(workspace, key)
 
 
@@ -341,16 +346,6 @@ def _matches(binding: Binding, path: Path) -> bool:
     except FileIntegrityError:
         return False
     return True
-
-
-def _crash_point(name: str) -> None:
-    """Test hook: ``ROWTRAIL_TEST_CRASH_AT=<name>`` ends the process here with ``os._exit(70)``.
-
-    Lets a test kill featurization at an exact point (after the ``features.computed`` event is
-    appended, before ``featurize`` returns) without patching; unset, it costs one lookup.
-    """
-    if os.environ.get("ROWTRAIL_TEST_CRASH_AT") == name:
-        os._exit(70)
 
 
 def _run_chunks(

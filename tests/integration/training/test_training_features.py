@@ -351,7 +351,7 @@ def test_issue9_featurize_killed_after_event_resumes_without_duplicate(tmp_path:
     env = {**os.environ, "ROWTRAIL_TEST_CRASH_AT": "featurize.after_event"}
     killed = subprocess.run([sys.executable, str(script), str(tmp_path / "ws")], env=env,
                             capture_output=True, text=True)
-    assert killed.returncode == 70, killed.stderr
+    assert killed.returncode == 137, killed.stderr
     subprocess.run([sys.executable, str(script), str(tmp_path / "ws")], check=True,
                    capture_output=True)
     with rt.open(tmp_path / "ws") as ws:
