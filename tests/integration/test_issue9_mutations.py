@@ -49,9 +49,11 @@ class Demo:
             self.trust = root / "trust"
             shutil.copytree(TrustStore().directory(self.origin), self.trust)
             self.prediction = ws.ledger.indices(kind="prediction.made")[-1]
-            subjects = sorted(ws.ledger.indices(kind="subject.ingested"))
-            self.subject = ws.ledger.entry(subjects[0]).event.subjects[0]
+            # A subject whose row trained the model and supports the explained decision.
+            top = ws.explain(self.prediction, top_k=10).to_json()["supporting"][0]
+            self.subject = top["subject"]
             self.answers = answers(ws, self.prediction, self.subject)
+            assert self.answers[1], "the demo subject must have recorded uses"
             ws.close()
         self.tables = table_rows(self.path)
         self.files = sorted(

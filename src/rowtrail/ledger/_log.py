@@ -504,7 +504,18 @@ class Ledger:
     def entries(self, indices: Sequence[int]) -> list[LedgerEntry]:
         """Return several entries in the order asked."""
         rows = self._store.read_entry_list(self._check_indices(indices, self.size))
-        return [LedgerEntry(r.index, r.leaf, r.leaf_hash, Event.from_leaf(r.leaf)) for r in rows]
+        # The leaf bytes must hash to the stored leaf hash that proofs are built from: an
+        # entry edited in place is never returned as if its proof covered it.
+        for row in rows:
+            if not hmac.compare_digest(leaf_hash(row.leaf), row.leaf_hash):
+                raise LogIntegrityError(
+                    f"entry {row.index}: leaf bytes do not hash to the stored leaf hash; run "
+                    "`rowtrail verify`",
+                    index=row.index,
+                )
+        return [
+            LedgerEntry(r.index, r.leaf, r.leaf_hash, self._decode(r.index, r.leaf)) for r in rows
+        ]
 
     def prove(self, index: int, size: int | None = None) -> InclusionProof:
         """Return the inclusion proof of entry ``index`` in the tree of ``size`` entries."""
