@@ -476,3 +476,25 @@ def test_issue9_trust_state_is_outside_the_workspace(tmp_path: Path) -> None:
     assert not directory.is_relative_to(tmp_path / "ws")
     assert {p.name for p in directory.iterdir()} >= {"vkey", "checkpoint", "origin"}
     assert not (tmp_path / "ws" / "witness").exists()
+
+
+@pytest.mark.parametrize("how", ["delete", "merge", "relabel"])
+def test_issue9_kind_index_edits_never_hide_a_use(tmp_path: Path, how: str) -> None:
+    """The fit that used a subject's row cannot be hidden by editing the unsigned kind index."""
+    ws = make(tmp_path / "ws")
+    subject = ws.pseudonymize(SUBJECTS[4])
+    assert "fit" in [u.kind for u in sample_usage(ws, subject=subject)]
+    fit = ws.ledger.indices(kind="training.fit")[-1]
+    with raw(tmp_path / "ws") as conn:
+        if how == "delete":
+            conn.execute("DELETE FROM event_kinds WHERE start = ?", (fit,))
+        elif how == "merge":  # fold the fit into the run before it
+            conn.execute("DELETE FROM event_kinds WHERE start = ?", (fit,))
+            conn.execute("UPDATE event_kinds SET stop = ? WHERE stop = ?", (fit + 1, fit))
+        else:
+            conn.execute("UPDATE event_kinds SET kind = 'note.other' WHERE start = ?", (fit,))
+    reopened = rt.open(tmp_path / "ws")
+    with pytest.raises(VerificationError):
+        sample_usage(reopened, subject=subject)
+    with pytest.raises(VerificationError):
+        reopened.verify()

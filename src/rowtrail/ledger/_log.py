@@ -105,6 +105,7 @@ class Ledger:
         self._trust = trust
         self._trust_root: TrustRoot | None = None  # set by verify_against (third-party files)
         self._trusted_cache: tuple[tuple[str, str | None, int], TreeHead] | None = None
+        self._kind_checked: tuple[int, int] | None = None
         self._depth = 0  # open transaction() blocks
         self._pending_note: str | None = None  # trust to advance when the outermost commits
         # Interior perfect-subtree hashes never change once written, so proofs may reuse them;
@@ -572,9 +573,62 @@ class Ledger:
         if subject is not None:
             found = self._store.indices_by_subject(subject)
         if kind is not None:
+            self._check_kind_index()
             by_kind = self._store.indices_by_kind(kind)
             found = by_kind if found is None else sorted(set(found) & set(by_kind))
         return found or []
+
+    def entries_of_kind(self, kind: str) -> list[LedgerEntry]:
+        """Return every entry of ``kind``, each checked to really be of that kind.
+
+        With :meth:`indices`' check that the kind runs tile the log and each run starts with
+        an entry of its kind, an entry can neither be added to nor hidden from the answer by
+        editing the (unsigned) kind index: a merged or relabelled run puts an entry of another
+        kind into some kind's answer, and reading it raises.
+        """
+        found = self.entries(self.indices(kind=kind))
+        for entry in found:
+            if entry.event.kind != kind:
+                raise LogIntegrityError(
+                    f"kind index lists entry {entry.index} as {kind!r} but it is "
+                    f"{entry.event.kind!r}: the index was edited; run `rowtrail verify`",
+                    index=entry.index,
+                )
+        return found
+
+    def _check_kind_index(self) -> None:
+        """Check the kind runs tile ``[0, size)`` and each run starts with an entry of its kind.
+
+        O(number of runs): done when another connection has committed since the last check,
+        or the log grew.
+        """
+        key = (self._store.outside_changes(), self.size)
+        if self._kind_checked == key:
+            return
+        runs = self._store.kind_runs()
+        position = 0
+        for _, start, stop in runs:
+            if start != position or stop <= start:
+                raise LogIntegrityError(
+                    f"kind index: entries from {min(position, start)} are covered by no run or "
+                    "by two: the index was edited; run `rowtrail verify`",
+                    index=min(position, start),
+                )
+            position = stop
+        if position != key[1]:
+            raise LogIntegrityError(
+                f"kind index covers {position} entries but the log holds {key[1]}",
+                index=min(position, key[1]),
+            )
+        firsts = self._store.read_entry_list([start for _, start, _ in runs]) if runs else []
+        for (kind, start, _), row in zip(runs, firsts, strict=True):
+            if self._decode(start, row.leaf).kind != kind:
+                raise LogIntegrityError(
+                    f"kind index labels entries from {start} as {kind!r}, which entry {start} is "
+                    "not: the index was edited; run `rowtrail verify`",
+                    index=start,
+                )
+        self._kind_checked = key
 
     def proven_entries(
         self, *, kind: str | None = None, subject: str | None = None

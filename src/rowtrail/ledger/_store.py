@@ -133,6 +133,10 @@ class LedgerStore(Protocol):
         """Return the indices of entries of ``kind``, ascending."""
         ...
 
+    def kind_runs(self) -> list[tuple[str, int, int]]:
+        """Return every ``(kind, start, stop)`` run of the kind index, ordered by start."""
+        ...
+
     def iter_subject_index(self) -> Iterator[tuple[str, int]]:
         """Yield every ``(subject, index)`` row of the subject index, ordered by index."""
         ...

@@ -226,8 +226,8 @@ def flush(obj: Any, *, name: str | None = None, workspace: LineageWorkspace | No
 
 def _already_persisted(ws: LineageWorkspace, name: str, digest: str) -> bool:
     """Whether the latest event under ``name`` records exactly this DAG."""
-    for index in reversed(ws.ledger.indices(kind=_EVENT)):
-        payload = ws.ledger.entry(index).event.payload
+    for entry in reversed(ws.ledger.entries_of_kind(_EVENT)):
+        payload = entry.event.payload
         if payload.get("name") == name:
             return bool(payload.get("dag_digest") == digest)
     return False

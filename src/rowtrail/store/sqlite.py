@@ -456,6 +456,11 @@ class SQLiteLedgerStore:
             raise StorageError(f"{bad[0][0]} kind index runs are empty or reversed")
         return int(self.db.query("SELECT coalesce(sum(stop - start), 0) FROM event_kinds")[0][0])
 
+    def kind_runs(self) -> list[tuple[str, int, int]]:
+        """Return every kind run, ordered by start."""
+        rows = self.db.query("SELECT kind, start, stop FROM event_kinds ORDER BY start, kind")
+        return [(str(k), int(a), int(b)) for k, a, b in rows]
+
     def iter_subject_index(self) -> Iterator[tuple[str, int]]:
         """Yield every subject index row, ordered by index."""
         for subject, idx in self.db.query("SELECT subject, idx FROM event_subjects ORDER BY idx"):

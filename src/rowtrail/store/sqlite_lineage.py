@@ -212,12 +212,8 @@ class SQLiteLineageStore:
         that is missing, extra or different.
         """
         expected: dict[str, set[tuple[Any, ...]]] = {table: set() for table in _INSERT}
-        indices = sorted(
-            set(ledger.indices(kind="source.registered"))
-            | set(ledger.indices(kind="subject.ingested"))
-        )
-        for start in range(0, len(indices), 5000):
-            for entry in ledger.entries(indices[start : start + 5000]):
+        for kind in ("source.registered", "subject.ingested"):
+            for entry in ledger.entries_of_kind(kind):
                 for table, rows in _expected_rows(entry.index, entry.event).items():
                     expected[table].update(rows)
         checked = 0

@@ -236,7 +236,7 @@ def latest_bindings(
 ) -> dict[str, Binding]:
     """Return the latest ``kind`` event per ``payload[field]`` (only ``value`` when given)."""
     found: dict[str, Binding] = {}
-    for entry in ledger.entries(ledger.indices(kind=kind)):
+    for entry in ledger.entries_of_kind(kind):
         event = entry.event
         name = event.payload.get(field)
         # The kind index is not signed: keep only entries that really are of this kind.

@@ -168,7 +168,7 @@ class _Index:
         Other writers may use the same kinds with other payloads (the demo's synthetic
         stream does); those are not records of a training run and are skipped.
         """
-        found = self.ws.ledger.entries(self.ws.ledger.indices(kind=kind))
+        found = self.ws.ledger.entries_of_kind(kind)
         return [
             e for e in found
             if (run is None or e.event.payload.get("run") == run)

@@ -143,7 +143,7 @@ def prove_verified(
 def _run_events(workspace: LineageWorkspace, kind: str) -> dict[str, LedgerEntry]:
     ledger = workspace.ledger
     found: dict[str, LedgerEntry] = {}
-    for entry in ledger.entries(ledger.indices(kind=kind)):
+    for entry in ledger.entries_of_kind(kind):
         run = entry.event.payload.get("run")
         if isinstance(run, str) and "name" in entry.event.payload:
             found[run] = entry  # the latest event wins if a run id was reused
