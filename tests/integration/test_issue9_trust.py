@@ -229,10 +229,14 @@ def test_issue9_rebuilt_and_resigned_log_is_refused_by_the_trust_root(tmp_path: 
         conn.execute("DELETE FROM checkpoints")
     forger = rt.open(tmp_path / "ws")
     root = forger.ledger.root(size)
-    from rowtrail.ledger import format_checkpoint_body, format_record_body
+    from rowtrail.ledger import format_checkpoint_body, format_record_body, subject_refs_digest
 
     note = signer.sign(format_checkpoint_body(origin, size, root))
-    record = signer.sign(format_record_body(origin, size, root, "2026-01-01T00:00:00Z", "none"))
+    with raw(tmp_path / "ws") as conn:  # a careful forger signs the index's hash too
+        refs = subject_refs_digest(conn.execute("SELECT subject, idx FROM event_subjects"))
+    record = signer.sign(
+        format_record_body(origin, size, root, "2026-01-01T00:00:00Z", "none", refs)
+    )
     with raw(tmp_path / "ws") as conn:
         conn.execute(
             "INSERT INTO checkpoints (size, root, note, record, created_at) VALUES (?,?,?,?,?)",
@@ -496,5 +500,29 @@ def test_issue9_kind_index_edits_never_hide_a_use(tmp_path: Path, how: str) -> N
     reopened = rt.open(tmp_path / "ws")
     with pytest.raises(VerificationError):
         sample_usage(reopened, subject=subject)
+    with pytest.raises(VerificationError):
+        reopened.verify()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM event_subjects WHERE idx = (SELECT max(idx) FROM event_subjects)",
+        "UPDATE event_subjects SET subject = 'ps:00' WHERE idx = (SELECT max(idx) FROM "
+        "event_subjects)",
+        "INSERT INTO event_subjects VALUES ('ps:00', 0)",
+    ],
+    ids=["delete", "rename", "insert"],
+)
+def test_issue9_subject_index_edits_are_refused(tmp_path: Path, sql: str) -> None:
+    """The unsigned subject index is checked against the hash the checkpoint signed."""
+    ws = make(tmp_path / "ws")
+    subject = ws.pseudonymize(SUBJECTS[-1])
+    assert ws.ledger.proven_entries(subject=subject)
+    with raw(tmp_path / "ws") as conn:
+        conn.execute(sql)
+    reopened = rt.open(tmp_path / "ws")
+    with pytest.raises(VerificationError, match="subject index"):
+        reopened.ledger.proven_entries(subject=subject)
     with pytest.raises(VerificationError):
         reopened.verify()

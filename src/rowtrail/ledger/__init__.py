@@ -13,6 +13,7 @@ from rowtrail.ledger._checkpoint import (
     open_note,
     open_record,
     parse_checkpoint_body,
+    subject_refs_digest,
 )
 from rowtrail.ledger._events import Event, check_kind
 from rowtrail.ledger._log import Ledger, LedgerBatch
@@ -83,6 +84,7 @@ __all__ = [
     "open_record",
     "parse_checkpoint_body",
     "root_from_inclusion_path",
+    "subject_refs_digest",
     "verify_consistency",
     "verify_inclusion",
     "verify_log",

@@ -34,6 +34,7 @@ __all__ = [
     "open_note",
     "open_record",
     "parse_checkpoint_body",
+    "subject_refs_digest",
 ]
 
 _RECORD_HEADER = "rowtrail.dev/checkpoint-record/v1"
@@ -213,7 +214,8 @@ class CheckpointRecord:
     The record is a signed note of its own, so the checkpoint history (which checkpoints
     exist and when each was made) cannot be edited or thinned out without the key: each
     record names the SHA-256 of the previous record's note (``previous``, ``"none"`` for the
-    first).
+    first). ``subject_refs`` is the multiset hash of the log's subject index at that size (see
+    :func:`subject_refs_digest`), so the unsigned index cannot lose or gain a row unnoticed.
     """
 
     origin: str
@@ -221,6 +223,7 @@ class CheckpointRecord:
     root: bytes
     created_at: str
     previous: str
+    subject_refs: str = "0" * 64
     note: str = ""
 
     @property
@@ -229,14 +232,39 @@ class CheckpointRecord:
         return "sha256:" + hashlib.sha256(self.note.encode("utf-8")).hexdigest()
 
 
+_REFS_MODULUS = 1 << 256
+
+
+def subject_refs_digest(pairs: Iterable[tuple[str, int]], start: str = "0" * 64) -> str:
+    """Add ``(subject, index)`` pairs to a multiset hash and return it (64 hex digits).
+
+    The sum modulo 2**256 of SHA-256(subject || 0x00 || index) over every row of the subject
+    index: order-free and incremental (a write adds its own rows), so each checkpoint record
+    signs the index as it was, and checking it is one pass over the rows, no event decoded.
+    """
+    total = int(start, 16)
+    for subject, index in pairs:
+        item = subject.encode("utf-8") + b"\x00" + str(int(index)).encode()
+        total += int.from_bytes(hashlib.sha256(item).digest(), "big")
+    return f"{total % _REFS_MODULUS:064x}"
+
+
 def format_record_body(
-    origin: str, size: int, root: bytes, created_at: str, previous: str
+    origin: str,
+    size: int,
+    root: bytes,
+    created_at: str,
+    previous: str,
+    subject_refs: str = "0" * 64,
 ) -> str:
     """Return the body of a checkpoint record note (see :class:`CheckpointRecord`)."""
     head = format_checkpoint_body(origin, size, root)
-    if "\n" in created_at or "\n" in previous:
-        raise InvalidInputError("created_at and previous of a checkpoint record are single lines")
-    return f"{_RECORD_HEADER}\n{head}{created_at}\n{previous}\n"
+    if "\n" in created_at or "\n" in previous or len(subject_refs) != 64:
+        raise InvalidInputError(
+            "created_at and previous of a checkpoint record are single lines and subject_refs "
+            "is 64 hex digits"
+        )
+    return f"{_RECORD_HEADER}\n{head}{created_at}\n{previous}\n{subject_refs}\n"
 
 
 def open_record(note: str, verifiers: Iterable[NoteVerifier]) -> CheckpointRecord:
@@ -244,10 +272,12 @@ def open_record(note: str, verifiers: Iterable[NoteVerifier]) -> CheckpointRecor
     body = open_note(note, verifiers)
     header, _, rest = body.partition("\n")
     lines = rest.split("\n")
-    if header != _RECORD_HEADER or len(lines) != 6 or lines[-1] != "":
+    if header != _RECORD_HEADER or len(lines) != 7 or lines[-1] != "":
         raise CheckpointError("note is not a rowtrail checkpoint record")
     head = parse_checkpoint_body("\n".join(lines[:3]) + "\n")
-    return CheckpointRecord(head.origin, head.size, head.root, lines[3], lines[4], note)
+    return CheckpointRecord(
+        head.origin, head.size, head.root, lines[3], lines[4], lines[5], note
+    )
 
 
 def open_checkpoint(

@@ -32,6 +32,8 @@ from rowtrail.ledger._checkpoint import (
     format_checkpoint_body,
     format_record_body,
     open_checkpoint,
+    open_record,
+    subject_refs_digest,
 )
 from rowtrail.ledger._events import BatchLeafEncoder, Event, format_time
 from rowtrail.ledger._merkle import (
@@ -106,6 +108,7 @@ class Ledger:
         self._trust_root: TrustRoot | None = None  # set by verify_against (third-party files)
         self._trusted_cache: tuple[tuple[str, str | None, int], TreeHead] | None = None
         self._kind_checked: tuple[int, int] | None = None
+        self._subjects_checked: tuple[int, int] | None = None
         self._depth = 0  # open transaction() blocks
         self._pending_note: str | None = None  # trust to advance when the outermost commits
         # Interior perfect-subtree hashes never change once written, so proofs may reuse them;
@@ -189,7 +192,8 @@ class Ledger:
             tx.write(EntryBatch(start, kinds, leaves, hashes, subjects), nodes)
             known = {(level, index): value for level, index, value in nodes}
             known.update(((0, start + i), h) for i, h in enumerate(hashes))
-            stored = self._seal(tx, start + len(leaves), known)
+            refs = [(name, start + i) for i, names in enumerate(subjects) for name in names]
+            stored = self._seal(tx, start + len(leaves), known, refs)
             if self._trust is not None:
                 self._trust.stage(self.origin, stored.note)  # seen before it can commit
             crashpoint("ledger.append.before_commit")
@@ -206,16 +210,25 @@ class Ledger:
         return self._fold([known.get(key) or tx.read_node(*key) for key in keys])
 
     def _seal(
-        self, tx: LedgerTransaction, size: int, known: Mapping[tuple[int, int], bytes]
+        self,
+        tx: LedgerTransaction,
+        size: int,
+        known: Mapping[tuple[int, int], bytes],
+        refs: Sequence[tuple[str, int]],
     ) -> StoredCheckpoint:
         """Sign a checkpoint of ``size`` entries and its chained record, inside ``tx``."""
         root = self._root_in(tx, size, known)
         previous = tx.latest_checkpoint()
         created_at = format_time(self._now())
-        link = "none" if previous is None else _record_digest(previous.record)
+        link, before = "none", "0" * 64
+        if previous is not None:
+            link = _record_digest(previous.record)
+            before = open_record(previous.record, [self.verifier]).subject_refs
         note = self._signer.sign(format_checkpoint_body(self.origin, size, root))
         record = self._signer.sign(
-            format_record_body(self.origin, size, root, created_at, link)
+            format_record_body(
+                self.origin, size, root, created_at, link, subject_refs_digest(refs, before)
+            )
         )
         stored = StoredCheckpoint(size, root, note, record, created_at)
         tx.save_checkpoint(stored)
@@ -571,6 +584,7 @@ class Ledger:
             raise InvalidInputError("indices() needs kind=, subject= or both")
         found: list[int] | None = None
         if subject is not None:
+            self._check_subject_index()
             found = self._store.indices_by_subject(subject)
         if kind is not None:
             self._check_kind_index()
@@ -595,6 +609,32 @@ class Ledger:
                     index=entry.index,
                 )
         return found
+
+    def _check_subject_index(self) -> None:
+        """Check the subject index against the multiset hash the latest checkpoint signed.
+
+        One pass over the index rows (no event decoded), when another connection has committed
+        since the last check or the log grew; a row removed, added or re-pointed raises.
+        """
+        key = (self._store.outside_changes(), self.size)
+        if self._subjects_checked == key:
+            return
+        latest = self.latest_checkpoint()
+        signed = "0" * 64
+        if latest is not None:
+            signed = open_record(latest.record, [self.trust_root().verifier]).subject_refs
+        if latest is not None and latest.size != key[1]:
+            raise CheckpointError(
+                f"entries from index {latest.size} are not covered by a signed checkpoint"
+            )
+        actual = subject_refs_digest(self._store.iter_subject_index())
+        if not hmac.compare_digest(actual, signed):
+            raise LogIntegrityError(
+                "the subject index differs from what the latest checkpoint signed: rows were "
+                "removed, added or re-pointed; run `rowtrail verify`",
+                index=key[1],
+            )
+        self._subjects_checked = key
 
     def _check_kind_index(self) -> None:
         """Check the kind runs tile ``[0, size)`` and each run starts with an entry of its kind.

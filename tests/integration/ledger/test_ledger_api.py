@@ -83,7 +83,8 @@ def test_proven_entries_refuse_tampered_records(tmp_path: Path) -> None:
         conn.execute("UPDATE events SET leaf = ? WHERE idx = 21", (leaf,))
         # An index row pointing at an entry that does not name the subject.
         conn.execute("INSERT INTO event_subjects VALUES (?, 22)", (alice,))
-    with pytest.raises(LogIntegrityError, match="does not match the query"):
+    # Caught by the subject index's signed multiset hash before any entry is read.
+    with pytest.raises(LogIntegrityError, match="subject index differs"):
         ws.ledger.proven_entries(subject=alice)
     with raw_db(tmp_path / "ws") as conn:
         conn.execute("DELETE FROM event_subjects WHERE idx = 22")
