@@ -1,4 +1,8 @@
-"""Suite-wide fixtures: each test gets its own per-user trust state directory."""
+"""Suite-wide fixtures: each test gets its own per-user trust state directory.
+
+The root ``conftest.py`` gives the doctests in ``src/rowtrail`` the same fixture and holds the
+hook that makes any skip fail the run under ``CI=true`` (it must reach beyond ``tests/``).
+"""
 
 from __future__ import annotations
 

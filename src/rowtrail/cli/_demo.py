@@ -9,6 +9,7 @@ fails verification.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -24,6 +25,7 @@ from rich.console import Console
 from rowtrail._workspace import Workspace
 from rowtrail.cli._demo_attribution import section as _attribution
 from rowtrail.cli._demo_frames import section as _frames
+from rowtrail.cli._demo_guard import MARKER, finish_marker, prepare_demo_dir, start_marker
 from rowtrail.cli._demo_lineage import section as _lineage
 from rowtrail.cli._demo_training import section as _training
 from rowtrail.errors import InvalidInputError, VerificationError
@@ -180,27 +182,32 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
 def run_demo(
     location: str | None, *, console: Console, quiet: bool, seed: int = 0, size: str = "small"
 ) -> dict[str, Any]:
-    """Run every demo section in a fresh workspace and return the recorded results."""
+    """Run every demo section in a fresh workspace and return the recorded results.
+
+    The workspace goes into a new or empty directory, or replaces an earlier demo's (see
+    :mod:`rowtrail.cli._demo_guard`); anything else is refused before a file is touched.
+    """
     from rowtrail._workspace import open_workspace
 
     path = Path(location) if location else Path(".rowtrail-demo")
-    if path.exists():
-        if not (path / "rowtrail.db").exists() and any(path.iterdir()):
-            raise InvalidInputError(
-                f"--workspace of rowtrail demo must be a new directory or a rowtrail workspace "
-                f"(the demo starts it fresh); {path} holds other files"
-            )
-        shutil.rmtree(path)
+    from_env = location is not None and location == os.environ.get("ROWTRAIL_WORKSPACE")
+    prepare_demo_dir(path, from_env=from_env)
     workdir = Path(tempfile.mkdtemp(prefix="rowtrail-demo-"))
-    with open_workspace(path, actor="demo", create=True) as ws:
-        ctx = DemoContext(
-            ws=ws, workdir=workdir, console=console, quiet=quiet, seed=seed, size=size
-        )
-        ctx.say(f"[bold]rowtrail demo[/] — workspace {ws.path}")
-        for name, section in SECTIONS:
-            started = time.perf_counter()
-            section(ctx)
-            ctx.results.setdefault("timings_s", {})[name] = round(time.perf_counter() - started, 3)
-        ctx.results["workspace"] = str(ws.path)
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        with open_workspace(path, actor="demo", create=True) as ws:
+            start_marker(path)
+            ctx = DemoContext(
+                ws=ws, workdir=workdir, console=console, quiet=quiet, seed=seed, size=size
+            )
+            ctx.say(f"[bold]rowtrail demo[/] — workspace {ws.path}")
+            for name, section in SECTIONS:
+                started = time.perf_counter()
+                section(ctx)
+                elapsed = round(time.perf_counter() - started, 3)
+                ctx.results.setdefault("timings_s", {})[name] = elapsed
+            ctx.results["workspace"] = str(ws.path)
+    finally:
+        if (path / MARKER).is_file():  # every file there now is the demo's own
+            finish_marker(path)
+        shutil.rmtree(workdir, ignore_errors=True)
     return ctx.results

@@ -34,6 +34,7 @@ from rowtrail.lineage._schema import (
     validate_columns,
 )
 from rowtrail.lineage._sources import SourceInfo, register_source
+from rowtrail.lineage.frames._read_checks import check_unique_header
 
 __all__ = ["load_csv", "source_node", "track", "validation_reports"]
 
@@ -143,6 +144,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], bytes]:
     if not rows:
         raise SchemaMismatchError(f"path of load_csv must hold a header row; {path} is empty")
     header = [h.strip() for h in rows[0]]
+    check_unique_header("load_csv", path, header)
     body = rows[1:]
     for number, row in enumerate(body):
         if len(row) != len(header):

@@ -16,6 +16,8 @@ scikit-learn's ``C`` is ``1/l2`` (its objective is ``C Σl + ½‖w‖²``) and 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,9 +90,10 @@ class ConvexFit:
 def _check_X(X: ArrayLike, caller: str) -> F64:  # noqa: N802, N803 - X as in sklearn
     array = np.asarray(X, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] == 0 or not np.isfinite(array).all():
+        n_bad = int(array.size - np.isfinite(array).sum())
         raise InvalidInputError(
             f"X of {caller} must be a finite 2-d array with at least one row; "
-            f"got shape {array.shape}"
+            f"got shape {array.shape} with {n_bad} NaN or infinite values"
         )
     return array
 
@@ -114,6 +117,35 @@ def _check_l2(l2: object, caller: str) -> float:
             f"l2 of {caller} must be a number > 0 (the fit must be strongly convex); got {l2!r}"
         )
     return float(l2)
+
+
+@contextmanager
+def _numerics(caller: str) -> Iterator[None]:
+    """Turn an overflow or invalid value during a fit into a typed error, before any write.
+
+    NumPy's ``over``/``invalid``/``divide`` warnings become errors here, so a fit whose
+    arithmetic leaves the finite doubles fails instead of recording NaN or infinity.
+    """
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            yield
+    except (FloatingPointError, np.linalg.LinAlgError) as exc:
+        raise InvalidInputError(
+            f"X of {caller} must have values small enough for the fit's arithmetic to stay "
+            f"finite; got a {type(exc).__name__}: {exc}. Standardize the features (e.g. to "
+            "mean 0, variance 1) and fit again. Nothing was recorded."
+        ) from exc
+
+
+def _check_fitted(fit: ConvexFit, caller: str) -> None:
+    """Raise unless every number the fit would record is finite."""
+    values = (fit.theta, fit.hessian, np.array([fit.grad_norm, fit.objective]))
+    if not all(np.isfinite(v).all() for v in values):
+        raise InvalidInputError(
+            f"X of {caller} must give a finite fit; got non-finite parameters, Hessian or "
+            "objective. Standardize the features (e.g. to mean 0, variance 1) and fit again. "
+            "Nothing was recorded."
+        )
 
 
 def _design(X: F64, fit_intercept: bool) -> F64:  # noqa: N803
@@ -279,13 +311,17 @@ def fit_logistic(
     lam = _check_l2(l2, "fit_logistic")
     design = _design(data, fit_intercept)
     pen = _penalty(design.shape[1], lam, fit_intercept)
-    theta, n_iter = solve_logistic(design, target, pen, tol=tol, max_iter=max_iter)
-    objective, gradient, hessian = _logistic_terms(design, target, theta, pen)
+    with _numerics("fit_logistic"):
+        theta, n_iter = solve_logistic(design, target, pen, tol=tol, max_iter=max_iter)
+        objective, gradient, hessian = _logistic_terms(design, target, theta, pen)
+        grad_norm = float(np.linalg.norm(gradient))
     digest = _data_digest(data, target)
     fit = ConvexFit(
-        "logistic", theta, hessian, lam, fit_intercept, n_iter, float(np.linalg.norm(gradient)),
-        objective, digest, _resolve_ids(run, X, row_ids, data.shape[0], digest),
+        "logistic", theta, hessian, lam, fit_intercept, n_iter, grad_norm,
+        objective, digest, np.empty(0, dtype=np.int64),
     )
+    _check_fitted(fit, "fit_logistic")  # before _resolve_ids, which may register a source
+    fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
     return _finish_fit(fit, run, "fit_logistic")
 
 
@@ -312,16 +348,20 @@ def fit_ridge(
     lam = _check_l2(l2, "fit_ridge")
     design = _design(data, fit_intercept)
     pen = _penalty(design.shape[1], lam, fit_intercept)
-    hessian = design.T @ design + np.diag(pen)
-    theta = np.asarray(np.linalg.solve(hessian, design.T @ target), dtype=np.float64)
-    residual = design @ theta - target
-    gradient = design.T @ residual + pen * theta
-    objective = float(0.5 * residual @ residual + 0.5 * np.sum(pen * theta**2))
+    with _numerics("fit_ridge"):
+        hessian = design.T @ design + np.diag(pen)
+        theta = np.asarray(np.linalg.solve(hessian, design.T @ target), dtype=np.float64)
+        residual = design @ theta - target
+        gradient = design.T @ residual + pen * theta
+        objective = float(0.5 * residual @ residual + 0.5 * np.sum(pen * theta**2))
+        grad_norm = float(np.linalg.norm(gradient))
     digest = _data_digest(data, target)
     fit = ConvexFit(
-        "ridge", theta, hessian, lam, fit_intercept, 1, float(np.linalg.norm(gradient)),
-        objective, digest, _resolve_ids(run, X, row_ids, data.shape[0], digest),
+        "ridge", theta, hessian, lam, fit_intercept, 1, grad_norm,
+        objective, digest, np.empty(0, dtype=np.int64),
     )
+    _check_fitted(fit, "fit_ridge")  # before _resolve_ids, which may register a source
+    fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
     return _finish_fit(fit, run, "fit_ridge")
 
 
@@ -360,17 +400,21 @@ def record_sklearn_fit(
     theta = np.append(coef, float(np.ravel(estimator.intercept_)[0])) if intercept else coef
     design = _design(data, intercept)
     pen = _penalty(design.shape[1], lam, intercept)
-    if model == "logistic":
-        objective, gradient, hessian = _logistic_terms(design, target, theta, pen)
-    else:
-        residual = design @ theta - target
-        gradient = design.T @ residual + pen * theta
-        hessian = design.T @ design + np.diag(pen)
-        objective = float(0.5 * residual @ residual + 0.5 * np.sum(pen * theta**2))
+    with _numerics("record_sklearn_fit"):
+        if model == "logistic":
+            objective, gradient, hessian = _logistic_terms(design, target, theta, pen)
+        else:
+            residual = design @ theta - target
+            gradient = design.T @ residual + pen * theta
+            hessian = design.T @ design + np.diag(pen)
+            objective = float(0.5 * residual @ residual + 0.5 * np.sum(pen * theta**2))
+        grad_norm = float(np.linalg.norm(gradient))
     digest = _data_digest(data, target)
     n_iter = int(np.max(getattr(estimator, "n_iter_", [0])))
     fit = ConvexFit(
-        model, theta, hessian, lam, intercept, n_iter, float(np.linalg.norm(gradient)),
-        objective, digest, _resolve_ids(run, X, row_ids, data.shape[0], digest),
+        model, theta, hessian, lam, intercept, n_iter, grad_norm,
+        objective, digest, np.empty(0, dtype=np.int64),
     )
+    _check_fitted(fit, "record_sklearn_fit")  # before _resolve_ids, which may write
+    fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
     return _finish_fit(fit, run, f"sklearn.{name}")

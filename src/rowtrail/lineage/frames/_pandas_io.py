@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from rowtrail import _context
 from rowtrail._optional import require
-from rowtrail.errors import InvalidInputError
+from rowtrail.errors import InvalidInputError, RowtrailError
 from rowtrail.lineage.frames._core import FrameState, RowLineage, record_op
 from rowtrail.lineage.frames._query import column_digest, digest_in_background, register_table
+from rowtrail.lineage.frames._read_checks import check_unique_header, reader_error
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +34,24 @@ if TYPE_CHECKING:
 __all__ = ["read_csv", "read_parquet", "track"]
 
 _ROW_SKIPPING = ("skiprows", "skipfooter", "chunksize", "iterator", "nrows_to_skip")
+# Options that change how the header line is split into names (the header probe keeps them).
+_CSV_FORMAT = (
+    "sep",
+    "delimiter",
+    "quotechar",
+    "quoting",
+    "escapechar",
+    "doublequote",
+    "comment",
+    "encoding",
+    "encoding_errors",
+    "compression",
+    "skipinitialspace",
+    "lineterminator",
+    "dialect",
+    "skip_blank_lines",
+    "storage_options",
+)
 
 
 def _pandas(feature: str) -> Any:
@@ -48,6 +67,23 @@ def _wrap(
     state = FrameState(node=node, known={info.index: info}, workspace=workspace)
     traced = frame if isinstance(frame, TracedDataFrame) else TracedDataFrame(frame)
     return attach(traced, RowLineage.from_ids(info.row_ids()), state)
+
+
+def _csv_header(pandas: Any, path: str | os.PathLike[str], kwargs: dict[str, Any]) -> list[str]:
+    """Return the header line of the file as written (pandas renames repeated names)."""
+    if "names" in kwargs:  # pandas refuses repeated names= itself
+        return []
+    header = kwargs.get("header", "infer")
+    header = 0 if header == "infer" else header
+    if not isinstance(header, int) or isinstance(header, bool):
+        return []  # no header row, or a multi-row header
+    options = {k: kwargs[k] for k in _CSV_FORMAT if k in kwargs}
+    if kwargs.get("engine") == "python":
+        options["engine"] = "python"
+    head = pandas.read_csv(
+        path, header=None, nrows=header + 1, dtype=str, keep_default_na=False, **options
+    )
+    return [str(v) for v in head.iloc[header].tolist()] if len(head) > header else []
 
 
 def _schema(frame: pd.DataFrame) -> dict[str, str]:
@@ -71,7 +107,14 @@ def _read(
             "positions in the file: read the whole file, then filter the frame."
         )
     digest = digest_in_background(path)
-    frame = getattr(pandas, f"read_{kind}")(path, **kwargs)
+    try:
+        frame = getattr(pandas, f"read_{kind}")(path, **kwargs)
+        names = _csv_header(pandas, path, kwargs) if kind == "csv" else []
+    except RowtrailError:
+        raise
+    except (OSError, ValueError, TypeError, pandas.errors.ParserError) as exc:
+        raise reader_error(caller, path, exc) from exc
+    check_unique_header(caller, path, names)
     ws = _context.resolve_workspace(workspace)
     info = register_table(
         ws,

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from rowtrail import _context
 from rowtrail._optional import require
-from rowtrail.errors import InvalidInputError
+from rowtrail.errors import InvalidInputError, RowtrailError
 from rowtrail.ids import ROW_BITS
 from rowtrail.lineage._sources import SourceInfo
 from rowtrail.lineage.frames._core import IDS, FrameState, PendingSource, Slot, record_op
 from rowtrail.lineage.frames._query import column_digest, digest_in_background, register_table
+from rowtrail.lineage.frames._read_checks import check_unique_header, reader_error
 
 if TYPE_CHECKING:
     import polars as pl
@@ -40,6 +41,8 @@ _ROW_SKIPPING = (
     "row_index_name",
     "row_index_offset",
 )
+# Options that change how the header line is split into names (the header probe keeps them).
+_CSV_FORMAT = ("separator", "quote_char", "comment_prefix", "encoding", "eol_char", "decimal_comma")
 
 
 def _polars(feature: str) -> Any:
@@ -61,6 +64,31 @@ def _traced(frame: Any, info: SourceInfo, workspace: Any, op: str, params: dict[
     return wrap(inner, ((hidden, IDS),), state)
 
 
+def _csv_header(pl: Any, path: str | os.PathLike[str], kwargs: dict[str, Any]) -> list[str]:
+    """Return the header line of the file as written (polars renames repeated names)."""
+    if not kwargs.get("has_header", True) or kwargs.get("new_columns") is not None:
+        return []  # no header row, or names given by the caller (polars checks those)
+    options = {k: kwargs[k] for k in _CSV_FORMAT if k in kwargs}
+    head = pl.read_csv(path, has_header=False, n_rows=1, infer_schema=False, **options)
+    return [str(v) for v in head.row(0)] if head.height else []
+
+
+def _scan(
+    pl: Any, kind: str, path: str | os.PathLike[str], caller: str, kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
+    """Return the file's scan and schema, or raise a typed error before anything is written."""
+    try:
+        scan = getattr(pl, f"scan_{kind}")(path, **kwargs)
+        schema = scan.collect_schema()
+        names = _csv_header(pl, path, kwargs) if kind == "csv" else []
+    except RowtrailError:
+        raise
+    except (OSError, ValueError, TypeError, pl.exceptions.PolarsError) as exc:
+        raise reader_error(caller, path, exc) from exc
+    check_unique_header(caller, path, names)
+    return scan, schema
+
+
 def _open(
     kind: str,
     lazy: bool,
@@ -80,8 +108,7 @@ def _open(
             "positions in the file: read the whole file, then filter the frame."
         )
     digest = digest_in_background(path)
-    scan = getattr(pl, f"scan_{kind}")(path, **kwargs)
-    schema = scan.collect_schema()
+    scan, schema = _scan(pl, kind, path, caller, kwargs)
     if subject is not None and subject not in schema:
         raise InvalidInputError(
             f"subject of {caller} must be one of the columns {sorted(schema)}; got {subject!r}. "
@@ -115,7 +142,14 @@ def _open(
     node = record_op(f"polars.{op}", "source", [], {"source": name, "path": os.fspath(path)})
     state = FrameState(node=node, known={}, workspace=ws, pending=(pending,))
     traced = wrap(inner, ((hidden, Slot("ids", pending=pending)),), state)
-    return traced if lazy else traced.collect()
+    if lazy:
+        return traced
+    try:
+        return traced.collect()  # the data is read before the source is registered
+    except RowtrailError:
+        raise
+    except (OSError, ValueError, TypeError, pl.exceptions.PolarsError) as exc:
+        raise reader_error(caller, path, exc) from exc
 
 
 def read_csv(
