@@ -229,13 +229,24 @@ def test_issue9_rebuilt_and_resigned_log_is_refused_by_the_trust_root(tmp_path: 
         conn.execute("DELETE FROM checkpoints")
     forger = rt.open(tmp_path / "ws")
     root = forger.ledger.root(size)
-    from rowtrail.ledger import format_checkpoint_body, format_record_body, subject_refs_digest
+    from rowtrail.ledger import (
+        format_checkpoint_body,
+        format_record_body,
+        multiset_digest,
+        subject_refs_digest,
+    )
+    from rowtrail.store.sqlite_lineage import _TABLE_COLUMNS, _row_text
 
     note = signer.sign(format_checkpoint_body(origin, size, root))
-    with raw(tmp_path / "ws") as conn:  # a careful forger signs the index's hash too
+    with raw(tmp_path / "ws") as conn:  # a careful forger signs the indexes' hashes too
         refs = subject_refs_digest(conn.execute("SELECT subject, idx FROM event_subjects"))
+        rows = multiset_digest(
+            _row_text(table, tuple(row))
+            for table, columns in _TABLE_COLUMNS.items()
+            for row in conn.execute(f"SELECT {columns} FROM {table}")
+        )
     record = signer.sign(
-        format_record_body(origin, size, root, "2026-01-01T00:00:00Z", "none", refs)
+        format_record_body(origin, size, root, "2026-01-01T00:00:00Z", "none", refs, rows)
     )
     with raw(tmp_path / "ws") as conn:
         conn.execute(

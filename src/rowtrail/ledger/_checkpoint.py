@@ -30,6 +30,7 @@ __all__ = [
     "NoteVerifier",
     "format_checkpoint_body",
     "format_record_body",
+    "multiset_digest",
     "open_checkpoint",
     "open_note",
     "open_record",
@@ -215,7 +216,9 @@ class CheckpointRecord:
     exist and when each was made) cannot be edited or thinned out without the key: each
     record names the SHA-256 of the previous record's note (``previous``, ``"none"`` for the
     first). ``subject_refs`` is the multiset hash of the log's subject index at that size (see
-    :func:`subject_refs_digest`), so the unsigned index cannot lose or gain a row unnoticed.
+    :func:`subject_refs_digest`), so the unsigned index cannot lose or gain a row unnoticed;
+    ``cache_rows`` is the multiset hash of every cache-table row projected from the log's
+    events (:func:`multiset_digest`), so a cache can be checked without decoding any event.
     """
 
     origin: str
@@ -224,6 +227,7 @@ class CheckpointRecord:
     created_at: str
     previous: str
     subject_refs: str = "0" * 64
+    cache_rows: str = "0" * 64
     note: str = ""
 
     @property
@@ -233,6 +237,14 @@ class CheckpointRecord:
 
 
 _REFS_MODULUS = 1 << 256
+
+
+def multiset_digest(items: Iterable[str], start: str = "0" * 64) -> str:
+    """Add text items to a multiset hash (sum of SHA-256 mod 2**256) and return it."""
+    total = int(start, 16)
+    for item in items:
+        total += int.from_bytes(hashlib.sha256(item.encode("utf-8")).digest(), "big")
+    return f"{total % _REFS_MODULUS:064x}"
 
 
 def subject_refs_digest(pairs: Iterable[tuple[str, int]], start: str = "0" * 64) -> str:
@@ -256,15 +268,16 @@ def format_record_body(
     created_at: str,
     previous: str,
     subject_refs: str = "0" * 64,
+    cache_rows: str = "0" * 64,
 ) -> str:
     """Return the body of a checkpoint record note (see :class:`CheckpointRecord`)."""
     head = format_checkpoint_body(origin, size, root)
-    if "\n" in created_at or "\n" in previous or len(subject_refs) != 64:
+    if "\n" in created_at or "\n" in previous or {len(subject_refs), len(cache_rows)} != {64}:
         raise InvalidInputError(
-            "created_at and previous of a checkpoint record are single lines and subject_refs "
-            "is 64 hex digits"
+            "created_at and previous of a checkpoint record are single lines; subject_refs "
+            "and cache_rows are 64 hex digits"
         )
-    return f"{_RECORD_HEADER}\n{head}{created_at}\n{previous}\n{subject_refs}\n"
+    return f"{_RECORD_HEADER}\n{head}{created_at}\n{previous}\n{subject_refs}\n{cache_rows}\n"
 
 
 def open_record(note: str, verifiers: Iterable[NoteVerifier]) -> CheckpointRecord:
@@ -272,11 +285,11 @@ def open_record(note: str, verifiers: Iterable[NoteVerifier]) -> CheckpointRecor
     body = open_note(note, verifiers)
     header, _, rest = body.partition("\n")
     lines = rest.split("\n")
-    if header != _RECORD_HEADER or len(lines) != 7 or lines[-1] != "":
+    if header != _RECORD_HEADER or len(lines) != 8 or lines[-1] != "":
         raise CheckpointError("note is not a rowtrail checkpoint record")
     head = parse_checkpoint_body("\n".join(lines[:3]) + "\n")
     return CheckpointRecord(
-        head.origin, head.size, head.root, lines[3], lines[4], lines[5], note
+        head.origin, head.size, head.root, lines[3], lines[4], lines[5], lines[6], note
     )
 
 

@@ -128,10 +128,17 @@ def format_time(moment: datetime) -> str:
     return _format_utc(_check_time(moment))
 
 
-def parse_time(text: str) -> datetime:
-    """Parse the format written by :func:`format_time`."""
+_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z")
+
+
+def parse_time(text: object) -> datetime:
+    """Parse the format written by :func:`format_time` (exactly; strptime is ~10x slower)."""
+    match = _TIME.fullmatch(text) if isinstance(text, str) else None
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        if match is None:
+            raise ValueError("not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+        year, month, day, hour, minute, second, micro = (int(g) for g in match.groups())
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"time must look like 2026-01-31T12:00:00.000000Z; got {text!r}"

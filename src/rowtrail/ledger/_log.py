@@ -27,10 +27,12 @@ from rowtrail.errors import (
 )
 from rowtrail.ledger._checkpoint import (
     Checkpoint,
+    CheckpointRecord,
     NoteSigner,
     NoteVerifier,
     format_checkpoint_body,
     format_record_body,
+    multiset_digest,
     open_checkpoint,
     open_record,
     subject_refs_digest,
@@ -220,14 +222,21 @@ class Ledger:
         root = self._root_in(tx, size, known)
         previous = tx.latest_checkpoint()
         created_at = format_time(self._now())
-        link, before = "none", "0" * 64
+        link, refs_before, rows_before = "none", "0" * 64, "0" * 64
         if previous is not None:
             link = _record_digest(previous.record)
-            before = open_record(previous.record, [self.verifier]).subject_refs
+            before = open_record(previous.record, [self.verifier])
+            refs_before, rows_before = before.subject_refs, before.cache_rows
         note = self._signer.sign(format_checkpoint_body(self.origin, size, root))
         record = self._signer.sign(
             format_record_body(
-                self.origin, size, root, created_at, link, subject_refs_digest(refs, before)
+                self.origin,
+                size,
+                root,
+                created_at,
+                link,
+                subject_refs_digest(refs, refs_before),
+                multiset_digest(tx.take_projected_rows(), rows_before),
             )
         )
         stored = StoredCheckpoint(size, root, note, record, created_at)
@@ -394,6 +403,21 @@ class Ledger:
         head = TreeHead(signed.size, signed.root)
         self._trusted_cache = (key, head)
         return head
+
+    def signed_record(self) -> CheckpointRecord | None:
+        """Return the record of the latest checkpoint, its signature checked with the pinned key.
+
+        Its ``subject_refs`` and ``cache_rows`` are what the unsigned indexes and cache tables
+        must hash to at that size.
+        """
+        latest = self.latest_checkpoint()
+        if latest is None:
+            return None
+        if latest.size != self.size:
+            raise CheckpointError(
+                f"entries from index {latest.size} are not covered by a signed checkpoint"
+            )
+        return open_record(latest.record, [self.trust_root().verifier])
 
     def prove_signed(self, indices: Sequence[int]) -> tuple[TreeHead, list[InclusionProof]]:
         """Return inclusion proofs of entries against the trusted signed head, each verified.

@@ -63,8 +63,9 @@ class StoredCheckpoint(NamedTuple):
 
 #: Applies appended events to a backend's cache tables in the append's own transaction:
 #: called with the backend's transaction handle and the ``(index, leaf bytes)`` of every
-#: appended entry of the kinds it was registered for.
-Projection = Callable[[Any, Sequence[tuple[int, bytes]]], None]
+#: appended entry of the kinds it was registered for; returns the canonical text of every
+#: row it wrote (see ``LineageStore``), which the checkpoint record signs as a multiset hash.
+Projection = Callable[[Any, Sequence[tuple[int, bytes]]], Sequence[str]]
 
 
 class LedgerTransaction(Protocol):
@@ -88,6 +89,10 @@ class LedgerTransaction(Protocol):
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """Return the largest stored checkpoint as this transaction sees it."""
+        ...
+
+    def take_projected_rows(self) -> list[str]:
+        """Return (and forget) the canonical text of the cache rows written since last asked."""
         ...
 
     def save_checkpoint(self, checkpoint: StoredCheckpoint) -> None:

@@ -100,6 +100,9 @@ class TrustStore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_state_dir()
+        # The files are read on every use (another process may have moved them forward);
+        # what they say is verified once per distinct content.
+        self._opened: dict[tuple[str, str, str | None, str | None], TrustRoot] = {}
 
     def directory(self, origin: str) -> Path:
         """Return the directory holding ``origin``'s trust state."""
@@ -136,19 +139,28 @@ class TrustStore:
                 "`rowtrail verify --vkey KEY --checkpoint FILE`, or, if you trust the "
                 "workspace's current state, pin it with `rowtrail trust --workspace DIR`."
             )
+        key = (origin, vkey, self.latest_note(origin), self._read(origin, "pending"))
+        cached = self._opened.get(key)
+        if cached is not None:
+            return cached
         verifier = NoteVerifier.from_vkey(vkey)
-        checkpoint = self._open(origin, "checkpoint", verifier)
-        pending = self._open(origin, "pending", verifier)
-        return TrustRoot(
+        checkpoint = self._open(origin, key[2], "checkpoint", verifier)
+        pending = self._open(origin, key[3], "pending", verifier)
+        root = TrustRoot(
             verifier,
             checkpoint,
             f"the trust state in {self.directory(origin)}",
             current=True,
             pending=pending,
         )
+        if len(self._opened) > 64:
+            self._opened.clear()
+        self._opened[key] = root
+        return root
 
-    def _open(self, origin: str, name: str, verifier: NoteVerifier) -> Checkpoint | None:
-        note = self._read(origin, name)
+    def _open(
+        self, origin: str, note: str | None, name: str, verifier: NoteVerifier
+    ) -> Checkpoint | None:
         if note is None:
             return None
         try:

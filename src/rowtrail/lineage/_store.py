@@ -38,10 +38,11 @@ class LineageStore(Protocol):
         """
         ...
 
-    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> None:
+    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> list[str]:
         """Write the cache rows of ``source.registered`` / ``subject.ingested`` entries.
 
         Registered with the ledger store as a projection: runs inside the append's transaction.
+        Returns the canonical text of each row written (signed as a multiset hash).
         """
         ...
 

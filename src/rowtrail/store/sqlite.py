@@ -223,6 +223,11 @@ class _Transaction:
     ) -> None:
         self._conn = conn
         self._projections = projections
+        self._projected: list[str] = []
+
+    def take_projected_rows(self) -> list[str]:
+        rows, self._projected = self._projected, []
+        return rows
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         row = self._conn.execute(
@@ -243,7 +248,7 @@ class _Transaction:
         for kind in set(kinds) & self._projections.keys():
             entries = [(start + i, leaves[i]) for i, k in enumerate(kinds) if k == kind]
             for projection in self._projections[kind]:
-                projection(self._conn, entries)
+                self._projected.extend(projection(self._conn, entries))
 
     def size(self) -> int:
         row = self._conn.execute("SELECT max(idx) FROM events").fetchone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from numpy.typing import NDArray
 from rowtrail.errors import InvalidInputError, TableIntegrityError
 from rowtrail.ids import ROW_BITS
 from rowtrail.ids import row_id as pack_row_id
-from rowtrail.ledger import Event, Ledger
+from rowtrail.ledger import Event, Ledger, multiset_digest
 from rowtrail.lineage import SourceInfo
 from rowtrail.store.sqlite import SQLiteDatabase
 
@@ -86,6 +87,11 @@ def _expected_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]
     return {}
 
 
+def _row_text(table: str, row: tuple[Any, ...]) -> str:
+    """Return the canonical text of one cache row (what the multiset hash covers)."""
+    return json.dumps([table, *row], separators=(",", ":"), ensure_ascii=False)
+
+
 def _compare(table: str, expected: set[tuple[Any, ...]], stored: set[tuple[Any, ...]]) -> None:
     missing, extra = sorted(expected - stored, key=repr), sorted(stored - expected, key=repr)
     if missing or extra:
@@ -150,7 +156,7 @@ class SQLiteLineageStore:
         version = int(self.db.query("PRAGMA data_version")[0][0])
         if version != self._checked_version:
             self._subject_maps.clear()
-            self.verify_caches(self._ledger)
+            self._check_signed_digest(self._ledger)
             self._checked_version = version
 
     def find_source(self, name: str, digest: str) -> SourceInfo | None:
@@ -188,9 +194,13 @@ class SQLiteLineageStore:
         )[0]
         return int(index), int(version)
 
-    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> None:
-        """Write the cache rows of appended source/subject events (in their transaction)."""
+    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> list[str]:
+        """Write the cache rows of appended source/subject events (in their transaction).
+
+        Returns the canonical text of every row written, which the checkpoint signs.
+        """
         conn: sqlite3.Connection = handle
+        written: list[str] = []
         for index, leaf in entries:
             event = Event.from_leaf(leaf)
             for table, rows in _expected_rows(index, event).items():
@@ -202,8 +212,29 @@ class SQLiteLineageStore:
                         f"event {event.kind!r} conflicts with the {table} already recorded "
                         f"({exc}); nothing was written"
                     ) from exc
+                written.extend(_row_text(table, row) for row in rows)
             if event.kind == "subject.ingested":
                 self._subject_maps.pop(int(event.payload.get("source_index", -1)), None)
+        return written
+
+    def _check_signed_digest(self, ledger: Ledger) -> int:
+        """Compare the tables with the multiset hash the latest checkpoint signed."""
+        record = ledger.signed_record()
+        signed = "0" * 64 if record is None else record.cache_rows
+        count, texts = 0, []
+        for table, columns in _TABLE_COLUMNS.items():
+            for row in self.db.query(f"SELECT {columns} FROM {table}"):
+                texts.append(_row_text(table, tuple(row)))
+                count += 1
+        if not hmac.compare_digest(multiset_digest(texts), signed):
+            raise TableIntegrityError(
+                "cache tables 'sources'/'subject_rows' differ from what the latest checkpoint "
+                "signed: rows were edited, added or removed outside rowtrail; answers from them "
+                "would be wrong. Run `rowtrail verify` to find the row.",
+                table="sources/subject_rows",
+                key="(multiset hash)",
+            )
+        return count
 
     def verify_caches(self, ledger: Ledger) -> int:
         """Rebuild ``sources`` and ``subject_rows`` from the ledger and compare them.
@@ -221,6 +252,7 @@ class SQLiteLineageStore:
             stored = {tuple(row) for row in self.db.query(f"SELECT {columns} FROM {table}")}
             _compare(table, expected[table], stored)
             checked += len(stored)
+        self._check_signed_digest(ledger)
         return checked
 
     def rows_of_subject(self, subject: str) -> list[int]:
