@@ -537,3 +537,19 @@ def test_issue9_subject_index_edits_are_refused(tmp_path: Path, sql: str) -> Non
         reopened.ledger.proven_entries(subject=subject)
     with pytest.raises(VerificationError):
         reopened.verify()
+
+
+def test_issue9_rolled_back_write_leaves_no_cached_entries(tmp_path: Path) -> None:
+    ws = rt.init(tmp_path / "ws")
+    ws.ledger.append("a.b", {"n": 0})
+    def write_read_and_fail() -> None:
+        with ws.ledger.transaction():
+            ws.ledger.append("a.b", {"n": 1})
+            assert ws.ledger.entry(1).event.payload == {"n": 1}  # read inside, rolled back
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        write_read_and_fail()
+    ws.ledger.append("a.c", {"n": 2})
+    assert ws.ledger.entry(1).event.kind == "a.c"
+    ws.verify()

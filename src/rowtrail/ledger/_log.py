@@ -61,6 +61,7 @@ __all__ = ["Ledger", "LedgerBatch"]
 
 Range = tuple[int, int]
 _NODE_CACHE_SIZE = 1 << 16
+_ENTRY_CACHE_SIZE = 1 << 16
 
 
 def _record_digest(record: str) -> str:
@@ -110,6 +111,10 @@ class Ledger:
         self._trust_root: TrustRoot | None = None  # set by verify_against (third-party files)
         self._trusted_cache: tuple[tuple[str, str | None, int], TreeHead] | None = None
         self._kind_checked: tuple[int, int] | None = None
+        self._entry_cache: dict[int, LedgerEntry] = {}
+        # Verified proofs against the trusted head they were made for (dropped with it).
+        self._proof_cache: dict[tuple[int, bytes], InclusionProof] = {}
+        self._entries_version: int | None = None
         self._subjects_checked: tuple[int, int] | None = None
         self._depth = 0  # open transaction() blocks
         self._pending_note: str | None = None  # trust to advance when the outermost commits
@@ -187,7 +192,7 @@ class Ledger:
             return range(size, size)
         hashes = leaf_hashes(leaves)
         trusted = self._trust_for_write()
-        with self._store.transaction() as tx:
+        with self._forgetting_on_error(), self._store.transaction() as tx:
             start = tx.size()
             self._check_trusted_in(tx, trusted, start)
             nodes = extend_tree(start, hashes, tx.read_node, include_leaves=False)
@@ -279,6 +284,19 @@ class Ledger:
                 f"{trusted.source}: the log was rewritten or forked. Nothing was written."
             )
 
+    @contextmanager
+    def _forgetting_on_error(self) -> Iterator[None]:
+        """Drop what this handle cached if a write rolls back (its entries never existed)."""
+        try:
+            yield
+        except BaseException:
+            self._entry_cache.clear()
+            self._proof_cache.clear()
+            self._kind_checked = self._subjects_checked = None
+            self._trusted_cache = None
+            self._pending_note = None if self._depth == 0 else self._pending_note
+            raise
+
     def _advance_trust(self, note: str) -> None:
         if self._depth:
             self._pending_note = note  # the outermost transaction has not committed yet
@@ -293,7 +311,7 @@ class Ledger:
         ``batch()``) return their indices at once but commit, with the checkpoint they sign,
         only when the block exits cleanly; an exception discards all of them.
         """
-        with self._store.transaction():
+        with self._forgetting_on_error(), self._store.transaction():
             self._depth += 1
             try:
                 yield self
@@ -351,9 +369,16 @@ class Ledger:
         TrustRootError, CheckpointError, ConsistencyProofError
             When any of that fails; answers must not be given then.
         """
+        latest = self.latest_checkpoint()
+        # Once a head is shown trusted, it stays so while the log is unchanged: the trust root
+        # exists to catch the log changing (rolled back, forked), so it is read again, and the
+        # checks redone, whenever this or another connection has written since.
+        unchanged = (None if latest is None else latest.note, self._store.outside_changes())
+        cached = self._trusted_cache
+        if cached is not None and cached[0][0] == unchanged[0] and cached[0][2] == unchanged[1]:
+            return cached[1]
         root = self.trust_root()
         self._check_pinned(root)
-        latest = self.latest_checkpoint()
         trusted_note = None if root.checkpoint is None else root.checkpoint.note
         if latest is None:
             if root.checkpoint is not None:
@@ -362,10 +387,7 @@ class Ledger:
                     f"size {root.checkpoint.size}: its checkpoints were removed"
                 )
             return TreeHead(0, EMPTY_ROOT)
-        key = (latest.note, trusted_note, self._store.outside_changes())
-        cached = self._trusted_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        key = (latest.note, trusted_note, unchanged[1])
         signed = open_checkpoint(latest.note, [root.verifier], origin=self.origin)
         if signed.size != latest.size or not hmac.compare_digest(signed.root, latest.root):
             raise CheckpointError(
@@ -431,15 +453,21 @@ class Ledger:
         """
         head = self.trusted_head()
         checked = self._check_indices(indices, head.size)
-        proofs = self.prove_many(checked, head.size) if checked else []
-        for proof in proofs:
+        cache = self._proof_cache
+        if cache and next(iter(cache))[1] != head.root:
+            cache.clear()  # proofs are kept for one signed head at a time
+        missing = [i for i in dict.fromkeys(checked) if (i, head.root) not in cache]
+        for proof in self.prove_many(missing, head.size) if missing else []:
             if not hmac.compare_digest(proof.root, head.root):
                 raise InclusionProofError(
                     f"proof of entry {proof.index} gives root {proof.root.hex()}, the signed "
                     f"checkpoint says {head.root.hex()}"
                 )
             proof.verify()
-        return head, proofs
+            if len(cache) >= _NODE_CACHE_SIZE:
+                cache.clear()
+            cache[(proof.index, head.root)] = proof
+        return head, [cache[(i, head.root)] for i in checked]
 
     @contextmanager
     def batch(self, *, max_events: int = 1000) -> Iterator[LedgerBatch]:
@@ -540,20 +568,33 @@ class Ledger:
         return self.entries([index])[0]
 
     def entries(self, indices: Sequence[int]) -> list[LedgerEntry]:
-        """Return several entries in the order asked."""
-        rows = self._store.read_entry_list(self._check_indices(indices, self.size))
-        # The leaf bytes must hash to the stored leaf hash that proofs are built from: an
-        # entry edited in place is never returned as if its proof covered it.
-        for row in rows:
-            if not hmac.compare_digest(leaf_hash(row.leaf), row.leaf_hash):
-                raise LogIntegrityError(
-                    f"entry {row.index}: leaf bytes do not hash to the stored leaf hash; run "
-                    "`rowtrail verify`",
-                    index=row.index,
-                )
-        return [
-            LedgerEntry(r.index, r.leaf, r.leaf_hash, self._decode(r.index, r.leaf)) for r in rows
-        ]
+        """Return several entries in the order asked.
+
+        Each entry's leaf bytes must hash to the stored leaf hash that proofs are built from,
+        so an entry edited in place is never returned as if its proof covered it. Checked and
+        decoded entries are kept while no other connection commits (an edit behind this
+        handle's back empties the cache).
+        """
+        checked = self._check_indices(indices, self.size)
+        version = self._store.outside_changes()
+        if version != self._entries_version:
+            self._entry_cache.clear()
+            self._entries_version = version
+        cache = self._entry_cache
+        missing = [i for i in dict.fromkeys(checked) if i not in cache]
+        if missing:
+            if len(cache) + len(missing) > _ENTRY_CACHE_SIZE:
+                cache.clear()
+            for row in self._store.read_entry_list(missing):
+                if not hmac.compare_digest(leaf_hash(row.leaf), row.leaf_hash):
+                    raise LogIntegrityError(
+                        f"entry {row.index}: leaf bytes do not hash to the stored leaf hash; "
+                        "run `rowtrail verify`",
+                        index=row.index,
+                    )
+                event = self._decode(row.index, row.leaf)
+                cache[row.index] = LedgerEntry(row.index, row.leaf, row.leaf_hash, event)
+        return [cache[i] for i in checked]
 
     def prove(self, index: int, size: int | None = None) -> InclusionProof:
         """Return the inclusion proof of entry ``index`` in the tree of ``size`` entries."""

@@ -88,7 +88,15 @@ def _expected_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]
 
 
 def _row_text(table: str, row: tuple[Any, ...]) -> str:
-    """Return the canonical text of one cache row (what the multiset hash covers)."""
+    """Return the canonical text of one cache row (what the multiset hash covers).
+
+    Subject rows, by far the most numerous, are ``subject_rows␟<subject>␟<row id>``: the row
+    id is digits only, so the last separator splits the text unambiguously; other rows are
+    JSON.
+    """
+    if table == "subject_rows":
+        subject, row_id = row
+        return f"subject_rows\x1f{subject}\x1f{int(row_id)}"
     return json.dumps([table, *row], separators=(",", ":"), ensure_ascii=False)
 
 
