@@ -345,9 +345,7 @@ class Workspace:
             ``CheckpointError`` (``TrustRootError``), ``FileIntegrityError``.
         """
         self._check_open()
-        if trust_root is not None:
-            self.ledger.use_trust_root(trust_root)
-        root = self.ledger.trust_root()
+        root = trust_root if trust_root is not None else self.ledger.trust_root()
         check = None if trust_root is not None else self.trust.subject_key_check(self.origin)
         if check is not None and not hmac.compare_digest(check, subject_key_check(self._secret)):
             raise TrustRootError(

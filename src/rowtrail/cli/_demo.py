@@ -24,6 +24,7 @@ from rich.console import Console
 
 from rowtrail._workspace import Workspace
 from rowtrail.cli._demo_attribution import section as _attribution
+from rowtrail.cli._demo_evidence import section as _evidence
 from rowtrail.cli._demo_frames import section as _frames
 from rowtrail.cli._demo_guard import MARKER, finish_marker, prepare_demo_dir, start_marker
 from rowtrail.cli._demo_lineage import section as _lineage
@@ -175,6 +176,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("frames", _frames),
     ("training", _training),
     ("attribution", _attribution),
+    ("evidence", _evidence),
     ("seal", _seal),
 ]
 

@@ -157,6 +157,11 @@ def test_demo_json_walks_the_chain(tmp_path: Path) -> None:
     data = json.loads(out)
     assert data["ledger"]["verified"] is True
     assert data["ledger"]["tampered_error"]
+    evidence = data["evidence"]
+    assert evidence["subject_uses"] > 0
+    assert evidence["auditor_verified_size"] == evidence["trusted_size"]
+    assert evidence["edited_cache_refused"].startswith("TableIntegrityError")
+    assert evidence["rolled_back_refused"].startswith("TrustRootError")
     code, out = invoke("verify", "--workspace", str(tmp_path / "demo"), "--json")
     assert code == 0
     assert json.loads(out)["size"] == data["ledger"]["size"]
