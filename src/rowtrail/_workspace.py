@@ -53,6 +53,7 @@ from rowtrail.errors import (
 from rowtrail.ids import pseudonymize
 from rowtrail.ledger import (
     Checkpoint,
+    Event,
     Ledger,
     NoteSigner,
     TrustRoot,
@@ -352,18 +353,36 @@ class Workspace:
                 f"keys/subject.key of {self.path} is not the key this log was created with: "
                 "pseudonyms would not match. Restore it from your backup."
             )
-        report = verify_log(
-            self.ledger,
-            trust_root=root,
-            trust_bound=None if trust_root is not None else lambda: self.trust_root().bound,
-            progress=progress,
-        )
+        kinds = set(SOURCE_EVENT_KINDS)
+        events: list[tuple[int, Event]] = []
+        with self.db.read_snapshot():  # the log and its caches as of one committed state
+            report, cache_rows = self._verify_snapshot(root, trust_root, progress, kinds, events)
         extra = {
-            "cache_rows": self.lineage_store.verify_caches(self.ledger),
+            "cache_rows": cache_rows,
             "blob_files": _verify_blob_files(self.blobs),
             "bound_files": _verify_bound_files(self),
         }
         return report.with_counts(extra)
+
+    def _verify_snapshot(
+        self,
+        root: TrustRoot,
+        given: TrustRoot | None,
+        progress: Callable[[int], None] | None,
+        kinds: set[str],
+        events: list[tuple[int, Event]],
+    ) -> tuple[VerifyReport, int]:
+        report = verify_log(
+            self.ledger,
+            trust_root=root,
+            trust_bound=None if given is not None else lambda: self.trust_root().bound,
+            progress=progress,
+            visit=lambda index, event: events.append((index, event))
+            if event.kind in kinds
+            else None,
+        )
+        rows = self.lineage_store.verify_caches(self.ledger, events, verifier=root.verifier)
+        return report, rows
 
     # ------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:

@@ -426,7 +426,7 @@ class Ledger:
         self._trusted_cache = (key, head)
         return head
 
-    def signed_record(self) -> CheckpointRecord | None:
+    def signed_record(self, verifier: NoteVerifier | None = None) -> CheckpointRecord | None:
         """Return the record of the latest checkpoint, its signature checked with the pinned key.
 
         Its ``subject_refs`` and ``cache_rows`` are what the unsigned indexes and cache tables
@@ -439,7 +439,7 @@ class Ledger:
             raise CheckpointError(
                 f"entries from index {latest.size} are not covered by a signed checkpoint"
             )
-        return open_record(latest.record, [self.trust_root().verifier])
+        return open_record(latest.record, [verifier or self.trust_root().verifier])
 
     def prove_signed(self, indices: Sequence[int]) -> tuple[TreeHead, list[InclusionProof]]:
         """Return inclusion proofs of entries against the trusted signed head, each verified.

@@ -66,7 +66,11 @@ class VerifyReport:
 
 
 def _check_entries(
-    ledger: Ledger, size: int, batch: int, progress: Callable[[int], None] | None
+    ledger: Ledger,
+    size: int,
+    batch: int,
+    progress: Callable[[int], None] | None,
+    visit: Callable[[int, Event], None] | None = None,
 ) -> tuple[int, int]:
     store = ledger._store  # verification reads raw storage on purpose
     frontier: dict[tuple[int, int], bytes] = {}
@@ -82,7 +86,9 @@ def _check_entries(
             for expected, row in enumerate(rows, start):
                 if row.index != expected:
                     raise LogIntegrityError(f"entry {expected} is missing", index=expected)
-                _check_entry(ledger, row, subjects_index.pop(row.index, ()), blobs_seen)
+                event = _check_entry(ledger, row, subjects_index.pop(row.index, ()), blobs_seen)
+                if visit is not None:
+                    visit(row.index, event)
                 hashes.append(row.leaf_hash)
             if len(rows) != stop - start:
                 missing = start + len(rows)
@@ -196,7 +202,7 @@ def _subject_index(ledger: Ledger) -> dict[int, tuple[str, ...]]:
 
 def _check_entry(
     ledger: Ledger, row: EntryRow, indexed_subjects: tuple[str, ...], blobs_seen: set[str]
-) -> None:
+) -> Event:
     index = row.index
     if not hmac.compare_digest(leaf_hash(row.leaf), row.leaf_hash):
         raise LogIntegrityError(
@@ -220,6 +226,7 @@ def _check_entry(
         if digest not in blobs_seen:
             _check_blob(ledger, index, digest)
             blobs_seen.add(digest)
+    return event
 
 
 def _check_blob(ledger: Ledger, index: int, digest: str) -> None:
@@ -338,6 +345,7 @@ def verify_log(
     trust_bound: Callable[[], int] | None = None,
     batch: int = 20_000,
     progress: Callable[[int], None] | None = None,
+    visit: Callable[[int, Event], None] | None = None,
 ) -> VerifyReport:
     """Verify everything stored for ``ledger``; raise on the first problem.
 
@@ -346,7 +354,8 @@ def verify_log(
     its trusted checkpoint is never ahead of a snapshot taken after it. ``trust_bound``
     re-reads the largest size the trust state has seen (pending included) once the snapshot
     has begun. Without a trust root, checkpoints are checked with the log's own key only (the
-    log vouching for itself).
+    log vouching for itself). ``visit(index, event)`` sees every checked event once (cache
+    tables are rebuilt from it without decoding the log twice).
     """
     if trust_root is not None and not hmac.compare_digest(
         trust_root.verifier.vkey, ledger.verifier.vkey
@@ -357,7 +366,7 @@ def verify_log(
         )
     with ledger._store.snapshot():
         size = ledger.size
-        n_nodes, n_blobs = _check_entries(ledger, size, batch, progress)
+        n_nodes, n_blobs = _check_entries(ledger, size, batch, progress, visit)
         trusted = _check_checkpoints(ledger, size, trust_root, trust_bound)
         return VerifyReport(
             size=size,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rowtrail.lineage._sources import SourceInfo
@@ -10,7 +10,7 @@ from rowtrail.lineage._sources import SourceInfo
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from rowtrail.ledger import Ledger
+    from rowtrail.ledger import Event, Ledger, NoteVerifier
 
 __all__ = ["LineageStore", "LineageWorkspace"]
 
@@ -46,8 +46,17 @@ class LineageStore(Protocol):
         """
         ...
 
-    def verify_caches(self, ledger: Ledger) -> int:
+    def verify_caches(
+        self,
+        ledger: Ledger,
+        events: Iterable[tuple[int, Event]] | None = None,
+        *,
+        verifier: NoteVerifier | None = None,
+    ) -> int:
         """Rebuild the cache tables from the ledger and compare; return the rows checked.
+
+        ``events``: the log's checked ``(index, event)`` pairs, if the caller decoded them;
+        ``verifier``: the key the signed record is checked with (default: the trust root's).
 
         Raises :class:`~rowtrail.errors.TableIntegrityError` naming the table and key of the
         first difference.

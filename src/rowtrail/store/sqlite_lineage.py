@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,8 +14,8 @@ from numpy.typing import NDArray
 from rowtrail.errors import InvalidInputError, TableIntegrityError
 from rowtrail.ids import ROW_BITS
 from rowtrail.ids import row_id as pack_row_id
-from rowtrail.ledger import Event, Ledger, multiset_digest
-from rowtrail.lineage import SourceInfo
+from rowtrail.ledger import Event, Ledger, NoteVerifier, multiset_digest
+from rowtrail.lineage import SOURCE_EVENT_KINDS, SourceInfo
 from rowtrail.store.sqlite import SQLiteDatabase
 
 __all__ = ["SQLiteLineageStore"]
@@ -225,9 +225,9 @@ class SQLiteLineageStore:
                 self._subject_maps.pop(int(event.payload.get("source_index", -1)), None)
         return written
 
-    def _check_signed_digest(self, ledger: Ledger) -> int:
+    def _check_signed_digest(self, ledger: Ledger, verifier: NoteVerifier | None = None) -> int:
         """Compare the tables with the multiset hash the latest checkpoint signed."""
-        record = ledger.signed_record()
+        record = ledger.signed_record(verifier)
         signed = "0" * 64 if record is None else record.cache_rows
         count, texts = 0, []
         for table, columns in _TABLE_COLUMNS.items():
@@ -244,23 +244,36 @@ class SQLiteLineageStore:
             )
         return count
 
-    def verify_caches(self, ledger: Ledger) -> int:
+    def verify_caches(
+        self,
+        ledger: Ledger,
+        events: Iterable[tuple[int, Event]] | None = None,
+        *,
+        verifier: NoteVerifier | None = None,
+    ) -> int:
         """Rebuild ``sources`` and ``subject_rows`` from the ledger and compare them.
 
+        ``events`` are the log's checked events when the caller has them already (a full
+        verification decodes each once); otherwise the source and subject events are read.
         Raises :class:`TableIntegrityError` naming the table and the key of the first row
         that is missing, extra or different.
         """
+        if events is None:
+            events = (
+                (entry.index, entry.event)
+                for kind in SOURCE_EVENT_KINDS
+                for entry in ledger.entries_of_kind(kind)
+            )
         expected: dict[str, set[tuple[Any, ...]]] = {table: set() for table in _INSERT}
-        for kind in ("source.registered", "subject.ingested"):
-            for entry in ledger.entries_of_kind(kind):
-                for table, rows in _expected_rows(entry.index, entry.event).items():
-                    expected[table].update(rows)
+        for index, event in events:
+            for table, rows in _expected_rows(index, event).items():
+                expected[table].update(rows)
         checked = 0
         for table, columns in _TABLE_COLUMNS.items():
             stored = {tuple(row) for row in self.db.query(f"SELECT {columns} FROM {table}")}
             _compare(table, expected[table], stored)
             checked += len(stored)
-        self._check_signed_digest(ledger)
+        self._check_signed_digest(ledger, verifier)
         return checked
 
     def rows_of_subject(self, subject: str) -> list[int]:
