@@ -119,8 +119,9 @@ def test_issue9_reader_engine_errors_are_typed_and_write_nothing(
         # collect(), in the user's query, and still before the source is registered.
         lazy = call()
         size = ws.ledger.size
-        with pytest.raises(pl.exceptions.PolarsError):
+        with pytest.raises(InvalidInputError) as raised:
             lazy.collect()
+        assert isinstance(raised.value.__cause__, pl.exceptions.PolarsError)
         assert ws.ledger.size == size
         assert list_sources(ws) == []
         return

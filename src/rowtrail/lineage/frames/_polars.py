@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from rowtrail.errors import InvalidInputError
 from rowtrail.lineage._dispatch import register_lineage_handler
 from rowtrail.lineage.frames._core import (
     FrameState,
@@ -402,8 +403,19 @@ class TracedLazyFrame(_Proxy):
     __slots__ = ()
 
     def collect(self, *args: Any, **kwargs: Any) -> TracedPolarsFrame:
-        """Run the plan; the result keeps lineage and the optimized plan."""
-        frame = self._inner.collect(*args, **kwargs)
+        """Run the plan; the result keeps lineage and the optimized plan.
+
+        A scan's file is read here, so polars' own errors about it (a malformed CSV, a missing
+        column) surface here; they are raised as :class:`~rowtrail.errors.InvalidInputError`,
+        and nothing is registered.
+        """
+        try:
+            frame = self._inner.collect(*args, **kwargs)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise InvalidInputError(
+                f"the lazy plan of a traced polars frame failed when collected: {exc}. Check the "
+                "scanned file and the operations on it; nothing was registered."
+            ) from exc
         self._state.resolve()  # the file was hashed while the plan ran; register it now
         node = record_op("polars.collect", "identity", [self._state.node], {})
         return TracedPolarsFrame(frame, self._slots, self._state.derive(node), self._inner)
