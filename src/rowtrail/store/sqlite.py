@@ -78,9 +78,9 @@ class SQLiteDatabase:
         except sqlite3.Error as exc:
             raise StorageError(f"could not open workspace database {self.path}: {exc}") from exc
 
-    def _check_version(self) -> None:
-        """Refuse a schema other than this rowtrail's (a read-only handle migrates nothing)."""
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        """Return the database's schema version; refuse one newer than this rowtrail knows."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         current = int(row[0]) if row else 0
         if current > SCHEMA_VERSION:
             raise SchemaVersionError(
@@ -88,6 +88,11 @@ class SQLiteDatabase:
                 f"rowtrail knows versions up to {SCHEMA_VERSION}. Upgrade rowtrail "
                 "(pip install -U rowtrail) to open it."
             )
+        return current
+
+    def _check_version(self) -> None:
+        """Refuse a schema other than this rowtrail's (a read-only handle migrates nothing)."""
+        current = self._schema_version(self.conn)
         if current < SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"workspace database {self.path} has schema version {current}; this rowtrail "
@@ -100,14 +105,7 @@ class SQLiteDatabase:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            current = int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"workspace database {self.path} has schema version {current}, but this "
-                    f"rowtrail knows versions up to {SCHEMA_VERSION}. Upgrade rowtrail "
-                    "(pip install -U rowtrail) to open it."
-                )
+            current = self._schema_version(conn)
             for version, statements in MIGRATIONS:
                 if version > current:
                     for statement in statements:
