@@ -18,6 +18,7 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -239,12 +240,21 @@ class CheckpointRecord:
 _REFS_MODULUS = 1 << 256
 
 
+def _add_digests(start: str, digests: list[bytes]) -> str:
+    """Add 32-byte digests, read as big-endian integers, to ``start`` modulo 2**256."""
+    total = int(start, 16)
+    if digests:
+        # Eight 32-bit limbs summed in 64 bits cannot overflow below 2**32 items.
+        limbs = np.frombuffer(b"".join(digests), dtype=">u4").reshape(-1, 8)
+        sums = limbs.sum(axis=0, dtype=np.uint64).tolist()
+        total += sum(int(value) << (32 * (7 - j)) for j, value in enumerate(sums))
+    return f"{total % _REFS_MODULUS:064x}"
+
+
 def multiset_digest(items: Iterable[str], start: str = "0" * 64) -> str:
     """Add text items to a multiset hash (sum of SHA-256 mod 2**256) and return it."""
-    total = int(start, 16)
-    for item in items:
-        total += int.from_bytes(hashlib.sha256(item.encode("utf-8")).digest(), "big")
-    return f"{total % _REFS_MODULUS:064x}"
+    sha256 = hashlib.sha256
+    return _add_digests(start, [sha256(item.encode("utf-8")).digest() for item in items])
 
 
 def subject_refs_digest(pairs: Iterable[tuple[str, int]], start: str = "0" * 64) -> str:
@@ -254,11 +264,7 @@ def subject_refs_digest(pairs: Iterable[tuple[str, int]], start: str = "0" * 64)
     index: order-free and incremental (a write adds its own rows), so each checkpoint record
     signs the index as it was, and checking it is one pass over the rows, no event decoded.
     """
-    total = int(start, 16)
-    for subject, index in pairs:
-        item = subject.encode("utf-8") + b"\x00" + str(int(index)).encode()
-        total += int.from_bytes(hashlib.sha256(item).digest(), "big")
-    return f"{total % _REFS_MODULUS:064x}"
+    return multiset_digest((f"{subject}\x00{int(index)}" for subject, index in pairs), start)
 
 
 def format_record_body(
