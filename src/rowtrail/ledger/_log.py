@@ -692,7 +692,7 @@ class Ledger:
             raise CheckpointError(
                 f"entries from index {latest.size} are not covered by a signed checkpoint"
             )
-        actual = subject_refs_digest(self._store.iter_subject_index())
+        actual = multiset_digest(self._store.subject_index_texts())
         if not hmac.compare_digest(actual, signed):
             raise LogIntegrityError(
                 "the subject index differs from what the latest checkpoint signed: rows were "

@@ -138,6 +138,10 @@ class LedgerStore(Protocol):
         """Return the indices of entries of ``kind``, ascending."""
         ...
 
+    def subject_index_texts(self) -> list[str]:
+        """Return ``subject``, a NUL and the decimal index, for every subject index row."""
+        ...
+
     def kind_runs(self) -> list[tuple[str, int, int]]:
         """Return every ``(kind, start, stop)`` run of the kind index, ordered by start."""
         ...

@@ -23,7 +23,7 @@ from rowtrail.errors import (
     TrustRootError,
     VerificationError,
 )
-from rowtrail.ledger._checkpoint import open_checkpoint, open_record, subject_refs_digest
+from rowtrail.ledger._checkpoint import multiset_digest, open_checkpoint, open_record
 from rowtrail.ledger._events import Event
 from rowtrail.ledger._log import Ledger
 from rowtrail.ledger._merkle import extend_tree, leaf_hash
@@ -282,7 +282,7 @@ def _check_checkpoints(
     if stored_all:
         signed_refs = open_record(stored_all[-1].record, verifiers).subject_refs
         if not hmac.compare_digest(
-            subject_refs_digest(ledger._store.iter_subject_index()), signed_refs
+            multiset_digest(ledger._store.subject_index_texts()), signed_refs
         ):
             raise LogIntegrityError(
                 "the subject index differs from what the latest checkpoint signed", index=size

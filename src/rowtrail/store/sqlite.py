@@ -363,6 +363,15 @@ class SQLiteLedgerStore:
             subjects.setdefault(idx, []).append(subject)
         return subjects
 
+    def _subjects_in(self, indices: Sequence[int]) -> dict[int, list[str]]:
+        subjects: dict[int, list[str]] = {}
+        marks = ",".join("?" * len(indices))
+        for subject, idx in self.db.query(
+            f"SELECT subject, idx FROM event_subjects WHERE idx IN ({marks})", indices
+        ):
+            subjects.setdefault(idx, []).append(subject)
+        return subjects
+
     def _kinds_between(self, lo: int, hi: int) -> list[str]:
         """Kind of each entry in ``[lo, hi)`` from the runs; ``""`` where no run covers it.
 
@@ -419,11 +428,12 @@ class SQLiteLedgerStore:
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT idx, leaf, hashes FROM events WHERE idx IN ({marks})"
             raw = self.db.query(sql, chunk)
-            subjects = self._subjects_between(lo, hi)
-            if hi - lo <= 4 * len(chunk) + 1024:  # dense: one range read of the kind runs
+            if hi - lo <= 4 * len(chunk) + 1024:  # dense: one range read of each index
+                subjects = self._subjects_between(lo, hi)
                 dense = self._kinds_between(lo, hi)
                 kinds = {i: dense[i - lo] for i, _, _ in raw}
-            else:
+            else:  # sparse: read only the rows asked for, not the whole range between them
+                subjects = self._subjects_in(chunk)
                 kinds = {i: self._kind_of(i) for i, _, _ in raw}
             for i, leaf, h in raw:
                 names = tuple(sorted(subjects.get(i, ())))
@@ -458,6 +468,11 @@ class SQLiteLedgerStore:
         if bad[0][0]:
             raise StorageError(f"{bad[0][0]} kind index runs are empty or reversed")
         return int(self.db.query("SELECT coalesce(sum(stop - start), 0) FROM event_kinds")[0][0])
+
+    def subject_index_texts(self) -> list[str]:
+        """Return ``subject || 0x00 || index`` for every subject index row (any order)."""
+        rows = self.db.query("SELECT subject || char(0) || idx FROM event_subjects")
+        return [str(r[0]) for r in rows]
 
     def kind_runs(self) -> list[tuple[str, int, int]]:
         """Return every kind run, ordered by start."""
