@@ -98,7 +98,9 @@ def files_digest(root: Path) -> dict[str, str]:
         "(SELECT min(row_id) FROM subject_rows)",
         "UPDATE subject_rows SET subject = 'ps:' || hex(zeroblob(16)) WHERE row_id = "
         "(SELECT min(row_id) FROM subject_rows)",
-        "INSERT INTO subject_rows VALUES ('ps:00', 5)",
+        "INSERT INTO subject_rows VALUES ('ps:00', 5, 3)",
+        "UPDATE subject_rows SET ledger_index = ledger_index + 1 WHERE row_id = "
+        "(SELECT min(row_id) FROM subject_rows)",
     ],
 )
 def test_issue9_cache_table_edits_are_detected_and_refused(tmp_path: Path, sql: str) -> None:

@@ -248,9 +248,11 @@ class Attributor:
             info = self.source_info(ws, src)
             if info is not None and info.ledger_index is not None:
                 kinds[int(info.ledger_index)] = "source"
-        # One indexed lookup per subject (a kind filter would scan every ingest event).
-        for subject in sorted({p for s in samples for p in s.subjects}):
-            for i in ws.ledger.indices(subject=subject):
+        # The records that tie each row to its pseudonym: its subject.ingested events, found
+        # through the subject rows (checked against the digest the checkpoint signs).
+        subjects = sorted({p for s in samples for p in s.subjects})
+        for indices in ws.lineage_store.subject_events(subjects).values():
+            for i in indices:
                 kinds.setdefault(int(i), "subject")
         ordered = sorted(kinds)
         if not ordered:

@@ -67,6 +67,10 @@ class LineageStore(Protocol):
         """Return the row ids recorded for a subject pseudonym, ascending."""
         ...
 
+    def subject_events(self, subjects: Sequence[str]) -> dict[str, list[int]]:
+        """Return the ledger indices of the ``subject.ingested`` events of each pseudonym."""
+        ...
+
     def subjects_of_rows(self, row_ids: Sequence[int]) -> dict[int, str]:
         """Return the pseudonym of each row id that has one."""
         ...

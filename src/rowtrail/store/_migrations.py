@@ -94,3 +94,15 @@ MIGRATIONS.append(
     )
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+MIGRATIONS.append(
+    (
+        4,
+        [
+            # The subject.ingested event each subject row was projected from, so an answer
+            # proves the very record that ties a row to a pseudonym.
+            "ALTER TABLE subject_rows ADD COLUMN ledger_index INTEGER",
+        ],
+    )
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -46,7 +46,7 @@ _ROW_MASK = (1 << ROW_BITS) - 1
 
 _TABLE_COLUMNS = {
     "sources": f"{_COLUMNS}, created_at",
-    "subject_rows": "subject, row_id",
+    "subject_rows": "subject, row_id, ledger_index",
 }
 _INSERT = {
     table: f"INSERT INTO {table} ({columns}) VALUES ({','.join('?' * len(columns.split(',')))})"
@@ -79,7 +79,7 @@ def _expected_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]
         source = int(payload["source_index"])
         return {
             "subject_rows": [
-                (subject, pack_row_id(source, int(number)))
+                (subject, pack_row_id(source, int(number)), index)
                 for subject in event.subjects
                 for number in payload["row_numbers"]
             ]
@@ -90,13 +90,13 @@ def _expected_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]
 def _row_text(table: str, row: tuple[Any, ...]) -> str:
     """Return the canonical text of one cache row (what the multiset hash covers).
 
-    Subject rows, by far the most numerous, are ``subject_rows␟<subject>␟<row id>``: the row
-    id is digits only, so the last separator splits the text unambiguously; other rows are
-    JSON.
+    Subject rows, by far the most numerous, are ``subject_rows␟<subject>␟<row id>␟<index>``:
+    row id and ledger index are digits only, so the last two separators split the text
+    unambiguously; other rows are JSON.
     """
     if table == "subject_rows":
-        subject, row_id = row
-        return f"subject_rows\x1f{subject}\x1f{int(row_id)}"
+        subject, row_id, ledger_index = row
+        return f"subject_rows\x1f{subject}\x1f{int(row_id)}\x1f{int(ledger_index)}"
     return json.dumps([table, *row], separators=(",", ":"), ensure_ascii=False)
 
 
@@ -239,8 +239,8 @@ class SQLiteLineageStore:
         texts += [
             str(r[0])
             for r in self.db.query(
-                "SELECT 'subject_rows' || char(31) || subject || char(31) || row_id "
-                "FROM subject_rows"
+                "SELECT 'subject_rows' || char(31) || subject || char(31) || row_id || char(31) "
+                "|| ledger_index FROM subject_rows"
             )
         ]
         count = len(texts)
@@ -293,6 +293,19 @@ class SQLiteLineageStore:
             "SELECT row_id FROM subject_rows WHERE subject = ? ORDER BY row_id", (subject,)
         )
         return [int(r[0]) for r in rows]
+
+    def subject_events(self, subjects: Sequence[str]) -> dict[str, list[int]]:
+        """Return the ledger indices of the ``subject.ingested`` events of each subject."""
+        self._guard()
+        found: dict[str, set[int]] = {}
+        for chunk in range(0, len(subjects), 500):
+            part = list(subjects[chunk : chunk + 500])
+            marks = ",".join("?" * len(part))
+            for subject, index in self.db.query(
+                f"SELECT subject, ledger_index FROM subject_rows WHERE subject IN ({marks})", part
+            ):
+                found.setdefault(str(subject), set()).add(int(index))
+        return {subject: sorted(indices) for subject, indices in found.items()}
 
     def subjects_of_rows(self, row_ids: Sequence[int]) -> dict[int, str]:
         """Return the pseudonym of each given row id that has one."""
