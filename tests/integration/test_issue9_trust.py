@@ -232,21 +232,27 @@ def test_issue9_rebuilt_and_resigned_log_is_refused_by_the_trust_root(tmp_path: 
     forger = rt.open(tmp_path / "ws")
     root = forger.ledger.root(size)
     from rowtrail.ledger import (
+        BUCKET_BITS,
+        bucket_hash,
+        digest_of,
         format_checkpoint_body,
         format_record_body,
-        multiset_digest,
-        subject_refs_digest,
     )
     from rowtrail.store.sqlite_lineage import _TABLE_COLUMNS, _row_text
 
     note = signer.sign(format_checkpoint_body(origin, size, root))
-    with raw(tmp_path / "ws") as conn:  # a careful forger signs the indexes' hashes too
-        refs = subject_refs_digest(conn.execute("SELECT subject, idx FROM event_subjects"))
-        rows = multiset_digest(
-            _row_text(table, tuple(row))
-            for table, columns in _TABLE_COLUMNS.items()
-            for row in conn.execute(f"SELECT {columns} FROM {table}")
-        )
+    with raw(tmp_path / "ws") as conn:  # a careful forger signs the indexes' digests too
+        refs_buckets: dict[int, list[str]] = {}
+        for subject, idx in conn.execute("SELECT subject, idx FROM event_subjects"):
+            refs_buckets.setdefault(idx >> BUCKET_BITS, []).append(f"{subject}\x00{idx}")
+        refs = digest_of(bucket_hash(f"subjects:{b}", t) for b, t in refs_buckets.items())
+        cache: dict[tuple[str, int], list[str]] = {}
+        for table, columns in _TABLE_COLUMNS.items():
+            position = columns.split(", ").index("ledger_index")
+            for row in conn.execute(f"SELECT {columns} FROM {table}"):
+                key = (table, row[position] >> BUCKET_BITS)
+                cache.setdefault(key, []).append(_row_text(table, tuple(row)))
+        rows = digest_of(bucket_hash(f"{t}:{b}", x) for (t, b), x in cache.items())
     record = signer.sign(
         format_record_body(origin, size, root, "2026-01-01T00:00:00Z", "none", refs, rows)
     )
@@ -555,3 +561,22 @@ def test_issue9_rolled_back_write_leaves_no_cached_entries(tmp_path: Path) -> No
     ws.ledger.append("a.c", {"n": 2})
     assert ws.ledger.entry(1).event.kind == "a.c"
     ws.verify()
+
+
+def test_issue9_subject_index_rows_cannot_be_merged_through_a_separator(tmp_path: Path) -> None:
+    """Two index rows folded into one whose text splits back into both: still refused."""
+    ws = make(tmp_path / "ws")
+    with raw(tmp_path / "ws") as conn:
+        (s1, i1), (s2, i2) = conn.execute(
+            "SELECT subject, idx FROM event_subjects ORDER BY idx LIMIT 2"
+        ).fetchall()
+        conn.execute("DELETE FROM event_subjects WHERE subject = ? AND idx = ?", (s2, i2))
+        conn.execute(
+            "UPDATE event_subjects SET subject = ?, idx = ? WHERE subject = ? AND idx = ?",
+            (f"{s1}\x00{i1}\x1e{s2}", i2, s1, i1),
+        )
+    reopened = rt.open(tmp_path / "ws")
+    with pytest.raises(VerificationError):
+        reopened.ledger.proven_entries(subject=s2)
+    with pytest.raises(VerificationError):
+        reopened.verify()

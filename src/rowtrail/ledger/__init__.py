@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from rowtrail.ledger._checkpoint import (
+    BUCKET_BITS,
     Checkpoint,
     CheckpointRecord,
     NoteSigner,
     NoteVerifier,
+    bucket_hash,
+    digest_of,
     format_checkpoint_body,
     format_record_body,
-    multiset_digest,
     open_checkpoint,
     open_note,
     open_record,
     parse_checkpoint_body,
-    subject_refs_digest,
+    subject_ref_text,
+    update_digest,
 )
 from rowtrail.ledger._events import Event, check_kind
 from rowtrail.ledger._log import Ledger, LedgerBatch
@@ -48,6 +51,7 @@ from rowtrail.ledger._trust import TrustRoot, TrustStore, default_state_dir
 from rowtrail.ledger._verify import VerifyReport, verify_log
 
 __all__ = [
+    "BUCKET_BITS",
     "EMPTY_ROOT",
     "BlobStore",
     "Checkpoint",
@@ -70,23 +74,25 @@ __all__ = [
     "TrustRoot",
     "TrustStore",
     "VerifyReport",
+    "bucket_hash",
     "check_kind",
     "check_subtree",
     "compute_consistency_path",
     "compute_inclusion_path",
     "compute_root",
     "default_state_dir",
+    "digest_of",
     "format_checkpoint_body",
     "format_record_body",
     "leaf_hash",
-    "multiset_digest",
     "node_hash",
     "open_checkpoint",
     "open_note",
     "open_record",
     "parse_checkpoint_body",
     "root_from_inclusion_path",
-    "subject_refs_digest",
+    "subject_ref_text",
+    "update_digest",
     "verify_consistency",
     "verify_inclusion",
     "verify_log",

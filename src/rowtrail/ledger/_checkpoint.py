@@ -18,7 +18,6 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -30,13 +29,16 @@ __all__ = [
     "NoteSigner",
     "NoteVerifier",
     "format_checkpoint_body",
+    "BUCKET_BITS",
+    "bucket_hash",
+    "digest_of",
     "format_record_body",
-    "multiset_digest",
     "open_checkpoint",
     "open_note",
     "open_record",
     "parse_checkpoint_body",
-    "subject_refs_digest",
+    "subject_ref_text",
+    "update_digest",
 ]
 
 _RECORD_HEADER = "rowtrail.dev/checkpoint-record/v1"
@@ -216,10 +218,10 @@ class CheckpointRecord:
     The record is a signed note of its own, so the checkpoint history (which checkpoints
     exist and when each was made) cannot be edited or thinned out without the key: each
     record names the SHA-256 of the previous record's note (``previous``, ``"none"`` for the
-    first). ``subject_refs`` is the multiset hash of the log's subject index at that size (see
-    :func:`subject_refs_digest`), so the unsigned index cannot lose or gain a row unnoticed;
-    ``cache_rows`` is the multiset hash of every cache-table row projected from the log's
-    events (:func:`multiset_digest`), so a cache can be checked without decoding any event.
+    first). ``subject_refs`` is the digest of the log's subject index at that size, and
+    ``cache_rows`` that of every cache-table row projected from its events (sums of bucket
+    hashes, :func:`digest_of`), so neither can lose, gain or change a row unnoticed and both
+    can be checked without decoding any event.
     """
 
     origin: str
@@ -240,31 +242,45 @@ class CheckpointRecord:
 _REFS_MODULUS = 1 << 256
 
 
-def _add_digests(start: str, digests: list[bytes]) -> str:
-    """Add 32-byte digests, read as big-endian integers, to ``start`` modulo 2**256."""
-    total = int(start, 16)
-    if digests:
-        # Eight 32-bit limbs summed in 64 bits cannot overflow below 2**32 items.
-        limbs = np.frombuffer(b"".join(digests), dtype=">u4").reshape(-1, 8)
-        sums = limbs.sum(axis=0, dtype=np.uint64).tolist()
-        total += sum(int(value) << (32 * (7 - j)) for j, value in enumerate(sums))
+#: Index rows are hashed in buckets of 2**BUCKET_BITS consecutive ledger indices.
+BUCKET_BITS = 10
+
+
+def bucket_hash(label: str, items: Iterable[str]) -> int:
+    """Hash one bucket of index or cache rows: SHA-256 of its label and its sorted items.
+
+    Sorting makes the hash independent of the order rows are read in, so a bucket can be
+    hashed from one ``GROUP BY`` query; an empty bucket counts as 0 (absent).
+    """
+    ordered = sorted(items)
+    if not ordered:
+        return 0
+    data = (label + "\x1d" + "\x1e".join(ordered)).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(data).digest(), "big")
+
+
+def digest_of(hashes: Iterable[int], start: str = "0" * 64) -> str:
+    """Add bucket hashes to a digest (sum modulo 2**256) and return it as 64 hex digits.
+
+    The digest of a table is the sum of its buckets' hashes: a write changes only the buckets
+    its rows fall in, so it updates the signed digest by ``new - old`` of those buckets
+    (:func:`update_digest`), and checking a table is one grouped query and one hash per bucket.
+    """
+    total = int(start, 16) + sum(hashes)
     return f"{total % _REFS_MODULUS:064x}"
 
 
-def multiset_digest(items: Iterable[str], start: str = "0" * 64) -> str:
-    """Add text items to a multiset hash (sum of SHA-256 mod 2**256) and return it."""
-    sha256 = hashlib.sha256
-    return _add_digests(start, [sha256(item.encode("utf-8")).digest() for item in items])
+def update_digest(start: str, changes: Iterable[tuple[int, int]]) -> str:
+    """Replace bucket hashes in a digest: each change is ``(old hash, new hash)``."""
+    total = int(start, 16)
+    for old, new in changes:
+        total += new - old
+    return f"{total % _REFS_MODULUS:064x}"
 
 
-def subject_refs_digest(pairs: Iterable[tuple[str, int]], start: str = "0" * 64) -> str:
-    """Add ``(subject, index)`` pairs to a multiset hash and return it (64 hex digits).
-
-    The sum modulo 2**256 of SHA-256(subject || 0x00 || index) over every row of the subject
-    index: order-free and incremental (a write adds its own rows), so each checkpoint record
-    signs the index as it was, and checking it is one pass over the rows, no event decoded.
-    """
-    return multiset_digest((f"{subject}\x00{int(index)}" for subject, index in pairs), start)
+def subject_ref_text(subject: str, index: int) -> str:
+    """Return the canonical text of one subject index row (``subject``, NUL, decimal index)."""
+    return f"{subject}\x00{int(index)}"
 
 
 def format_record_body(

@@ -26,16 +26,18 @@ from rowtrail.errors import (
     TrustRootError,
 )
 from rowtrail.ledger._checkpoint import (
+    BUCKET_BITS,
     Checkpoint,
     CheckpointRecord,
     NoteSigner,
     NoteVerifier,
+    bucket_hash,
+    digest_of,
     format_checkpoint_body,
     format_record_body,
-    multiset_digest,
     open_checkpoint,
     open_record,
-    subject_refs_digest,
+    update_digest,
 )
 from rowtrail.ledger._events import BatchLeafEncoder, Event, format_time
 from rowtrail.ledger._merkle import (
@@ -62,6 +64,14 @@ __all__ = ["Ledger", "LedgerBatch"]
 Range = tuple[int, int]
 _NODE_CACHE_SIZE = 1 << 16
 _ENTRY_CACHE_SIZE = 1 << 16
+
+
+def subject_index_digest(store: LedgerStore) -> str:
+    """Return the digest of a store's subject index (the sum of its bucket hashes)."""
+    return digest_of(
+        bucket_hash(f"subjects:{bucket}", texts)
+        for bucket, texts in store.subject_index_buckets().items()
+    )
 
 
 def _record_digest(record: str) -> str:
@@ -199,8 +209,8 @@ class Ledger:
             tx.write(EntryBatch(start, kinds, leaves, hashes, subjects), nodes)
             known = {(level, index): value for level, index, value in nodes}
             known.update(((0, start + i), h) for i, h in enumerate(hashes))
-            refs = [(name, start + i) for i, names in enumerate(subjects) for name in names]
-            stored = self._seal(tx, start + len(leaves), known, refs)
+            buckets = {(start + i) >> BUCKET_BITS for i, names in enumerate(subjects) if names}
+            stored = self._seal(tx, start, start + len(leaves), known, buckets)
             if self._trust is not None:
                 self._trust.stage(self.origin, stored.note)  # seen before it can commit
             crashpoint("ledger.append.before_commit")
@@ -219,11 +229,16 @@ class Ledger:
     def _seal(
         self,
         tx: LedgerTransaction,
+        start: int,
         size: int,
         known: Mapping[tuple[int, int], bytes],
-        refs: Sequence[tuple[str, int]],
+        buckets: set[int],
     ) -> StoredCheckpoint:
-        """Sign a checkpoint of ``size`` entries and its chained record, inside ``tx``."""
+        """Sign a checkpoint of ``size`` entries and its chained record, inside ``tx``.
+
+        ``buckets`` are the subject index buckets the entries from ``start`` added rows to:
+        the record's subject digest changes by their hashes after minus before.
+        """
         root = self._root_in(tx, size, known)
         previous = tx.latest_checkpoint()
         created_at = format_time(self._now())
@@ -240,13 +255,25 @@ class Ledger:
                 root,
                 created_at,
                 link,
-                subject_refs_digest(refs, refs_before),
-                multiset_digest(tx.take_projected_rows(), rows_before),
+                update_digest(refs_before, self._bucket_changes(tx, start, buckets)),
+                update_digest(rows_before, tx.take_projected_changes()),
             )
         )
         stored = StoredCheckpoint(size, root, note, record, created_at)
         tx.save_checkpoint(stored)
         return stored
+
+    @staticmethod
+    def _bucket_changes(
+        tx: LedgerTransaction, start: int, buckets: set[int]
+    ) -> list[tuple[int, int]]:
+        changes = []
+        for bucket in sorted(buckets):
+            rows = tx.subject_bucket(bucket)  # this write's rows are in it already
+            label = f"subjects:{bucket}"
+            before = bucket_hash(label, [text for index, text in rows if index < start])
+            changes.append((before, bucket_hash(label, [text for _, text in rows])))
+        return changes
 
     # ---------------------------------------------------------------- trust
     def _trust_for_write(self) -> TrustRoot | None:
@@ -692,7 +719,7 @@ class Ledger:
             raise CheckpointError(
                 f"entries from index {latest.size} are not covered by a signed checkpoint"
             )
-        actual = multiset_digest(self._store.subject_index_texts())
+        actual = subject_index_digest(self._store)
         if not hmac.compare_digest(actual, signed):
             raise LogIntegrityError(
                 "the subject index differs from what the latest checkpoint signed: rows were "

@@ -63,9 +63,10 @@ class StoredCheckpoint(NamedTuple):
 
 #: Applies appended events to a backend's cache tables in the append's own transaction:
 #: called with the backend's transaction handle and the ``(index, leaf bytes)`` of every
-#: appended entry of the kinds it was registered for; returns the canonical text of every
-#: row it wrote (see ``LineageStore``), which the checkpoint record signs as a multiset hash.
-Projection = Callable[[Any, Sequence[tuple[int, bytes]]], Sequence[str]]
+#: appended entry of the kinds it was registered for; returns ``(old, new)`` bucket hashes of
+#: every bucket of cache rows it changed (see ``rowtrail.ledger.bucket_hash``), by which the
+#: checkpoint record's signed cache digest is updated.
+Projection = Callable[[Any, Sequence[tuple[int, bytes]]], Sequence[tuple[int, int]]]
 
 
 class LedgerTransaction(Protocol):
@@ -91,8 +92,12 @@ class LedgerTransaction(Protocol):
         """Return the largest stored checkpoint as this transaction sees it."""
         ...
 
-    def take_projected_rows(self) -> list[str]:
-        """Return (and forget) the canonical text of the cache rows written since last asked."""
+    def take_projected_changes(self) -> list[tuple[int, int]]:
+        """Return (and forget) the ``(old, new)`` cache bucket hashes changed since last asked."""
+        ...
+
+    def subject_bucket(self, bucket: int) -> list[tuple[int, str]]:
+        """Return ``(index, subject_ref_text)`` of every subject index row in one bucket."""
         ...
 
     def save_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
@@ -138,8 +143,8 @@ class LedgerStore(Protocol):
         """Return the indices of entries of ``kind``, ascending."""
         ...
 
-    def subject_index_texts(self) -> list[str]:
-        """Return ``subject``, a NUL and the decimal index, for every subject index row."""
+    def subject_index_buckets(self) -> dict[int, list[str]]:
+        """Return the ``subject_ref_text`` of every subject index row, by bucket."""
         ...
 
     def kind_runs(self) -> list[tuple[str, int, int]]:

@@ -23,9 +23,9 @@ from rowtrail.errors import (
     TrustRootError,
     VerificationError,
 )
-from rowtrail.ledger._checkpoint import multiset_digest, open_checkpoint, open_record
+from rowtrail.ledger._checkpoint import open_checkpoint, open_record
 from rowtrail.ledger._events import Event
-from rowtrail.ledger._log import Ledger
+from rowtrail.ledger._log import Ledger, subject_index_digest
 from rowtrail.ledger._merkle import extend_tree, leaf_hash
 from rowtrail.ledger._store import EntryRow
 from rowtrail.ledger._trust import TrustRoot
@@ -282,7 +282,7 @@ def _check_checkpoints(
     if stored_all:
         signed_refs = open_record(stored_all[-1].record, verifiers).subject_refs
         if not hmac.compare_digest(
-            multiset_digest(ledger._store.subject_index_texts()), signed_refs
+            subject_index_digest(ledger._store), signed_refs
         ):
             raise LogIntegrityError(
                 "the subject index differs from what the latest checkpoint signed", index=size

@@ -38,11 +38,13 @@ class LineageStore(Protocol):
         """
         ...
 
-    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> list[str]:
+    def project(
+        self, handle: Any, entries: Sequence[tuple[int, bytes]]
+    ) -> list[tuple[int, int]]:
         """Write the cache rows of ``source.registered`` / ``subject.ingested`` entries.
 
         Registered with the ledger store as a projection: runs inside the append's transaction.
-        Returns the canonical text of each row written (signed as a multiset hash).
+        Returns the ``(old, new)`` hashes of the cache buckets it changed (for the signed digest).
         """
         ...
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from rowtrail.errors import SchemaVersionError, StateError, StorageError
-from rowtrail.ledger import EntryBatch, EntryRow, Projection, StoredCheckpoint
+from rowtrail.errors import LogIntegrityError, SchemaVersionError, StateError, StorageError
+from rowtrail.ledger import BUCKET_BITS, EntryBatch, EntryRow, Projection, StoredCheckpoint
 from rowtrail.store._migrations import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["SQLiteDatabase", "SQLiteLedgerStore"]
+__all__ = ["SQLiteDatabase", "SQLiteLedgerStore", "grouped_texts"]
 
 _CHUNK = 500  # SQLite's default limit on bound parameters is 999 (older builds)
 _HASH = 32
@@ -221,11 +221,19 @@ class _Transaction:
     ) -> None:
         self._conn = conn
         self._projections = projections
-        self._projected: list[str] = []
+        self._projected: list[tuple[int, int]] = []
 
-    def take_projected_rows(self) -> list[str]:
-        rows, self._projected = self._projected, []
-        return rows
+    def take_projected_changes(self) -> list[tuple[int, int]]:
+        changes, self._projected = self._projected, []
+        return changes
+
+    def subject_bucket(self, bucket: int) -> list[tuple[int, str]]:
+        rows = self._conn.execute(
+            "SELECT idx, subject || char(0) || idx FROM event_subjects "
+            "WHERE idx >= ? AND idx < ?",
+            (bucket << BUCKET_BITS, (bucket + 1) << BUCKET_BITS),
+        ).fetchall()
+        return [(int(i), str(t)) for i, t in rows]
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         row = self._conn.execute(
@@ -469,10 +477,14 @@ class SQLiteLedgerStore:
             raise StorageError(f"{bad[0][0]} kind index runs are empty or reversed")
         return int(self.db.query("SELECT coalesce(sum(stop - start), 0) FROM event_kinds")[0][0])
 
-    def subject_index_texts(self) -> list[str]:
-        """Return ``subject || 0x00 || index`` for every subject index row (any order)."""
-        rows = self.db.query("SELECT subject || char(0) || idx FROM event_subjects")
-        return [str(r[0]) for r in rows]
+    def subject_index_buckets(self) -> dict[int, list[str]]:
+        """Return every subject index row's ``subject || 0x00 || index``, by bucket."""
+        return grouped_texts(
+            self.db,
+            f"SELECT idx >> {BUCKET_BITS}, count(*), "
+            "group_concat(subject || char(0) || idx, char(30)) "
+            f"FROM event_subjects GROUP BY idx >> {BUCKET_BITS}",
+        )
 
     def kind_runs(self) -> list[tuple[str, int, int]]:
         """Return every kind run, ordered by start."""
@@ -515,6 +527,25 @@ class SQLiteLedgerStore:
 def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
     size, root, note, record, created_at = row
     return StoredCheckpoint(int(size), bytes(root), str(note), str(record), str(created_at))
+
+
+def grouped_texts(db: SQLiteDatabase, sql: str) -> dict[int, list[str]]:
+    """Run a ``SELECT bucket, count(*), group_concat(text, char(30)) … GROUP BY bucket`` query.
+
+    The texts come back in no particular order; bucket hashes sort them. A text holding the
+    separator itself would split into other rows' texts, so each bucket must split into
+    exactly as many texts as it has rows.
+    """
+    found: dict[int, list[str]] = {}
+    for bucket, count, joined in db.query(sql):
+        texts = str(joined).split("\x1e") if joined is not None else []
+        if bucket is None or len(texts) != int(count):
+            raise LogIntegrityError(
+                f"an index or cache row in bucket {bucket} holds a separator character or a "
+                "missing value: the table was edited outside rowtrail"
+            )
+        found[int(bucket)] = texts
+    return found
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:

@@ -14,9 +14,9 @@ from numpy.typing import NDArray
 from rowtrail.errors import InvalidInputError, TableIntegrityError
 from rowtrail.ids import ROW_BITS
 from rowtrail.ids import row_id as pack_row_id
-from rowtrail.ledger import Event, Ledger, NoteVerifier, multiset_digest
+from rowtrail.ledger import BUCKET_BITS, Event, Ledger, NoteVerifier, bucket_hash, digest_of
 from rowtrail.lineage import SOURCE_EVENT_KINDS, SourceInfo
-from rowtrail.store.sqlite import SQLiteDatabase
+from rowtrail.store.sqlite import SQLiteDatabase, grouped_texts
 
 __all__ = ["SQLiteLineageStore"]
 
@@ -85,6 +85,23 @@ def _expected_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]
             ]
         }
     return {}
+
+
+# The subject rows' canonical text, built by SQLite (the same bytes as _row_text).
+_SUBJECT_ROW_SQL = (
+    "'subject_rows' || char(31) || subject || char(31) || row_id || char(31) || ledger_index"
+)
+
+
+def _bucket_rows(conn: sqlite3.Connection, table: str, bucket: int) -> list[tuple[int, str]]:
+    """Return ``(ledger index, canonical text)`` of every row of one cache bucket."""
+    lo, hi = bucket << BUCKET_BITS, (bucket + 1) << BUCKET_BITS
+    columns = _TABLE_COLUMNS[table]
+    rows = conn.execute(
+        f"SELECT {columns} FROM {table} WHERE ledger_index >= ? AND ledger_index < ?", (lo, hi)
+    ).fetchall()
+    position = columns.split(", ").index("ledger_index")
+    return [(int(row[position]), _row_text(table, tuple(row))) for row in rows]
 
 
 def _row_text(table: str, row: tuple[Any, ...]) -> str:
@@ -202,13 +219,16 @@ class SQLiteLineageStore:
         )[0]
         return int(index), int(version)
 
-    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> list[str]:
+    def project(
+        self, handle: Any, entries: Sequence[tuple[int, bytes]]
+    ) -> list[tuple[int, int]]:
         """Write the cache rows of appended source/subject events (in their transaction).
 
-        Returns the canonical text of every row written, which the checkpoint signs.
+        Returns the ``(old, new)`` hash of every cache bucket the rows went into, by which the
+        checkpoint record's signed cache digest is updated.
         """
         conn: sqlite3.Connection = handle
-        written: list[str] = []
+        touched: set[tuple[str, int]] = set()
         for index, leaf in entries:
             event = Event.from_leaf(leaf)
             for table, rows in _expected_rows(index, event).items():
@@ -220,39 +240,48 @@ class SQLiteLineageStore:
                         f"event {event.kind!r} conflicts with the {table} already recorded "
                         f"({exc}); nothing was written"
                     ) from exc
-                written.extend(_row_text(table, row) for row in rows)
+                touched.add((table, index >> BUCKET_BITS))
             if event.kind == "subject.ingested":
                 self._subject_maps.pop(int(event.payload.get("source_index", -1)), None)
-        return written
+        first = min((index for index, _ in entries), default=0)
+        changes = []
+        for table, bucket in sorted(touched):
+            rows = _bucket_rows(conn, table, bucket)  # the new rows are in it already
+            label = f"{table}:{bucket}"
+            before = bucket_hash(label, [text for index, text in rows if index < first])
+            changes.append((before, bucket_hash(label, [text for _, text in rows])))
+        return changes
 
     def _check_signed_digest(self, ledger: Ledger, verifier: NoteVerifier | None = None) -> int:
-        """Compare the tables with the multiset hash the latest checkpoint signed."""
+        """Compare the tables with the digest the latest checkpoint signed (bucket hashes)."""
         record = ledger.signed_record(verifier)
         signed = "0" * 64 if record is None else record.cache_rows
-        texts = [
-            _row_text(table, tuple(row))
-            for table, columns in _TABLE_COLUMNS.items()
-            if table != "subject_rows"
-            for row in self.db.query(f"SELECT {columns} FROM {table}")
-        ]
-        # The subject rows' canonical text is built by SQLite (see _row_text): same bytes.
-        texts += [
-            str(r[0])
-            for r in self.db.query(
-                "SELECT 'subject_rows' || char(31) || subject || char(31) || row_id || char(31) "
-                "|| ledger_index FROM subject_rows"
-            )
-        ]
-        count = len(texts)
-        if not hmac.compare_digest(multiset_digest(texts), signed):
+        buckets: dict[tuple[str, int], list[str]] = {}
+        for row in self.db.query(f"SELECT {_TABLE_COLUMNS['sources']} FROM sources"):
+            if not isinstance(row[9], int):  # ledger_index
+                raise TableIntegrityError(
+                    f"cache table 'sources': row {row[0]!r} has no ledger index",
+                    table="sources",
+                    key=repr(row[0]),
+                )
+            key = ("sources", row[9] >> BUCKET_BITS)
+            buckets.setdefault(key, []).append(_row_text("sources", tuple(row)))
+        grouped = grouped_texts(
+            self.db,
+            f"SELECT ledger_index >> {BUCKET_BITS}, count(*), group_concat({_SUBJECT_ROW_SQL}, "
+            f"char(30)) FROM subject_rows GROUP BY ledger_index >> {BUCKET_BITS}",
+        )
+        buckets.update((("subject_rows", b), texts) for b, texts in grouped.items())
+        actual = digest_of(bucket_hash(f"{t}:{b}", texts) for (t, b), texts in buckets.items())
+        if not hmac.compare_digest(actual, signed):
             raise TableIntegrityError(
                 "cache tables 'sources'/'subject_rows' differ from what the latest checkpoint "
                 "signed: rows were edited, added or removed outside rowtrail; answers from them "
                 "would be wrong. Run `rowtrail verify` to find the row.",
                 table="sources/subject_rows",
-                key="(multiset hash)",
+                key="(digest)",
             )
-        return count
+        return sum(len(texts) for texts in buckets.values())
 
     def verify_caches(
         self,
