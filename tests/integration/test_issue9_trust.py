@@ -565,7 +565,7 @@ def test_issue9_rolled_back_write_leaves_no_cached_entries(tmp_path: Path) -> No
 
 def test_issue9_subject_index_rows_cannot_be_merged_through_a_separator(tmp_path: Path) -> None:
     """Two index rows folded into one whose text splits back into both: still refused."""
-    ws = make(tmp_path / "ws")
+    make(tmp_path / "ws").close()
     with raw(tmp_path / "ws") as conn:
         (s1, i1), (s2, i2) = conn.execute(
             "SELECT subject, idx FROM event_subjects ORDER BY idx LIMIT 2"
