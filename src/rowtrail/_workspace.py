@@ -353,10 +353,8 @@ class Workspace:
                 f"keys/subject.key of {self.path} is not the key this log was created with: "
                 "pseudonyms would not match. Restore it from your backup."
             )
-        kinds = set(SOURCE_EVENT_KINDS)
-        events: list[tuple[int, Event]] = []
         with self.db.read_snapshot():  # the log and its caches as of one committed state
-            report, cache_rows = self._verify_snapshot(root, trust_root, progress, kinds, events)
+            report, cache_rows = self._verify_snapshot(root, trust_root, progress)
         extra = {
             "cache_rows": cache_rows,
             "blob_files": _verify_blob_files(self.blobs),
@@ -369,9 +367,10 @@ class Workspace:
         root: TrustRoot,
         given: TrustRoot | None,
         progress: Callable[[int], None] | None,
-        kinds: set[str],
-        events: list[tuple[int, Event]],
     ) -> tuple[VerifyReport, int]:
+        """Verify the log, then rebuild the cache tables from the events it decoded."""
+        kinds = set(SOURCE_EVENT_KINDS)
+        events: list[tuple[int, Event]] = []
         report = verify_log(
             self.ledger,
             trust_root=root,

@@ -118,8 +118,9 @@ class Ledger:
         self.actor = actor
         self._now = now or (lambda: datetime.now(UTC))
         self._trust = trust
-        self._trust_root: TrustRoot | None = None  # set by verify_against (third-party files)
-        self._trusted_cache: tuple[tuple[str, str | None, int], TreeHead] | None = None
+        # The head last shown trusted, with the (latest note, outside-changes counter) it was
+        # shown for: while both are unchanged, the log is the one that was checked.
+        self._trusted_cache: tuple[tuple[str, int], TreeHead] | None = None
         self._kind_checked: tuple[int, int] | None = None
         self._entry_cache: dict[int, LedgerEntry] = {}
         # Verified proofs against the trusted head they were made for (dropped with it).
@@ -365,20 +366,8 @@ class Ledger:
         self._trust.pin(self.origin, self.verifier.vkey, note=note)
         return checkpoint
 
-    def use_trust_root(self, root: TrustRoot) -> None:
-        """Check this log against ``root`` (e.g. files a third party saved) instead of the store."""
-        if root.checkpoint is not None and root.checkpoint.origin != self.origin:
-            raise TrustRootError(
-                f"the trusted checkpoint is for log {root.checkpoint.origin!r}, not "
-                f"{self.origin!r}"
-            )
-        self._trust_root = root
-        self._trusted_cache = None
-
     def trust_root(self) -> TrustRoot:
         """Return what this log is checked against; raise :class:`TrustRootError` if nothing."""
-        if self._trust_root is not None:
-            return self._trust_root
         if self._trust is None:
             raise TrustRootError(f"no trust root is configured for log {self.origin!r}")
         return self._trust.root_for(self.origin)
@@ -400,13 +389,12 @@ class Ledger:
         # Once a head is shown trusted, it stays so while the log is unchanged: the trust root
         # exists to catch the log changing (rolled back, forked), so it is read again, and the
         # checks redone, whenever this or another connection has written since.
-        unchanged = (None if latest is None else latest.note, self._store.outside_changes())
+        version = self._store.outside_changes()
         cached = self._trusted_cache
-        if cached is not None and cached[0][0] == unchanged[0] and cached[0][2] == unchanged[1]:
+        if cached is not None and latest is not None and cached[0] == (latest.note, version):
             return cached[1]
         root = self.trust_root()
         self._check_pinned(root)
-        trusted_note = None if root.checkpoint is None else root.checkpoint.note
         if latest is None:
             if root.checkpoint is not None:
                 raise TrustRootError(
@@ -414,7 +402,6 @@ class Ledger:
                     f"size {root.checkpoint.size}: its checkpoints were removed"
                 )
             return TreeHead(0, EMPTY_ROOT)
-        key = (latest.note, trusted_note, unchanged[1])
         signed = open_checkpoint(latest.note, [root.verifier], origin=self.origin)
         if signed.size != latest.size or not hmac.compare_digest(signed.root, latest.root):
             raise CheckpointError(
@@ -450,7 +437,7 @@ class Ledger:
                 f"stored tree at size {signed.size} no longer matches its signed checkpoint"
             )
         head = TreeHead(signed.size, signed.root)
-        self._trusted_cache = (key, head)
+        self._trusted_cache = ((latest.note, version), head)
         return head
 
     def signed_record(self, verifier: NoteVerifier | None = None) -> CheckpointRecord | None:
@@ -711,14 +698,8 @@ class Ledger:
         key = (self._store.outside_changes(), self.size)
         if self._subjects_checked == key:
             return
-        latest = self.latest_checkpoint()
-        signed = "0" * 64
-        if latest is not None:
-            signed = open_record(latest.record, [self.trust_root().verifier]).subject_refs
-        if latest is not None and latest.size != key[1]:
-            raise CheckpointError(
-                f"entries from index {latest.size} are not covered by a signed checkpoint"
-            )
+        record = self.signed_record()
+        signed = "0" * 64 if record is None else record.subject_refs
         actual = subject_index_digest(self._store)
         if not hmac.compare_digest(actual, signed):
             raise LogIntegrityError(

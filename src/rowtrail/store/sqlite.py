@@ -23,6 +23,8 @@ from rowtrail.store._migrations import MIGRATIONS, SCHEMA_VERSION
 __all__ = ["SQLiteDatabase", "SQLiteLedgerStore", "grouped_texts"]
 
 _CHUNK = 500  # SQLite's default limit on bound parameters is 999 (older builds)
+_CHECKPOINT_COLUMNS = "size, root, note, record, created_at"
+_LATEST_CHECKPOINT = f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size DESC LIMIT 1"
 _HASH = 32
 
 
@@ -236,10 +238,7 @@ class _Transaction:
         return [(int(i), str(t)) for i, t in rows]
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
-        row = self._conn.execute(
-            "SELECT size, root, note, record, created_at FROM checkpoints "
-            "ORDER BY size DESC LIMIT 1"
-        ).fetchone()
+        row = self._conn.execute(_LATEST_CHECKPOINT).fetchone()
         return None if row is None else _checkpoint(row)
 
     def save_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
@@ -510,17 +509,12 @@ class SQLiteLedgerStore:
 
     def list_checkpoints(self) -> list[StoredCheckpoint]:
         """Return stored checkpoints ascending by size."""
-        rows = self.db.query(
-            "SELECT size, root, note, record, created_at FROM checkpoints ORDER BY size"
-        )
+        rows = self.db.query(f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size")
         return [_checkpoint(row) for row in rows]
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """Return the largest stored checkpoint, or ``None``."""
-        rows = self.db.query(
-            "SELECT size, root, note, record, created_at FROM checkpoints "
-            "ORDER BY size DESC LIMIT 1"
-        )
+        rows = self.db.query(_LATEST_CHECKPOINT)
         return _checkpoint(rows[0]) if rows else None
 
 
