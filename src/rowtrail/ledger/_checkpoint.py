@@ -30,6 +30,7 @@ __all__ = [
     "NoteVerifier",
     "format_checkpoint_body",
     "BUCKET_BITS",
+    "bucket_change",
     "bucket_hash",
     "digest_of",
     "format_record_body",
@@ -257,6 +258,16 @@ def bucket_hash(label: str, items: Iterable[str]) -> int:
         return 0
     data = (label + "\x1d" + "\x1e".join(ordered)).encode("utf-8")
     return int.from_bytes(hashlib.sha256(data).digest(), "big")
+
+
+def bucket_change(label: str, rows: Iterable[tuple[int, str]], start: int) -> tuple[int, int]:
+    """Return a bucket's ``(old, new)`` hash around a write that added the rows from ``start``.
+
+    ``rows`` are ``(ledger index, text)`` of every row in the bucket after the write.
+    """
+    rows = list(rows)
+    before = bucket_hash(label, [text for index, text in rows if index < start])
+    return before, bucket_hash(label, [text for _, text in rows])
 
 
 def digest_of(hashes: Iterable[int], start: str = "0" * 64) -> str:

@@ -31,6 +31,7 @@ from rowtrail.ledger._checkpoint import (
     CheckpointRecord,
     NoteSigner,
     NoteVerifier,
+    bucket_change,
     bucket_hash,
     digest_of,
     format_checkpoint_body,
@@ -268,13 +269,11 @@ class Ledger:
     def _bucket_changes(
         tx: LedgerTransaction, start: int, buckets: set[int]
     ) -> list[tuple[int, int]]:
-        changes = []
-        for bucket in sorted(buckets):
-            rows = tx.subject_bucket(bucket)  # this write's rows are in it already
-            label = f"subjects:{bucket}"
-            before = bucket_hash(label, [text for index, text in rows if index < start])
-            changes.append((before, bucket_hash(label, [text for _, text in rows])))
-        return changes
+        # The bucket as read in ``tx`` holds this write's rows already.
+        return [
+            bucket_change(f"subjects:{bucket}", tx.subject_bucket(bucket), start)
+            for bucket in sorted(buckets)
+        ]
 
     # ---------------------------------------------------------------- trust
     def _trust_for_write(self) -> TrustRoot | None:

@@ -14,7 +14,15 @@ from numpy.typing import NDArray
 from rowtrail.errors import InvalidInputError, TableIntegrityError
 from rowtrail.ids import ROW_BITS
 from rowtrail.ids import row_id as pack_row_id
-from rowtrail.ledger import BUCKET_BITS, Event, Ledger, NoteVerifier, bucket_hash, digest_of
+from rowtrail.ledger import (
+    BUCKET_BITS,
+    Event,
+    Ledger,
+    NoteVerifier,
+    bucket_change,
+    bucket_hash,
+    digest_of,
+)
 from rowtrail.lineage import SOURCE_EVENT_KINDS, SourceInfo
 from rowtrail.store.sqlite import SQLiteDatabase, grouped_texts
 
@@ -47,6 +55,10 @@ _ROW_MASK = (1 << ROW_BITS) - 1
 _TABLE_COLUMNS = {
     "sources": f"{_COLUMNS}, created_at",
     "subject_rows": "subject, row_id, ledger_index",
+}
+# Where each cache table's rows hold the index of the event they were projected from.
+_LEDGER_INDEX_AT = {
+    table: columns.split(", ").index("ledger_index") for table, columns in _TABLE_COLUMNS.items()
 }
 _INSERT = {
     table: f"INSERT INTO {table} ({columns}) VALUES ({','.join('?' * len(columns.split(',')))})"
@@ -96,12 +108,13 @@ _SUBJECT_ROW_SQL = (
 def _bucket_rows(conn: sqlite3.Connection, table: str, bucket: int) -> list[tuple[int, str]]:
     """Return ``(ledger index, canonical text)`` of every row of one cache bucket."""
     lo, hi = bucket << BUCKET_BITS, (bucket + 1) << BUCKET_BITS
-    columns = _TABLE_COLUMNS[table]
     rows = conn.execute(
-        f"SELECT {columns} FROM {table} WHERE ledger_index >= ? AND ledger_index < ?", (lo, hi)
+        f"SELECT {_TABLE_COLUMNS[table]} FROM {table} "
+        "WHERE ledger_index >= ? AND ledger_index < ?",
+        (lo, hi),
     ).fetchall()
-    position = columns.split(", ").index("ledger_index")
-    return [(int(row[position]), _row_text(table, tuple(row))) for row in rows]
+    at = _LEDGER_INDEX_AT[table]
+    return [(int(row[at]), _row_text(table, tuple(row))) for row in rows]
 
 
 def _row_text(table: str, row: tuple[Any, ...]) -> str:
@@ -244,27 +257,26 @@ class SQLiteLineageStore:
             if event.kind == "subject.ingested":
                 self._subject_maps.pop(int(event.payload.get("source_index", -1)), None)
         first = min((index for index, _ in entries), default=0)
-        changes = []
-        for table, bucket in sorted(touched):
-            rows = _bucket_rows(conn, table, bucket)  # the new rows are in it already
-            label = f"{table}:{bucket}"
-            before = bucket_hash(label, [text for index, text in rows if index < first])
-            changes.append((before, bucket_hash(label, [text for _, text in rows])))
-        return changes
+        # Each bucket as read in ``conn`` holds the new rows already.
+        return [
+            bucket_change(f"{table}:{bucket}", _bucket_rows(conn, table, bucket), first)
+            for table, bucket in sorted(touched)
+        ]
 
     def _check_signed_digest(self, ledger: Ledger, verifier: NoteVerifier | None = None) -> int:
         """Compare the tables with the digest the latest checkpoint signed (bucket hashes)."""
         record = ledger.signed_record(verifier)
         signed = "0" * 64 if record is None else record.cache_rows
         buckets: dict[tuple[str, int], list[str]] = {}
+        at = _LEDGER_INDEX_AT["sources"]
         for row in self.db.query(f"SELECT {_TABLE_COLUMNS['sources']} FROM sources"):
-            if not isinstance(row[9], int):  # ledger_index
+            if not isinstance(row[at], int):
                 raise TableIntegrityError(
                     f"cache table 'sources': row {row[0]!r} has no ledger index",
                     table="sources",
                     key=repr(row[0]),
                 )
-            key = ("sources", row[9] >> BUCKET_BITS)
+            key = ("sources", row[at] >> BUCKET_BITS)
             buckets.setdefault(key, []).append(_row_text("sources", tuple(row)))
         grouped = grouped_texts(
             self.db,
