@@ -8,7 +8,6 @@ binary decomposition of its size (RFC 9162 §2.1.1).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -73,10 +72,6 @@ def subject_index_digest(store: LedgerStore) -> str:
         bucket_hash(f"subjects:{bucket}", texts)
         for bucket, texts in store.subject_index_buckets().items()
     )
-
-
-def _record_digest(record: str) -> str:
-    return "sha256:" + hashlib.sha256(record.encode("utf-8")).hexdigest()
 
 
 def _decompose(start: int, end: int) -> list[tuple[int, int]]:
@@ -246,9 +241,8 @@ class Ledger:
         created_at = format_time(self._now())
         link, refs_before, rows_before = "none", "0" * 64, "0" * 64
         if previous is not None:
-            link = _record_digest(previous.record)
             before = open_record(previous.record, [self.verifier])
-            refs_before, rows_before = before.subject_refs, before.cache_rows
+            link, refs_before, rows_before = before.digest, before.subject_refs, before.cache_rows
         note = self._signer.sign(format_checkpoint_body(self.origin, size, root))
         record = self._signer.sign(
             format_record_body(

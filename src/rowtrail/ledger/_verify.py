@@ -252,7 +252,7 @@ def _check_checkpoints(
     """
     verifiers = [ledger.verifier] if trust_root is None else [trust_root.verifier]
     stored_all = ledger.checkpoints()
-    previous = "none"
+    previous, record = "none", None
     for stored in stored_all:
         checkpoint = open_checkpoint(stored.note, verifiers, origin=ledger.origin)
         if checkpoint.size != stored.size or checkpoint.root != stored.root:
@@ -279,14 +279,13 @@ def _check_checkpoints(
             )
         previous = record.digest
         _check_head(ledger, checkpoint.size, checkpoint.root, size, "stored checkpoint")
-    if stored_all:
-        signed_refs = open_record(stored_all[-1].record, verifiers).subject_refs
-        if not hmac.compare_digest(
-            subject_index_digest(ledger._store), signed_refs
-        ):
-            raise LogIntegrityError(
-                "the subject index differs from what the latest checkpoint signed", index=size
-            )
+    # ``record`` is the latest checkpoint's, opened in the loop above.
+    if record is not None and not hmac.compare_digest(
+        subject_index_digest(ledger._store), record.subject_refs
+    ):
+        raise LogIntegrityError(
+            "the subject index differs from what the latest checkpoint signed", index=size
+        )
     if size and (not stored_all or stored_all[-1].size != size):
         covered = stored_all[-1].size if stored_all else 0
         raise CheckpointError(
