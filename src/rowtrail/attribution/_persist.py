@@ -334,7 +334,8 @@ def explain(
             f"top_k of explain must be an int > 0; got {top_k!r}. Try top_k=20."
         )
     if isinstance(prediction, int | np.integer) and not isinstance(prediction, bool):
-        return _explain_logged(ws, int(prediction), top_k, proofs, attributor)
+        with ws.ledger.snapshot():  # every record of the answer from one committed state
+            return _explain_logged(ws, int(prediction), top_k, proofs, attributor)
     if not _is_input_row(prediction):
         raise InvalidInputError(
             "prediction of explain must be the ledger index (int) of a prediction.made event or "

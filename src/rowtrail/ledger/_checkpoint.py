@@ -220,9 +220,10 @@ class CheckpointRecord:
     exist and when each was made) cannot be edited or thinned out without the key: each
     record names the SHA-256 of the previous record's note (``previous``, ``"none"`` for the
     first). ``subject_refs`` is the digest of the log's subject index at that size, and
-    ``cache_rows`` that of every cache-table row projected from its events (sums of bucket
-    hashes, :func:`digest_of`), so neither can lose, gain or change a row unnoticed and both
-    can be checked without decoding any event.
+    ``cache_rows`` that of the cache-table rows the store's projections report (sums of
+    bucket hashes, :func:`digest_of`), so neither can lose, gain or change a row unnoticed and
+    both can be checked without decoding any event. (Rows a projection binds otherwise, such
+    as subject rows bound by digests in their source's event, are not reported.)
     """
 
     origin: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -464,7 +464,7 @@ class Ledger:
         if cache and next(iter(cache))[1] != head.root:
             cache.clear()  # proofs are kept for one signed head at a time
         missing = [i for i in dict.fromkeys(checked) if (i, head.root) not in cache]
-        for proof in self.prove_many(missing, head.size) if missing else []:
+        for proof in self.prove_many(missing, head.size, root=head.root) if missing else []:
             if not hmac.compare_digest(proof.root, head.root):
                 raise InclusionProofError(
                     f"proof of entry {proof.index} gives root {proof.root.hex()}, the signed "
@@ -475,6 +475,30 @@ class Ledger:
                 cache.clear()
             cache[(proof.index, head.root)] = proof
         return head, [cache[(i, head.root)] for i in checked]
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Make every read of the block see one committed state (one answer, one state).
+
+        Other processes keep appending meanwhile, unseen; the log's size and change counter
+        are read once for the block.
+        """
+        return self._store.snapshot()
+
+    def proven(self, indices: Sequence[int]) -> list[LedgerEntry]:
+        """Return entries whose inclusion in the trusted signed head is proven and verified.
+
+        What an answer may rely on without a full verification: each entry's bytes hash to
+        the leaf its inclusion proof (against the signed checkpoint) starts from. Proofs and
+        checked entries are cached, so the answer's own proofs of the same entries are free.
+        """
+        found = self.entries(indices)
+        _, proofs = self.prove_signed([entry.index for entry in found])
+        for entry, proof in zip(found, proofs, strict=True):
+            if not hmac.compare_digest(entry.leaf_hash, proof.leaf_hash):
+                raise InclusionProofError(
+                    f"entry {entry.index} is not the leaf its proof is for; run `rowtrail verify`"
+                )
+        return found
 
     @contextmanager
     def batch(self, *, max_events: int = 1000) -> Iterator[LedgerBatch]:
@@ -592,23 +616,28 @@ class Ledger:
         if missing:
             if len(cache) + len(missing) > _ENTRY_CACHE_SIZE:
                 cache.clear()
-            for row in self._store.read_entry_list(missing):
-                if not hmac.compare_digest(leaf_hash(row.leaf), row.leaf_hash):
+            for index, leaf, stored in self._store.read_leaves(missing):
+                if not hmac.compare_digest(leaf_hash(leaf), stored):
                     raise LogIntegrityError(
-                        f"entry {row.index}: leaf bytes do not hash to the stored leaf hash; "
+                        f"entry {index}: leaf bytes do not hash to the stored leaf hash; "
                         "run `rowtrail verify`",
-                        index=row.index,
+                        index=index,
                     )
-                event = self._decode(row.index, row.leaf)
-                cache[row.index] = LedgerEntry(row.index, row.leaf, row.leaf_hash, event)
+                cache[index] = LedgerEntry(index, leaf, stored, self._decode(index, leaf))
         return [cache[i] for i in checked]
 
     def prove(self, index: int, size: int | None = None) -> InclusionProof:
         """Return the inclusion proof of entry ``index`` in the tree of ``size`` entries."""
         return self.prove_many([index], size)[0]
 
-    def prove_many(self, indices: Sequence[int], size: int | None = None) -> list[InclusionProof]:
-        """Return inclusion proofs of several entries against one tree head (batched reads)."""
+    def prove_many(
+        self, indices: Sequence[int], size: int | None = None, *, root: bytes | None = None
+    ) -> list[InclusionProof]:
+        """Return inclusion proofs of several entries against one tree head (batched reads).
+
+        ``root``: the head's root when the caller holds it (a signed checkpoint's), so the
+        stored tree's root is not read; each proof then must be verified against it.
+        """
         size = self._check_size(size)
         checked = self._check_indices(indices, size)
         if not checked:
@@ -620,9 +649,11 @@ class Ledger:
             recorder = _RangeRecorder()
             compute_inclusion_path(index, size, recorder)
             plans.append(recorder.order[::-1])
-        wanted = {r for plan in plans for r in plan} | {(0, size)}
+        wanted = {r for plan in plans for r in plan} | ({(0, size)} if root is None else set())
         wanted |= {(index, index + 1) for index in checked}
         values = self._subtree_reader(sorted(wanted))
+        if root is not None:
+            values[(0, size)] = root
         return [
             InclusionProof(
                 index,
@@ -655,13 +686,14 @@ class Ledger:
         if kind is None and subject is None:
             raise InvalidInputError("indices() needs kind=, subject= or both")
         found: list[int] | None = None
-        if subject is not None:
-            self._check_subject_index()
-            found = self._store.indices_by_subject(subject)
-        if kind is not None:
-            self._check_kind_index()
-            by_kind = self._store.indices_by_kind(kind)
-            found = by_kind if found is None else sorted(set(found) & set(by_kind))
+        with self._store.snapshot():  # each index read in the state it was checked in
+            if subject is not None:
+                self._check_subject_index()
+                found = self._store.indices_by_subject(subject)
+            if kind is not None:
+                self._check_kind_index()
+                by_kind = self._store.indices_by_kind(kind)
+                found = by_kind if found is None else sorted(set(found) & set(by_kind))
         return found or []
 
     def entries_of_kind(self, kind: str) -> list[LedgerEntry]:
@@ -688,6 +720,10 @@ class Ledger:
         One pass over the index rows (no event decoded), when another connection has committed
         since the last check or the log grew; a row removed, added or re-pointed raises.
         """
+        with self._store.snapshot():  # the size, the record and the index of one state
+            self._check_subject_rows()
+
+    def _check_subject_rows(self) -> None:
         key = (self._store.outside_changes(), self.size)
         if self._subjects_checked == key:
             return
@@ -708,6 +744,10 @@ class Ledger:
         O(number of runs): done when another connection has committed since the last check,
         or the log grew.
         """
+        with self._store.snapshot():  # the size and the runs of one committed state
+            self._check_kind_runs()
+
+    def _check_kind_runs(self) -> None:
         key = (self._store.outside_changes(), self.size)
         if self._kind_checked == key:
             return
@@ -749,24 +789,24 @@ class Ledger:
         with self._store.snapshot():  # the head and the index reads see one committed state
             head = self.trusted_head()
             indices = [i for i in self.indices(kind=kind, subject=subject) if i < head.size]
-            rows = self._store.read_entry_list(indices)
+            rows = self._store.read_leaves(indices)
         head_after, proofs = self.prove_signed(indices)
         if head_after.size < head.size:
             raise ConsistencyProofError("the signed head went backwards during the query")
         released = []
-        for row, proof in zip(rows, proofs, strict=True):
-            if not hmac.compare_digest(leaf_hash(row.leaf), proof.leaf_hash):
-                raise InclusionProofError(f"entry {row.index} is not the leaf its proof is for")
-            event = self._decode(row.index, row.leaf)
+        for (index, leaf, _), proof in zip(rows, proofs, strict=True):
+            if not hmac.compare_digest(leaf_hash(leaf), proof.leaf_hash):
+                raise InclusionProofError(f"entry {index} is not the leaf its proof is for")
+            event = self._decode(index, leaf)
             # The indexes are not signed: an entry they return must really match the query.
             if (kind is not None and event.kind != kind) or (
                 subject is not None and subject not in event.subjects
             ):
                 raise LogIntegrityError(
-                    f"index returned entry {row.index}, which does not match the query",
-                    index=row.index,
+                    f"index returned entry {index}, which does not match the query",
+                    index=index,
                 )
-            released.append((LedgerEntry(row.index, row.leaf, proof.leaf_hash, event), proof))
+            released.append((LedgerEntry(index, leaf, proof.leaf_hash, event), proof))
         return released
 
     @staticmethod

@@ -131,6 +131,13 @@ class LedgerStore(Protocol):
         """Return entries ``[start, end)`` in index order."""
         ...
 
+    def read_leaves(self, indices: Sequence[int]) -> list[tuple[int, bytes, bytes]]:
+        """Return ``(index, leaf bytes, stored leaf hash)`` of the given entries, in order.
+
+        The lean read of :meth:`read_entry_list`: no kind or subject index rows.
+        """
+        ...
+
     def read_entry_list(self, indices: Sequence[int]) -> list[EntryRow]:
         """Return the given entries in the order asked."""
         ...

@@ -15,8 +15,9 @@ from rowtrail.lineage._sources import (
     list_sources,
     register_source,
     rows_of_subject,
+    subject_rows_digest,
 )
-from rowtrail.lineage._store import LineageStore, LineageWorkspace
+from rowtrail.lineage._store import LineageStore, LineageWorkspace, SubjectRows
 from rowtrail.lineage._track import load_csv, track
 from rowtrail.lineage._view import LineageView, OpInfo, SourceRows, StatisticsDependency
 
@@ -33,6 +34,7 @@ __all__ = [
     "SourceInfo",
     "SourceRows",
     "StatisticsDependency",
+    "SubjectRows",
     "TracedArray",
     "ValidationReport",
     "Violation",
@@ -46,6 +48,7 @@ __all__ = [
     "register_lineage_handler",
     "register_source",
     "rows_of_subject",
+    "subject_rows_digest",
     "track",
 ]
 

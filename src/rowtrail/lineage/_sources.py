@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from rowtrail import _context
 from rowtrail._faults import crashpoint
 from rowtrail.errors import InvalidInputError, UnknownSourceError
-from rowtrail.hashing import check_digest
+from rowtrail.hashing import check_digest, sha256_digest
 from rowtrail.ids import make_row_ids, normalize_subject, row_id
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ __all__ = [
     "list_sources",
     "register_source",
     "rows_of_subject",
+    "subject_rows_digest",
 ]
 
 #: The ledger events the sources and subject-rows cache tables are projected from.
@@ -155,7 +156,9 @@ def register_source(
             index=index,
             version=version,
         )
-        ledger_index = ws.ledger.append("source.registered", info.to_json())
+        ledger_index = ws.ledger.append(
+            "source.registered", {**info.to_json(), **_subject_coverage(n_rows, pseudonyms)}
+        )
         crashpoint("register_source.after_source_event")
         if pseudonyms is not None:
             _append_subjects(ws, info, pseudonyms)
@@ -182,11 +185,50 @@ def _pseudonyms_by_subject(ws: LineageWorkspace, subject_ids: Any) -> dict[str, 
     return rows_by_subject
 
 
+def _subject_coverage(
+    n_rows: int, rows_by_subject: dict[str, list[int]] | None
+) -> dict[str, Any]:
+    """Return what the ``source.registered`` event records about its subject events.
+
+    ``subject_events``: how many ``subject.ingested`` events follow, one per pseudonym, in
+    ascending pseudonym order; ``rows_without_subject``: ``[start, stop)`` ranges of the rows
+    with a blank subject cell. With them, a subject-rows cache row is checked against one
+    proven event, a row's lack of subject against this event, and a subject's absence from
+    the source against two adjacent events, so answers never scan the whole table.
+    """
+    if rows_by_subject is None:
+        return {}
+    subject_of: list[str | None] = [None] * n_rows
+    for pseudonym, rows in rows_by_subject.items():
+        for number in rows:
+            subject_of[number] = pseudonym
+    covered = np.fromiter((s is not None for s in subject_of), dtype=np.int8, count=n_rows)
+    edges = np.flatnonzero(np.diff(np.concatenate([[1], covered, [1]])))
+    pairs = ((n, s) for n, s in enumerate(subject_of) if s is not None)
+    return {
+        "subject_events": len(rows_by_subject),
+        "rows_without_subject": edges.reshape(-1, 2).tolist(),
+        "subject_rows_digest": subject_rows_digest(pairs),
+    }
+
+
+def subject_rows_digest(pairs: Iterable[tuple[int, str]]) -> str:
+    """Return ``sha256:<hex>`` of a source's ``(row number, pseudonym)`` pairs.
+
+    The pairs come in ascending row number (one subject a row); each is ``<number>␟<subject>``
+    and they are joined by newlines. The ``source.registered`` event records it, so the
+    subject rows of a whole source are checked with one range scan and one hash.
+    """
+    text = "\n".join(f"{int(number)}\x1f{subject}" for number, subject in pairs)
+    return sha256_digest(text.encode("utf-8"))
+
+
 def _append_subjects(
     ws: LineageWorkspace, info: SourceInfo, rows_by_subject: dict[str, list[int]]
 ) -> None:
     with ws.ledger.batch(max_events=2000) as batch:
-        for pseudonym, rows in rows_by_subject.items():
+        for pseudonym in sorted(rows_by_subject):
+            rows = rows_by_subject[pseudonym]
             batch.append(
                 "subject.ingested",
                 {

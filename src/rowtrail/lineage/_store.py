@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rowtrail.lineage._sources import SourceInfo
@@ -12,7 +13,21 @@ if TYPE_CHECKING:
 
     from rowtrail.ledger import Event, Ledger, NoteVerifier
 
-__all__ = ["LineageStore", "LineageWorkspace"]
+__all__ = ["LineageStore", "LineageWorkspace", "SubjectRows"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectRows:
+    """A subject's row ids and the ledger records that show they are all of them.
+
+    ``record_of`` maps each row id to the ``subject.ingested`` event that ties it to the
+    subject; ``records`` lists every event relied on, ascending (those, and in each source
+    without the subject the adjacent events around its pseudonym).
+    """
+
+    rows: list[int]
+    record_of: dict[int, int]
+    records: list[int]
 
 
 class LineageStore(Protocol):
@@ -67,6 +82,14 @@ class LineageStore(Protocol):
 
     def rows_of_subject(self, subject: str) -> list[int]:
         """Return the row ids recorded for a subject pseudonym, ascending."""
+        ...
+
+    def subject_rows_records(self, subject: str) -> SubjectRows:
+        """Return a subject's row ids with the records they rest on, not yet proven.
+
+        For answers that prove these records in one batch with their own (the caller must
+        prove every one of ``records`` before answering).
+        """
         ...
 
     def subject_events(self, subjects: Sequence[str]) -> dict[str, list[int]]:

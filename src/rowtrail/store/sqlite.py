@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,9 @@ class SQLiteDatabase:
         self.path = Path(path)
         self.lock = threading.RLock()
         self.read_only = read_only
+        # Values that cannot change while a read snapshot is held (the log's size, SQLite's
+        # data_version), kept for the snapshot's duration; ``None`` outside one.
+        self.snapshot_memo: dict[str, Any] | None = None
         self._write_depth = 0
         try:
             if read_only:
@@ -170,10 +173,30 @@ class SQLiteDatabase:
                 self.conn.execute("BEGIN")
             except sqlite3.Error as exc:
                 raise StorageError(f"could not start a read transaction: {exc}") from exc
+            self.snapshot_memo = {}
             try:
                 yield
             finally:
+                self.snapshot_memo = None
                 self.conn.execute("ROLLBACK")
+
+    @property
+    def writing(self) -> bool:
+        """Whether this connection is inside its own write transaction."""
+        return self._write_depth > 0
+
+    def data_version(self) -> int:
+        """Return SQLite's ``data_version``: it changes when another connection commits."""
+        return int(self.query("PRAGMA data_version")[0][0])
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Return ``compute()``, kept for the rest of the read snapshot when inside one."""
+        memo = self.snapshot_memo
+        if memo is None:
+            return compute()
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run a read query and return all rows."""
@@ -344,8 +367,12 @@ class SQLiteLedgerStore:
 
     def size(self) -> int:
         """Return the number of committed entries."""
-        row = self.db.query("SELECT max(idx) FROM events")[0]
-        return 0 if row[0] is None else int(row[0]) + 1
+
+        def compute() -> int:
+            row = self.db.query("SELECT max(idx) FROM events")[0]
+            return 0 if row[0] is None else int(row[0]) + 1
+
+        return int(self.db.memo("size", compute))
 
     def read_nodes(self, keys: Sequence[tuple[int, int]]) -> list[bytes]:
         """Return stored node hashes for ``(level, index)`` keys, in order."""
@@ -427,6 +454,21 @@ class SQLiteLedgerStore:
             for i, leaf, h in raw
         ]
 
+    def read_leaves(self, indices: Sequence[int]) -> list[tuple[int, bytes, bytes]]:
+        """Return ``(index, leaf, leaf hash)`` of the given entries in the order asked."""
+        found: dict[int, tuple[int, bytes, bytes]] = {}
+        for chunk in _chunks(sorted(set(indices))):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT idx, leaf, hashes FROM events WHERE idx IN ({marks})"
+            found.update(
+                (int(i), (int(i), bytes(leaf), bytes(h[:_HASH])))
+                for i, leaf, h in self.db.query(sql, chunk)
+            )
+        try:
+            return [found[i] for i in indices]
+        except KeyError as exc:
+            raise StorageError(f"ledger entry {exc.args[0]} is missing") from None
+
     def read_entry_list(self, indices: Sequence[int]) -> list[EntryRow]:
         """Return the given entries in the order asked."""
         by_index: dict[int, EntryRow] = {}
@@ -460,10 +502,14 @@ class SQLiteLedgerStore:
     def indices_by_kind(self, kind: str, *, start: int = 0, limit: int | None = None) -> list[int]:
         """Return indices of entries of ``kind``, ascending, from the kind runs."""
         found: list[int] = []
-        for first, stop in self.db.query(
-            "SELECT start, stop FROM event_kinds WHERE kind = ? AND stop > ? ORDER BY start",
-            (kind, start),
-        ):
+        runs = self.db.memo(
+            f"kind-runs\x00{kind}\x00{start}",
+            lambda: self.db.query(
+                "SELECT start, stop FROM event_kinds WHERE kind = ? AND stop > ? ORDER BY start",
+                (kind, start),
+            ),
+        )
+        for first, stop in runs:
             found.extend(range(max(int(first), start), int(stop)))
             if limit is not None and len(found) >= limit:
                 return found[:limit]
@@ -478,12 +524,22 @@ class SQLiteLedgerStore:
 
     def subject_index_buckets(self) -> dict[int, list[str]]:
         """Return every subject index row's ``subject || 0x00 || index``, by bucket."""
-        return grouped_texts(
-            self.db,
-            f"SELECT idx >> {BUCKET_BITS}, count(*), "
-            "group_concat(subject || char(0) || idx, char(30)) "
-            f"FROM event_subjects GROUP BY idx >> {BUCKET_BITS}",
-        )
+        # One range query a bucket: each is a scan of the covering (idx) index in order,
+        # where a GROUP BY over ``idx >> BUCKET_BITS`` would sort every row in a temp b-tree.
+        with self.db.read_snapshot():
+            (top,) = self.db.query("SELECT max(idx) FROM event_subjects")[0]
+            found: dict[int, list[str]] = {}
+            for bucket in range(0 if top is None else (int(top) >> BUCKET_BITS) + 1):
+                found.update(
+                    grouped_texts(
+                        self.db,
+                        f"SELECT {bucket}, count(*), group_concat(subject || char(0) || idx, "
+                        "char(30)) FROM event_subjects WHERE idx >= ? AND idx < ? "
+                        "HAVING count(*) > 0",
+                        (bucket << BUCKET_BITS, (bucket + 1) << BUCKET_BITS),
+                    )
+                )
+        return found
 
     def kind_runs(self) -> list[tuple[str, int, int]]:
         """Return every kind run, ordered by start."""
@@ -497,7 +553,7 @@ class SQLiteLedgerStore:
 
     def outside_changes(self) -> int:
         """Return SQLite's ``data_version``: it changes when another connection commits."""
-        return int(self.db.query("PRAGMA data_version")[0][0])
+        return int(self.db.memo("data_version", self.db.data_version))
 
     def count_nodes(self) -> int:
         """Return the number of stored interior nodes (hash bytes beyond each leaf hash)."""
@@ -514,7 +570,7 @@ class SQLiteLedgerStore:
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """Return the largest stored checkpoint, or ``None``."""
-        rows = self.db.query(_LATEST_CHECKPOINT)
+        rows = self.db.memo("latest_checkpoint", lambda: self.db.query(_LATEST_CHECKPOINT))
         return _checkpoint(rows[0]) if rows else None
 
 
@@ -523,7 +579,9 @@ def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
     return StoredCheckpoint(int(size), bytes(root), str(note), str(record), str(created_at))
 
 
-def grouped_texts(db: SQLiteDatabase, sql: str) -> dict[int, list[str]]:
+def grouped_texts(
+    db: SQLiteDatabase, sql: str, params: Sequence[Any] = ()
+) -> dict[int, list[str]]:
     """Run a ``SELECT bucket, count(*), group_concat(text, char(30)) … GROUP BY bucket`` query.
 
     The texts come back in no particular order; bucket hashes sort them. A text holding the
@@ -531,7 +589,7 @@ def grouped_texts(db: SQLiteDatabase, sql: str) -> dict[int, list[str]]:
     exactly as many texts as it has rows.
     """
     found: dict[int, list[str]] = {}
-    for bucket, count, joined in db.query(sql):
+    for bucket, count, joined in db.query(sql, params):
         texts = str(joined).split("\x1e") if joined is not None else []
         if bucket is None or len(texts) != int(count):
             raise LogIntegrityError(

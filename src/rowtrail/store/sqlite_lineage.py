@@ -6,6 +6,7 @@ import hmac
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,8 @@ from rowtrail.ledger import (
     bucket_hash,
     digest_of,
 )
-from rowtrail.lineage import SOURCE_EVENT_KINDS, SourceInfo
-from rowtrail.store.sqlite import SQLiteDatabase, grouped_texts
+from rowtrail.lineage import SOURCE_EVENT_KINDS, SourceInfo, SubjectRows, subject_rows_digest
+from rowtrail.store.sqlite import SQLiteDatabase
 
 __all__ = ["SQLiteLineageStore"]
 
@@ -99,18 +100,11 @@ def _expected_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]
     return {}
 
 
-# The subject rows' canonical text, built by SQLite (the same bytes as _row_text).
-_SUBJECT_ROW_SQL = (
-    "'subject_rows' || char(31) || subject || char(31) || row_id || char(31) || ledger_index"
-)
-
-
 def _bucket_rows(conn: sqlite3.Connection, table: str, bucket: int) -> list[tuple[int, str]]:
     """Return ``(ledger index, canonical text)`` of every row of one cache bucket."""
     lo, hi = bucket << BUCKET_BITS, (bucket + 1) << BUCKET_BITS
     rows = conn.execute(
-        f"SELECT {_TABLE_COLUMNS[table]} FROM {table} "
-        "WHERE ledger_index >= ? AND ledger_index < ?",
+        f"SELECT {_TABLE_COLUMNS[table]} FROM {table} WHERE ledger_index >= ? AND ledger_index < ?",
         (lo, hi),
     ).fetchall()
     at = _LEDGER_INDEX_AT[table]
@@ -118,15 +112,7 @@ def _bucket_rows(conn: sqlite3.Connection, table: str, bucket: int) -> list[tupl
 
 
 def _row_text(table: str, row: tuple[Any, ...]) -> str:
-    """Return the canonical text of one cache row (what the multiset hash covers).
-
-    Subject rows, by far the most numerous, are ``subject_rows␟<subject>␟<row id>␟<index>``:
-    row id and ledger index are digits only, so the last two separators split the text
-    unambiguously; other rows are JSON.
-    """
-    if table == "subject_rows":
-        subject, row_id, ledger_index = row
-        return f"subject_rows\x1f{subject}\x1f{int(row_id)}\x1f{int(ledger_index)}"
+    """Return the canonical text of one cache row (what the multiset hash covers): JSON."""
     return json.dumps([table, *row], separators=(",", ":"), ensure_ascii=False)
 
 
@@ -167,62 +153,153 @@ class _SubjectMap:
             found[row] = names[code]
 
 
+@dataclass(frozen=True, slots=True)
+class _Registration:
+    """One source as its proven ``source.registered`` event describes it."""
+
+    info: SourceInfo
+    first: int  # ledger index of its first subject.ingested event
+    stop: int  # one past its last
+    blank_starts: NDArray[np.int64]  # rows_without_subject ranges
+    blank_stops: NDArray[np.int64]
+    rows_digest: str | None
+
+    @classmethod
+    def of(cls, info: SourceInfo, event: Event) -> _Registration:
+        payload = event.payload
+        first = int(info.ledger_index or 0) + 1
+        if info.subject_column is None:
+            ranges = np.asarray([[0, info.n_rows]], dtype=np.int64).reshape(-1, 2)
+            return cls(info, first, first, ranges[:, 0], ranges[:, 1], None)
+        if not {"subject_events", "rows_without_subject", "subject_rows_digest"} <= set(payload):
+            raise TableIntegrityError(
+                f"source {info.name!r} (index {info.index}) was registered with a subject column "
+                "by a rowtrail that did not record its subject coverage, so its subject rows "
+                "cannot be checked; register the source again in a new workspace.",
+                table="sources",
+                key=repr(info.index),
+            )
+        ranges = np.asarray(payload["rows_without_subject"], dtype=np.int64).reshape(-1, 2)
+        return cls(
+            info,
+            first,
+            first + int(payload["subject_events"]),
+            ranges[:, 0],
+            ranges[:, 1],
+            str(payload["subject_rows_digest"]),
+        )
+
+    def blank(self, numbers: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Return which of these row numbers have no subject by the registration."""
+        at = np.searchsorted(self.blank_starts, numbers, side="right") - 1
+        out = np.zeros(numbers.shape, dtype=bool)
+        inside = at >= 0
+        out[inside] = numbers[inside] < self.blank_stops[at[inside]]
+        return out
+
+
+def _subject_rows_error(message: str, key: object) -> TableIntegrityError:
+    return TableIntegrityError(
+        f"cache table 'subject_rows': {message}. The table was edited outside rowtrail; "
+        "answers from it would be wrong. Run `rowtrail verify` to find every changed row.",
+        table="subject_rows",
+        key=repr(key),
+    )
+
+
+# A lookup of more rows of one source than this, and than 1/32 of its rows, checks the
+# source's whole subject map against its registration's digest (one range scan, ~1 µs a row)
+# instead of proving each row's event (~30 µs a row).
+_ROWS_PROVEN_ONE_BY_ONE = 64
+
+
 class SQLiteLineageStore:
     """Sources and subject rows in the workspace database.
 
-    Subject lookups by row id go through a per-source map loaded once (one range scan) and
-    dropped when this store adds subject rows to that source; a source's subject rows are all
-    written when it is registered, so the map does not go stale.
+    Both tables are caches of ledger events and are checked before an answer uses them:
+
+    * ``sources`` (a row per source version, few) against the digest the latest signed
+      checkpoint record carries, and each row against its proven ``source.registered`` event;
+    * ``subject_rows`` only where an answer reads it: a row against the proven
+      ``subject.ingested`` event it names; a row's lack of subject against the ranges of
+      blank rows its source's event lists; a subject's absence from a source against the two
+      adjacent events (a registration's subject events are in ascending pseudonym order); a
+      whole source's map against the digest its event records.
+
+    A difference raises :class:`TableIntegrityError`. Checks are kept until another connection
+    commits or the log grows; this connection's writes inside a transaction read the tables
+    as written.
     """
 
     def __init__(self, db: SQLiteDatabase, ledger: Ledger | None = None) -> None:
         self.db = db
-        self._subject_maps: dict[int, _SubjectMap] = {}
         self._ledger = ledger
-        self._checked_version: int | None = None
+        self._state: tuple[int, int] | None = None
+        self._registrations: dict[int, _Registration] = {}
+        self._subject_maps: dict[int, _SubjectMap] = {}
 
-    def _guard(self) -> None:
-        """Check the cache tables against the ledger before answering from them.
+    def _checked(self) -> dict[int, _Registration] | None:
+        """Return the checked registrations by source index (``None``: read unchecked).
 
-        Done once per process and again whenever another connection has committed (SQLite's
-        ``data_version`` changed): this connection's own writes go through the projections,
-        so they cannot make the tables disagree. An edit made behind this handle's back is
-        caught here, and the answer refused with :class:`TableIntegrityError`.
+        Unchecked inside this connection's own write transaction (its writes go through the
+        projections) and for a store without a ledger.
         """
-        if self._ledger is None or self.db.conn.in_transaction:
-            return
-        version = int(self.db.query("PRAGMA data_version")[0][0])
-        if version != self._checked_version:
+        ledger = self._ledger
+        if ledger is None or self.db.writing:
+            return None
+        state = (int(self.db.memo("data_version", self.db.data_version)), ledger.size)
+        if state != self._state:
             self._subject_maps.clear()
-            self._check_signed_digest(self._ledger)
-            self._checked_version = version
+            self._registrations = self._check_sources(ledger)
+            self._state = state
+        return self._registrations
+
+    def _check_sources(self, ledger: Ledger) -> dict[int, _Registration]:
+        rows = self.db.query(f"SELECT {_TABLE_COLUMNS['sources']} FROM sources")
+        self._check_signed_digest(ledger, rows=rows)
+        at = _LEDGER_INDEX_AT["sources"]
+        entries = ledger.proven([int(row[at]) for row in rows])
+        out = {}
+        for row, entry in zip(rows, entries, strict=True):
+            if _expected_rows(entry.index, entry.event).get("sources") != [tuple(row)]:
+                raise TableIntegrityError(
+                    f"cache table 'sources': row {row[0]!r} differs from the proven event "
+                    f"{entry.index} it names; run `rowtrail verify`",
+                    table="sources",
+                    key=repr(row[0]),
+                )
+            info = _info(row[: at + 1])
+            out[info.index] = _Registration.of(info, entry.event)
+        return out
+
+    def _table_sources(self, where: str = "", args: Sequence[Any] = ()) -> list[SourceInfo]:
+        sql = f"SELECT {_COLUMNS} FROM sources {where} ORDER BY source_index"
+        return [_info(r) for r in self.db.query(sql, tuple(args))]
 
     def find_source(self, name: str, digest: str) -> SourceInfo | None:
         """Return the source ``name`` with these exact bytes, if registered."""
-        self._guard()
-        rows = self.db.query(
-            f"SELECT {_COLUMNS} FROM sources WHERE name = ? AND digest = ?", (name, digest)
-        )
-        return _info(rows[0]) if rows else None
+        checked = self._checked()
+        if checked is None:
+            found = self._table_sources("WHERE name = ? AND digest = ?", (name, digest))
+        else:
+            found = [r.info for r in checked.values() if r.info.name == name]
+            found = [info for info in found if info.digest == digest]
+        return found[0] if found else None
 
     def get_source(self, key: str | int) -> SourceInfo | None:
         """Return a source by index or the latest version of a name."""
-        self._guard()
         if isinstance(key, int):
-            rows = self.db.query(f"SELECT {_COLUMNS} FROM sources WHERE source_index = ?", (key,))
+            found = [s for s in self.list_sources() if s.index == key]
         else:
-            rows = self.db.query(
-                f"SELECT {_COLUMNS} FROM sources WHERE name = ? ORDER BY version DESC LIMIT 1",
-                (key,),
-            )
-        return _info(rows[0]) if rows else None
+            found = [s for s in self.list_sources() if s.name == key]
+        return max(found, key=lambda s: s.version) if found else None
 
     def list_sources(self) -> list[SourceInfo]:
         """Return all sources by index."""
-        self._guard()
-        return [
-            _info(r) for r in self.db.query(f"SELECT {_COLUMNS} FROM sources ORDER BY source_index")
-        ]
+        checked = self._checked()
+        if checked is None:
+            return self._table_sources()
+        return [checked[i].info for i in sorted(checked)]
 
     def next_source_slot(self, name: str) -> tuple[int, int]:
         """Return the next free source index and the next version of ``name``."""
@@ -232,9 +309,7 @@ class SQLiteLineageStore:
         )[0]
         return int(index), int(version)
 
-    def project(
-        self, handle: Any, entries: Sequence[tuple[int, bytes]]
-    ) -> list[tuple[int, int]]:
+    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> list[tuple[int, int]]:
         """Write the cache rows of appended source/subject events (in their transaction).
 
         Returns the ``(old, new)`` hash of every cache bucket the rows went into, by which the
@@ -253,9 +328,8 @@ class SQLiteLineageStore:
                         f"event {event.kind!r} conflicts with the {table} already recorded "
                         f"({exc}); nothing was written"
                     ) from exc
-                touched.add((table, index >> BUCKET_BITS))
-            if event.kind == "subject.ingested":
-                self._subject_maps.pop(int(event.payload.get("source_index", -1)), None)
+                if table == "sources":  # subject rows are bound by their source's event
+                    touched.add((table, index >> BUCKET_BITS))
         first = min((index for index, _ in entries), default=0)
         # Each bucket as read in ``conn`` holds the new rows already.
         return [
@@ -263,37 +337,43 @@ class SQLiteLineageStore:
             for table, bucket in sorted(touched)
         ]
 
-    def _check_signed_digest(self, ledger: Ledger, verifier: NoteVerifier | None = None) -> int:
-        """Compare the tables with the digest the latest checkpoint signed (bucket hashes)."""
+    def _check_signed_digest(
+        self,
+        ledger: Ledger,
+        verifier: NoteVerifier | None = None,
+        *,
+        rows: Sequence[Sequence[Any]] | None = None,
+    ) -> int:
+        """Compare ``sources`` with the digest the latest checkpoint record signed.
+
+        The digest is a sum of bucket hashes of the table's rows (few: one per source
+        version), so a row removed, added or changed is caught without reading any event.
+        ``subject_rows`` is bound by digests inside each proven ``source.registered`` event.
+        """
         record = ledger.signed_record(verifier)
         signed = "0" * 64 if record is None else record.cache_rows
-        buckets: dict[tuple[str, int], list[str]] = {}
+        if rows is None:
+            rows = self.db.query(f"SELECT {_TABLE_COLUMNS['sources']} FROM sources")
+        buckets: dict[int, list[str]] = {}
         at = _LEDGER_INDEX_AT["sources"]
-        for row in self.db.query(f"SELECT {_TABLE_COLUMNS['sources']} FROM sources"):
+        for row in rows:
             if not isinstance(row[at], int):
                 raise TableIntegrityError(
                     f"cache table 'sources': row {row[0]!r} has no ledger index",
                     table="sources",
                     key=repr(row[0]),
                 )
-            key = ("sources", row[at] >> BUCKET_BITS)
-            buckets.setdefault(key, []).append(_row_text("sources", tuple(row)))
-        grouped = grouped_texts(
-            self.db,
-            f"SELECT ledger_index >> {BUCKET_BITS}, count(*), group_concat({_SUBJECT_ROW_SQL}, "
-            f"char(30)) FROM subject_rows GROUP BY ledger_index >> {BUCKET_BITS}",
-        )
-        buckets.update((("subject_rows", b), texts) for b, texts in grouped.items())
-        actual = digest_of(bucket_hash(f"{t}:{b}", texts) for (t, b), texts in buckets.items())
+            buckets.setdefault(row[at] >> BUCKET_BITS, []).append(_row_text("sources", tuple(row)))
+        actual = digest_of(bucket_hash(f"sources:{b}", texts) for b, texts in buckets.items())
         if not hmac.compare_digest(actual, signed):
             raise TableIntegrityError(
-                "cache tables 'sources'/'subject_rows' differ from what the latest checkpoint "
-                "signed: rows were edited, added or removed outside rowtrail; answers from them "
-                "would be wrong. Run `rowtrail verify` to find the row.",
-                table="sources/subject_rows",
+                "cache table 'sources' differs from what the latest checkpoint signed: rows "
+                "were edited, added or removed outside rowtrail; answers from it would be "
+                "wrong. Run `rowtrail verify` to find the row.",
+                table="sources",
                 key="(digest)",
             )
-        return sum(len(texts) for texts in buckets.values())
+        return len(rows)
 
     def verify_caches(
         self,
@@ -328,37 +408,219 @@ class SQLiteLineageStore:
         return checked
 
     def rows_of_subject(self, subject: str) -> list[int]:
-        """Return the row ids of a subject."""
-        self._guard()
+        """Return the row ids of a subject, ascending, proven complete source by source.
+
+        In each source the subject has either one ``subject.ingested`` event, which must list
+        exactly the rows found, or none, which the two adjacent events around its pseudonym
+        show (a registration's subject events are in ascending pseudonym order). Every event
+        relied on is proven against the signed checkpoint.
+        """
+        found = self.subject_rows_records(subject)
+        if found.records and self._ledger is not None:
+            self._ledger.proven(found.records)
+        return found.rows
+
+    def subject_rows_records(self, subject: str) -> SubjectRows:
+        """Return a subject's row ids with the records they rest on, not yet proven.
+
+        Their content is checked (leaf bytes against the stored leaf hash); the caller must
+        prove every one of ``records`` against the signed checkpoint, in one batch with its
+        own proofs, before it answers (:meth:`rows_of_subject` does).
+        """
         rows = self.db.query(
-            "SELECT row_id FROM subject_rows WHERE subject = ? ORDER BY row_id", (subject,)
+            "SELECT row_id, ledger_index FROM subject_rows WHERE subject = ? ORDER BY row_id",
+            (subject,),
         )
-        return [int(r[0]) for r in rows]
+        checked = self._checked()
+        if checked is None:
+            return SubjectRows([int(r[0]) for r in rows], {}, [])
+        by_source: dict[int, list[tuple[int, int]]] = {}
+        for row_id, index in rows:
+            by_source.setdefault(int(row_id) >> ROW_BITS, []).append((int(row_id), index))
+        if set(by_source) - set(checked):
+            key = next(r for s in set(by_source) - set(checked) for r, _ in by_source[s])
+            raise _subject_rows_error(f"row {key} is of no registered source", key)
+        found = SubjectRows([int(r[0]) for r in rows], {}, [])
+        for source, reg in checked.items():
+            mine = by_source.get(source)
+            if mine:
+                self._check_present(reg, subject, mine, found)
+            elif reg.first < reg.stop:
+                self._check_absent(reg, subject, found)
+        found.records.sort()
+        return found
+
+    def _check_present(
+        self,
+        reg: _Registration,
+        subject: str,
+        rows: list[tuple[int, int]],
+        found: SubjectRows,
+    ) -> None:
+        """Rows of one subject in one source: exactly the rows its one event lists."""
+        indices = {index for _, index in rows}
+        if len(indices) != 1:
+            raise _subject_rows_error(
+                f"rows of one subject in source {reg.info.index} name {len(indices)} events",
+                subject,
+            )
+        (index,) = indices
+        named, numbers = self._subject_events(reg, [index], prove=False)[index]
+        if named != subject or numbers != {row_id & _ROW_MASK for row_id, _ in rows}:
+            raise _subject_rows_error(
+                f"the rows of a subject in source {reg.info.index} differ from the rows its "
+                f"event {index} lists",
+                subject,
+            )
+        found.record_of.update((row_id, index) for row_id, _ in rows)
+        found.records.append(index)
+
+    def _check_absent(self, reg: _Registration, subject: str, found: SubjectRows) -> None:
+        """No rows of ``subject`` in the source: its neighbours' events must be adjacent."""
+        lo, hi = reg.info.index << ROW_BITS, (reg.info.index + 1) << ROW_BITS
+        before = self.db.query(
+            "SELECT subject, ledger_index FROM subject_rows WHERE subject < ? AND row_id >= ? "
+            "AND row_id < ? ORDER BY subject DESC LIMIT 1",
+            (subject, lo, hi),
+        )
+        at = int(before[0][1]) if before and isinstance(before[0][1], int) else reg.first - 1
+        wanted = [i for i in (at, at + 1) if reg.first <= i < reg.stop]
+        events = self._subject_events(reg, wanted, prove=False)
+        if before and (at not in events or events[at][0] != before[0][0]):
+            raise _subject_rows_error(
+                f"a row of source {reg.info.index} names an event that is not its subject's",
+                before[0][0],
+            )
+        if at + 1 in events and events[at + 1][0] <= subject:
+            raise _subject_rows_error(
+                f"rows of a subject in source {reg.info.index} are missing (its event "
+                f"{at + 1} is not listed)",
+                subject,
+            )
+        found.records.extend(wanted)
+
+    def _subject_events(
+        self, reg: _Registration, indices: Iterable[int], *, prove: bool = True
+    ) -> dict[int, tuple[str, set[int]]]:
+        """Return ``index -> (pseudonym, row numbers)`` of subject events of a source.
+
+        Proven against the signed checkpoint, or with ``prove=False`` only checked against
+        the stored leaf hashes (for callers that prove them in their own batch).
+        """
+        wanted = sorted(set(indices))
+        for index in wanted:
+            if not reg.first <= index < reg.stop:
+                raise _subject_rows_error(
+                    f"a row names ledger entry {index}, which is not a subject event of source "
+                    f"{reg.info.index}",
+                    index,
+                )
+        assert self._ledger is not None  # only called on checked registrations
+        out = {}
+        for entry in self._ledger.proven(wanted) if prove else self._ledger.entries(wanted):
+            event = entry.event
+            if (
+                event.kind != "subject.ingested"
+                or len(event.subjects) != 1
+                or event.payload.get("source_index") != reg.info.index
+            ):
+                raise _subject_rows_error(
+                    f"entry {entry.index} is not a subject event of source {reg.info.index}",
+                    entry.index,
+                )
+            out[entry.index] = (event.subjects[0], {int(n) for n in event.payload["row_numbers"]})
+        return out
 
     def subject_events(self, subjects: Sequence[str]) -> dict[str, list[int]]:
-        """Return the ledger indices of the ``subject.ingested`` events of each subject."""
-        self._guard()
+        """Return the ledger indices of the ``subject.ingested`` events of each subject.
+
+        Each returned index is a proven event that names the subject (positive claims only:
+        these are the records an answer cites).
+        """
+        checked = self._checked()
         found: dict[str, set[int]] = {}
         for chunk in range(0, len(subjects), 500):
             part = list(subjects[chunk : chunk + 500])
             marks = ",".join("?" * len(part))
-            for subject, index in self.db.query(
-                f"SELECT subject, ledger_index FROM subject_rows WHERE subject IN ({marks})", part
-            ):
+            rows = self.db.query(
+                "SELECT subject, row_id, ledger_index FROM subject_rows "
+                f"WHERE subject IN ({marks})",
+                part,
+            )
+            if checked is not None:
+                self._check_rows(checked, rows)
+            for subject, _, index in rows:
                 found.setdefault(str(subject), set()).add(int(index))
         return {subject: sorted(indices) for subject, indices in found.items()}
 
+    def _check_rows(self, checked: dict[int, _Registration], rows: Sequence[Sequence[Any]]) -> None:
+        """Each ``(subject, row id, ledger index)`` row against the proven event it names."""
+        by_source: dict[int, list[Sequence[Any]]] = {}
+        for row in rows:
+            by_source.setdefault(int(row[1]) >> ROW_BITS, []).append(row)
+        for source, part in by_source.items():
+            reg = checked.get(source)
+            if reg is None:
+                raise _subject_rows_error(
+                    f"row {part[0][1]} is of no registered source", part[0][1]
+                )
+            indices = [r[2] if isinstance(r[2], int) else -1 for r in part]
+            events = self._subject_events(reg, indices)
+            for (subject, row_id, _), index in zip(part, indices, strict=True):
+                named, numbers = events[index]
+                if named != subject or int(row_id) & _ROW_MASK not in numbers:
+                    raise _subject_rows_error(
+                        f"row {row_id} is not backed by the event {index} it names", row_id
+                    )
+
     def subjects_of_rows(self, row_ids: Sequence[int]) -> dict[int, str]:
-        """Return the pseudonym of each given row id that has one."""
-        self._guard()
+        """Return the pseudonym of each given row id that has one.
+
+        A few rows of a source are checked one by one (each row's event proven; a row without
+        subject against its source's blank ranges); many are looked up in the source's whole
+        map, checked once against the digest its registration records.
+        """
+        checked = self._checked()
         found: dict[int, str] = {}
         ids = np.unique(np.asarray(row_ids, dtype=np.int64))
         sources = ids >> ROW_BITS
         for source in np.unique(sources).tolist():
-            self._subject_map(int(source)).lookup(ids[sources == source], found)
+            part = ids[sources == source]
+            reg = None if checked is None else checked.get(int(source))
+            if checked is not None and reg is None:
+                continue  # no such source: its rows have no subject
+            if reg is None or part.size > max(_ROWS_PROVEN_ONE_BY_ONE, reg.info.n_rows >> 5):
+                self._subject_map(int(source), reg).lookup(part, found)
+            else:
+                self._lookup_few(reg, part, found)
         return found
 
-    def _subject_map(self, source: int) -> _SubjectMap:
+    def _lookup_few(
+        self, reg: _Registration, row_ids: NDArray[np.int64], found: dict[int, str]
+    ) -> None:
+        numbers = row_ids & _ROW_MASK
+        row_ids = row_ids[numbers < reg.info.n_rows]  # beyond the source: no subject
+        rows = []
+        for chunk in range(0, row_ids.size, 500):
+            part = row_ids[chunk : chunk + 500].tolist()
+            marks = ",".join("?" * len(part))
+            rows += self.db.query(
+                f"SELECT subject, row_id, ledger_index FROM subject_rows WHERE row_id IN ({marks})",
+                part,
+            )
+        self._check_rows({reg.info.index: reg}, rows)
+        have = {int(r[1]) for r in rows}
+        if len(have) != len(rows):
+            raise _subject_rows_error("a row has two subjects", rows[0][1])
+        missing = np.asarray(sorted(set(row_ids.tolist()) - have), dtype=np.int64)
+        if missing.size:
+            blank = reg.blank(missing & _ROW_MASK)
+            if not blank.all():
+                lost = int(missing[~blank][0])
+                raise _subject_rows_error(f"the subject row of row {lost} is missing", lost)
+        found.update((int(row_id), str(subject)) for subject, row_id, _ in rows)
+
+    def _subject_map(self, source: int, reg: _Registration | None) -> _SubjectMap:
         cached = self._subject_maps.get(source)
         if cached is None:
             rows = self.db.query(
@@ -366,5 +628,15 @@ class SQLiteLineageStore:
                 "ORDER BY row_id, subject",
                 (source << ROW_BITS, (source + 1) << ROW_BITS),
             )
-            cached = self._subject_maps[source] = _SubjectMap(rows)
+            if reg is not None:
+                pairs = ((int(r) & _ROW_MASK, str(s)) for r, s in rows)
+                if subject_rows_digest(pairs) != (reg.rows_digest or subject_rows_digest([])):
+                    raise _subject_rows_error(
+                        f"the subject rows of source {source} differ from the digest its "
+                        "registration records",
+                        source,
+                    )
+            cached = _SubjectMap(rows)
+            if reg is not None:  # unchecked maps are not kept
+                self._subject_maps[source] = cached
         return cached

@@ -49,10 +49,10 @@ from rowtrail.lineage import SourceInfo, list_sources
 from rowtrail.training._codec import decode_ids_blob
 from rowtrail.training._rows import SampleRows, decode_sample_rows, is_stand_in
 from rowtrail.training._status import prove_verified, status_of
-from rowtrail.training._targets import SourceKey, target_ids
+from rowtrail.training._targets import SourceKey, subject_targets, target_ids
 
 if TYPE_CHECKING:
-    from rowtrail.lineage import LineageWorkspace
+    from rowtrail.lineage import LineageWorkspace, SubjectRows
 
 __all__ = ["BatchRecord", "SampleUse", "load_checkpoint", "read_batches", "sample_usage"]
 
@@ -87,8 +87,9 @@ class SampleUse:
     was never sealed also carry a ``reason`` (its last batches may be missing).
 
     ``proof`` proves the event at ``ledger_index``; for a batch, ``chunk_proof`` proves the
-    ``training.chunk`` event whose blob holds the batch's ids. Both were verified against the
-    signed checkpoint before the answer was returned.
+    ``training.chunk`` event whose blob holds the batch's ids; for a query by subject,
+    ``subject_proof`` proves the ``subject.ingested`` event that ties ``row_id`` to the
+    subject. All were verified against the signed checkpoint before the answer was returned.
     """
 
     row_id: int | None
@@ -107,6 +108,7 @@ class SampleUse:
     sample_row_id: int | None = None
     reason: str | None = None
     run_status: str | None = None
+    subject_proof: InclusionProof | None = None
 
 
 @dataclass(frozen=True)
@@ -153,12 +155,28 @@ class _Members:
         return uses
 
 
+#: The training records a usage query reads.
+_KINDS_READ = (
+    "training.split",
+    "training.chunk",
+    "training.batch",
+    "training.fit",
+    "training.checkpoint",
+    "training.started",
+    "training.completed",
+)
+
+
 class _Index:
     """Reads a run's events once: splits (row ids by dataset key) and positions blobs."""
 
     def __init__(self, ws: LineageWorkspace) -> None:
         self.ws = ws
         self._blobs: dict[str, NDArray[np.int64]] = {}
+        # One batched read of every training record (they lie close together in the log),
+        # which the per-kind reads below then find checked in the ledger's entry cache.
+        ledger = ws.ledger
+        ledger.entries([i for kind in _KINDS_READ for i in ledger.indices(kind=kind)])
 
     def entries(
         self, kind: str, run: str | None, *, needs: tuple[str, ...] = ()
@@ -428,7 +446,25 @@ def sample_usage(
     >>> [(u.kind, u.run_status) for u in sample_usage(ws, source="t", rows=[3])]
     [('unknown', 'completed')]
     """
-    targets = np.unique(target_ids(workspace, row_ids, subject, source, rows))
+    with workspace.ledger.snapshot():  # every record of the answer from one committed state
+        return _sample_usage(workspace, row_ids, subject, source, rows, run)
+
+
+def _sample_usage(
+    workspace: LineageWorkspace,
+    row_ids: ArrayLike | None,
+    subject: object,
+    source: SourceKey | None,
+    rows: ArrayLike | None,
+    run: str | None,
+) -> list[SampleUse]:
+    evidence = None
+    if subject is not None and row_ids is None and source is None and rows is None:
+        # The records tying the rows to the subject are proven with the answer's own.
+        evidence = subject_targets(workspace, subject)
+        targets = np.unique(np.asarray(evidence.rows, dtype=np.int64))
+    else:
+        targets = np.unique(target_ids(workspace, row_ids, subject, source, rows))
     index = _Index(workspace)
     entries = index.split_entries(run)
     found: list[_Found] = []
@@ -441,16 +477,20 @@ def sample_usage(
     if member:
         found.extend(_batch_uses(index, member, run))
     found.extend(_unknown(workspace, entries, targets))
-    return _with_proofs(index, found, run)
+    return _with_proofs(index, found, run, evidence)
 
 
-def _with_proofs(index: _Index, found: list[_Found], run: str | None) -> list[SampleUse]:
+def _with_proofs(
+    index: _Index, found: list[_Found], run: str | None, evidence: SubjectRows | None = None
+) -> list[SampleUse]:
     checkpoints = _checkpoints_after(index, run)
     statuses, unsealed, status_events = _statuses(index, {f.run for f in found})
     # A batch use rests on two events: the batch record and the chunk holding its ids; a
     # run's status on its start and seal events, verified with them.
     wanted = {f.ledger_index for f in found} | {f.chunk for f in found if f.chunk is not None}
-    proofs = prove_verified(index.ws, sorted(wanted | set(status_events)))
+    records = [] if evidence is None else evidence.records
+    proofs = prove_verified(index.ws, sorted(wanted | set(status_events) | set(records)))
+    record_of = {} if evidence is None else evidence.record_of
     uses = []
     for f in sorted(found, key=lambda f: (f.ledger_index, -1 if f.row_id is None else f.row_id,
                                           f.position or 0)):
@@ -466,6 +506,7 @@ def _with_proofs(index: _Index, found: list[_Found], run: str | None) -> list[Sa
             f.ledger_index, proofs[f.ledger_index],
             None if f.chunk is None else proofs[f.chunk],
             f.via, f.sample_row_id, reason, statuses[f.run],
+            None if f.row_id not in record_of else proofs[record_of[f.row_id]],
         ))
     return uses
 

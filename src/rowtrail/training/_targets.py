@@ -21,9 +21,9 @@ from rowtrail.ids import ROW_BITS, is_pseudonym, row_numbers, source_indices
 from rowtrail.lineage import SourceInfo, list_sources, rows_of_subject
 
 if TYPE_CHECKING:
-    from rowtrail.lineage import LineageWorkspace
+    from rowtrail.lineage import LineageStore, LineageWorkspace, SubjectRows
 
-__all__ = ["SourceKey", "target_ids"]
+__all__ = ["SourceKey", "subject_targets", "target_ids"]
 
 SourceKey = str | int | tuple[str, int]
 
@@ -105,6 +105,13 @@ def _check_row_ids(ws: LineageWorkspace, row_ids: ArrayLike) -> IdArray:
                 f"{(index << ROW_BITS) | number} is row {number} of {_ranges([info])}"
             )
     return ids
+
+
+def subject_targets(ws: LineageWorkspace, subject: object) -> SubjectRows:
+    """Return a subject's rows with the records that show they are all (not yet proven)."""
+    pseudonym = subject if is_pseudonym(subject) else ws.pseudonymize(subject)
+    store: LineageStore = ws.lineage_store
+    return store.subject_rows_records(str(pseudonym))
 
 
 def target_ids(ws: LineageWorkspace, row_ids: ArrayLike | None, subject: object,
