@@ -51,7 +51,18 @@ def _pack_bits(values: NDArray[np.uint64], width: int) -> bytes:
 
 def _unpack_bits(data: bytes, width: int, count: int) -> NDArray[np.int64]:
     raw = np.frombuffer(data, dtype=np.uint8)
+    if width in (1, 2, 4, 8):  # whole values in each byte: shift them out
+        shifts = np.arange(0, 8, width, dtype=np.uint8)
+        used = raw[: (count * width + 7) // 8]
+        values = (used[:, None] >> shifts) & np.uint8((1 << width) - 1)
+        return values.reshape(-1)[:count].astype(np.int64)
     bits = np.unpackbits(raw, count=count * width, bitorder="little").reshape(count, width)
+    if width > 12:  # regroup each value's bits into 8 bytes: faster than an integer matmul
+        padded = np.zeros((count, 64), dtype=np.uint8)
+        padded[:, :width] = bits
+        return np.packbits(padded, axis=1, bitorder="little").view("<u8").reshape(count).view(
+            np.int64
+        )
     weights = np.left_shift(np.uint64(1), np.arange(width, dtype=np.uint64))
     return np.asarray(bits.astype(np.uint64) @ weights, dtype=np.uint64).view(np.int64)
 
