@@ -11,7 +11,7 @@ import itertools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -50,6 +50,38 @@ def _pack_hashes(batch: EntryBatch, nodes: Sequence[tuple[int, int, bytes]]) -> 
             raise StorageError(f"tree node (level {level}, index {index}) does not fit this batch")
         packed[position] += value
     return packed
+
+
+class _ReadSnapshot:
+    """The context of :meth:`SQLiteDatabase.read_snapshot` (a class: entered very often)."""
+
+    __slots__ = ("_began", "_db")
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+        self._began = False
+
+    def __enter__(self) -> None:
+        db = self._db
+        db.lock.acquire()
+        if db.conn.in_transaction:  # already inside a transaction: it is the snapshot
+            return
+        try:
+            db.conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            db.lock.release()
+            raise StorageError(f"could not start a read transaction: {exc}") from exc
+        db.snapshot_memo = {}
+        self._began = True
+
+    def __exit__(self, *exc: object) -> None:
+        db = self._db
+        try:
+            if self._began:
+                db.snapshot_memo = None
+                db.conn.execute("ROLLBACK")
+        finally:
+            db.lock.release()
 
 
 class SQLiteDatabase:
@@ -158,27 +190,14 @@ class SQLiteDatabase:
                 self.conn.execute("ROLLBACK")
                 raise StorageError(f"could not commit: {exc}") from exc
 
-    @contextmanager
-    def read_snapshot(self) -> Iterator[None]:
+    def read_snapshot(self) -> AbstractContextManager[None]:
         """Run the block's queries in one read transaction, so they see one committed state.
 
         The connection lock is held throughout: other threads of this process wait, while
-        other processes keep writing to the WAL without being seen.
+        other processes keep writing to the WAL without being seen. Inside a transaction
+        already, the block joins it (answers nest snapshots freely; joining is cheap).
         """
-        with self.lock:
-            if self.conn.in_transaction:  # already inside a transaction: it is the snapshot
-                yield
-                return
-            try:
-                self.conn.execute("BEGIN")
-            except sqlite3.Error as exc:
-                raise StorageError(f"could not start a read transaction: {exc}") from exc
-            self.snapshot_memo = {}
-            try:
-                yield
-            finally:
-                self.snapshot_memo = None
-                self.conn.execute("ROLLBACK")
+        return _ReadSnapshot(self)
 
     @property
     def writing(self) -> bool:
@@ -359,11 +378,9 @@ class SQLiteLedgerStore:
         except sqlite3.Error as exc:
             raise StorageError(f"ledger write failed: {exc}") from exc
 
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
+    def snapshot(self) -> AbstractContextManager[None]:
         """Hold one read transaction (a WAL snapshot) for the block; this thread only."""
-        with self.db.read_snapshot():
-            yield
+        return self.db.read_snapshot()
 
     def size(self) -> int:
         """Return the number of committed entries."""
