@@ -636,3 +636,37 @@ def test_issue9_subject_index_rows_cannot_be_merged_through_a_separator(tmp_path
         reopened.ledger.proven_entries(subject=s2)
     with pytest.raises(VerificationError):
         reopened.verify()
+
+
+def test_issue9_reader_overtaken_by_a_writer_is_not_a_rollback(tmp_path: Path) -> None:
+    """A writer advances the trust root after it commits; a reader whose snapshot began
+    before that commit sees the trust root ahead of its checkpoints. That is a stale view,
+    not a rollback: the log as committed now extends both, so the reader answers."""
+    ws = make(tmp_path / "ws")
+    writer = rt.open(tmp_path / "ws")
+    subject = ws.pseudonymize(SUBJECTS[2])
+    with ws.ledger.snapshot():
+        before = ws.ledger.trusted_head()
+        ws.ledger._trusted_cache = None  # force the check again inside the old snapshot
+        writer.ledger.append("app.note", {"n": 1}, subjects=[subject])
+        assert writer.trust_root().checkpoint.size > before.size
+        assert ws.ledger.trusted_head() == before  # the snapshot's own, still trusted
+        assert [u.kind for u in sample_usage(ws, subject=subject)].count("fit") == 1
+    assert ws.ledger.trusted_head().size == before.size + 1
+    writer.close()
+
+
+def test_issue9_rolled_back_log_is_refused_even_with_a_stale_reader(tmp_path: Path) -> None:
+    """The second-connection check sees what every connection sees: a log really rolled
+    back (an older copy of the database put back) is still refused."""
+    ws = make(tmp_path / "ws")
+    ws.close()
+    old = (tmp_path / "ws" / "rowtrail.db").read_bytes()
+    ws = rt.open(tmp_path / "ws")
+    ws.ledger.append("app.note", {"n": 1})
+    ws.close()
+    for extra in ("rowtrail.db-wal", "rowtrail.db-shm"):
+        (tmp_path / "ws" / extra).unlink(missing_ok=True)
+    (tmp_path / "ws" / "rowtrail.db").write_bytes(old)
+    with pytest.raises(TrustRootError, match="rolled back"):
+        rt.open(tmp_path / "ws", read_only=True).ledger.trusted_head()

@@ -407,6 +407,15 @@ class Ledger:
                 "entries: it was truncated or rolled back"
             )
         if root.checkpoint is not None:
+            if root.checkpoint.size > signed.size and self._overtaken(root.checkpoint, signed):
+                # This reader's snapshot is older than the trusted state, and the log as
+                # committed now extends both: check the snapshot's own tree against its head.
+                if not hmac.compare_digest(self.root(signed.size), signed.root):
+                    raise CheckpointError(
+                        f"stored tree at size {signed.size} no longer matches its signed "
+                        "checkpoint"
+                    )
+                return self._remember_trusted(latest.note, version, signed)
             if root.checkpoint.size > signed.size:
                 raise TrustRootError(
                     f"log {self.origin!r} holds signed checkpoints up to size {signed.size} but "
@@ -429,9 +438,42 @@ class Ledger:
             raise CheckpointError(
                 f"stored tree at size {signed.size} no longer matches its signed checkpoint"
             )
+        return self._remember_trusted(latest.note, version, signed)
+
+    def _remember_trusted(self, note: str, version: int, signed: Checkpoint) -> TreeHead:
         head = TreeHead(signed.size, signed.root)
-        self._trusted_cache = ((latest.note, version), head)
+        self._trusted_cache = ((note, version), head)
         return head
+
+    def _overtaken(self, trusted: Checkpoint, seen: Checkpoint) -> bool:
+        """Whether a newer committed state explains a trust root ahead of this reader's view.
+
+        A writer advances the trust root after it commits, so a reader holding an older
+        snapshot can find the trust root ahead of the checkpoints it sees. That is not a
+        rollback if the log as committed now (read on a second connection) holds a signed
+        checkpoint at least as large as the trusted one that extends both it and the
+        checkpoint this reader sees (consistency proofs). A log really rolled back shows the
+        older state on every connection.
+        """
+        with self._store.fresh_view() as store:
+            now = Ledger(store, self.blobs, self._signer, origin=self.origin)
+            latest = now.latest_checkpoint()
+            if latest is None:
+                return False
+            current = open_checkpoint(latest.note, [self.trust_root().verifier], origin=self.origin)
+            if current.size < trusted.size or now.size < current.size:
+                return False
+            for old in (trusted, seen):
+                if old.size == 0:
+                    continue
+                proof = now.consistency(old.size, current.size)
+                proof.verify()
+                if not (
+                    hmac.compare_digest(proof.old_root, old.root)
+                    and hmac.compare_digest(proof.new_root, current.root)
+                ):
+                    return False
+        return True
 
     def signed_record(self, verifier: NoteVerifier | None = None) -> CheckpointRecord | None:
         """Return the record of the latest checkpoint, its signature checked with the pinned key.

@@ -119,6 +119,14 @@ class LedgerStore(Protocol):
         """
         ...
 
+    def fresh_view(self) -> AbstractContextManager[LedgerStore]:
+        """Open a second, read-only store on the same log that sees its latest commit.
+
+        For a reader whose snapshot another process has overtaken: what was committed since
+        is read there, outside the snapshot. Closed when the block ends.
+        """
+        ...
+
     def size(self) -> int:
         """Return the number of committed entries."""
         ...

@@ -382,6 +382,15 @@ class SQLiteLedgerStore:
         """Hold one read transaction (a WAL snapshot) for the block; this thread only."""
         return self.db.read_snapshot()
 
+    @contextmanager
+    def fresh_view(self) -> Iterator[SQLiteLedgerStore]:
+        """Open a read-only store on a second connection (sees the latest commit)."""
+        db = SQLiteDatabase(self.db.path, read_only=True)
+        try:
+            yield SQLiteLedgerStore(db)
+        finally:
+            db.close()
+
     def size(self) -> int:
         """Return the number of committed entries."""
 
