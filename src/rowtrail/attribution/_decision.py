@@ -126,9 +126,8 @@ class DecisionLineage:
             shown = ", ".join(str(r) for r in rows[:max_rows]) + (
                 " ..." if len(rows) > max_rows else ""
             )
-            lines.append(
-                f"    {src['name']:<22} {len(rows)} row(s): [{shown}]  file {src['digest'][:19]}"
-            )
+            digest = str(src.get("digest") or "unregistered")[:19]
+            lines.append(f"    {src['name']:<22} {len(rows)} row(s): [{shown}]  file {digest}")
         if self.subjects:
             lines.append("    subject(s): " + ", ".join(s[:15] for s in self.subjects))
         if self.ops:
