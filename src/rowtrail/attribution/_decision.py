@@ -42,11 +42,14 @@ from rowtrail.errors import (
 )
 from rowtrail.hashing import canonical_json, decode_canonical_json, sha256_digest
 from rowtrail.ids import ROW_BITS, row_numbers, source_indices
-from rowtrail.lineage import get_source, lineage
+from rowtrail.lineage import ArrayLineage, get_source, lineage
 
 __all__ = ["DecisionLineage", "load_decision_lineage", "record_input_lineage"]
 
 FORMAT = "rowtrail.decision-lineage/1"
+# ws.extensions[_CACHE]: {ids of the ops that apply statistics: (statistic entries, blobs)}.
+_CACHE = "decision-statistics"
+_CACHE_SIZE = 64
 _FIX = "Log the prediction again with rt.attribution.log_prediction; run `rowtrail verify`."
 
 
@@ -180,7 +183,7 @@ def _fitted_ids(ws: AttributionWorkspace, stat: Any) -> NDArray[np.int64]:
     fitted = stat.fitted_on
     ids = np.asarray(getattr(fitted, "row_ids", ()), dtype=np.int64)
     if ids.size == sum(len(v) for v in fitted.values()):
-        return np.unique(ids)
+        return ids if bool(np.all(ids[1:] > ids[:-1])) else np.unique(ids)
     parts = [
         (get_source(ws, name.split("@v")[0]).index << ROW_BITS) | np.asarray(rows, np.int64)
         for name, rows in fitted.items()
@@ -205,6 +208,34 @@ def _statistic(ws: AttributionWorkspace, stat: Any, blobs: list[str]) -> dict[st
         "rows_blob": blob,
         "fitted_on": fitted,
     }
+
+
+def _statistics(
+    ws: AttributionWorkspace, view: Any, ops: Sequence[Any], blobs: list[str]
+) -> list[dict[str, Any]]:
+    """Entries of the fitted statistics applied to the input (cached for traced arrays).
+
+    Collecting a statistic's rows costs O(rows it was fitted on); every row of one matrix
+    shares the same statistics. For a NumPy view the statistics are exactly the STAT parents
+    of the ops flagged ``statistics``, and an op's node id names it uniquely in this process,
+    so those ids are an exact cache key.
+    """
+    if not isinstance(view, ArrayLineage):
+        return [_statistic(ws, stat, blobs) for stat in view.statistics()]
+    key = tuple(str(op.node) for op in ops if op.statistics)
+    if not key:
+        return []
+    cache: dict[tuple[str, ...], tuple[list[dict[str, Any]], list[str]]]
+    cache = ws.extensions.setdefault(_CACHE, {})
+    found = cache.get(key)
+    if found is None:
+        made: list[str] = []
+        found = ([_statistic(ws, stat, made) for stat in view.statistics()], made)
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = found
+    blobs.extend(found[1])
+    return [dict(entry) for entry in found[0]]
 
 
 def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
@@ -257,8 +288,9 @@ def record_input_lineage(
     blobs: list[str] = []
     ids = _union_ids(view)
     sources = [_source_entry(ws, index, part) for index, part in _by_source(ids)]
-    ops = [_op_json(op) for op in view.ops()]
-    statistics = [_statistic(ws, stat, blobs) for stat in view.statistics()]
+    infos = list(view.ops())
+    ops = [_op_json(op) for op in infos]
+    statistics = _statistics(ws, view, infos, blobs)
     doc = {
         "format": FORMAT,
         "n_rows": int(view.n_rows),

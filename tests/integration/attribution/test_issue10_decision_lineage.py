@@ -44,6 +44,7 @@ class Credit:
     path: Path
     att: attribution.Attributor
     frame: Any  # the traced feature frame (carries SK_ID_CURR by hand)
+    X: Any  # traced raw matrix
     Xs: Any  # traced standardised matrix
     train: np.ndarray
     test: np.ndarray
@@ -99,7 +100,7 @@ def built(tmp_path: Path) -> Iterator[Credit]:
         record_indices=[fit.ledger_index] if fit.ledger_index is not None else [],
     )
     attribution.save_attributor(ws, att)
-    yield Credit(ws, tmp_path / "ws", att, frame, xs, train, test, raw)
+    yield Credit(ws, tmp_path / "ws", att, frame, x, xs, train, test, raw)
     ws.close()
 
 
@@ -352,3 +353,22 @@ def test_issue10_per_table_figures_are_labelled_sums_of_sample_scores(built: Cre
     assert "overlap" in exp.table_measure
     assert "not the effect" in exp.table_measure
     assert "overlapping, not additive" in exp.to_text()
+
+
+def test_issue10_statistics_follow_the_matrix_each_row_came_from(built: Credit) -> None:
+    """Rows of differently standardised matrices record their own statistics (no stale reuse)."""
+    c = built
+    first = c.ws.explain(_log(c, int(c.test[0])), top_k=1).decision
+    held_out = c.X[c.test]
+    other = (c.X - held_out.mean(axis=0)) / held_out.std(axis=0)
+    second = c.ws.explain(_log(c, 0, query=other[int(c.test[0])]), top_k=1).decision
+    again = c.ws.explain(_log(c, int(c.test[1])), top_k=1).decision
+    count = {f["name"]: f["n_rows"] for f in first.statistics[0]["fitted_on"]}
+    count_other = {f["name"]: f["n_rows"] for f in second.statistics[0]["fitted_on"]}
+    assert count["application"] == len(c.train)
+    assert count_other["application"] == len(c.test)
+    assert second.rows == first.rows
+    assert again.statistics == first.statistics
+    raw = c.ws.explain(_log(c, 0, query=c.X[int(c.test[0])]), top_k=1).decision
+    assert raw.statistics == []
+    assert raw.rows == first.rows
