@@ -6,7 +6,8 @@ a :class:`~rowtrail.attribution.ScoreIndex` answers top-k, a
 :class:`~rowtrail.attribution.SampleLineage` traces samples to source rows, and the ledger
 proves the records relied on). Saved attributors live in ``<workspace>/attribution/<name>/``
 so that ``rowtrail explain`` can answer in a new process; predictions logged with
-:func:`log_prediction` carry their query vector as a blob.
+:func:`log_prediction` carry their query vector and their input's lineage as blobs, shown
+first in every explanation (:class:`~rowtrail.attribution.DecisionLineage`).
 """
 
 from __future__ import annotations

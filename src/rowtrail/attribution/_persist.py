@@ -359,7 +359,20 @@ def explain(
     proofs: bool = True,
     attributor: Attributor | None = None,
 ) -> Explanation:
-    """Explain a logged prediction (ledger index) or an input (see ``Workspace.explain``)."""
+    """Explain a logged prediction (ledger index) or an input (see ``Workspace.explain``).
+
+    For a logged prediction the :class:`Explanation` starts with the decision's own lineage
+    (``decision``), read only from the ``prediction.made`` event and the blobs it names, each
+    checked on read; an input given directly has ``decision.status == "unknown"``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``prediction`` is neither a ``prediction.made`` index nor an input row.
+    VerificationError
+        A record relied on fails its proof, or the recorded input lineage was altered or
+        removed (``BlobNotFoundError`` for a missing blob).
+    """
     if not is_count(top_k, 1):
         raise InvalidInputError(
             f"top_k of explain must be an int > 0; got {top_k!r}. Try top_k=20."
