@@ -254,6 +254,17 @@ def _op_json(op: Any) -> dict[str, Any]:
     return _json_safe(data)
 
 
+def _untraced_reason(query: Any) -> str:
+    kind = type(query).__name__
+    if isinstance(query, list | tuple) and query:
+        kind = f"{kind} of {type(query[0]).__name__}"
+    return (
+        f"the input was a plain {kind}, not a traced array or frame, so the source rows it "
+        "came from were not recorded (build it with rt.to_numpy(traced_frame), rt.load_csv or "
+        "rt.track, or pass input_lineage=rt.lineage(row) with query features)"
+    )
+
+
 def record_input_lineage(
     ws: AttributionWorkspace, query: Any, view: Any = None
 ) -> tuple[dict[str, Any], list[str]]:
@@ -279,12 +290,7 @@ def record_input_lineage(
         try:
             view = lineage(query)
         except LineageError:
-            return {
-                "status": "unknown",
-                "reason": f"the input was a plain {type(query).__name__}, not a traced array or "
-                "frame, so the source rows it came from were not recorded (build it with "
-                "rt.to_numpy(traced_frame), rt.load_csv or rt.track to record them)",
-            }, []
+            return {"status": "unknown", "reason": _untraced_reason(query)}, []
     blobs: list[str] = []
     ids = _union_ids(view)
     sources = [_source_entry(ws, index, part) for index, part in _by_source(ids)]

@@ -372,3 +372,19 @@ def test_issue10_statistics_follow_the_matrix_each_row_came_from(built: Credit) 
     raw = c.ws.explain(_log(c, 0, query=c.X[int(c.test[0])]), top_k=1).decision
     assert raw.statistics == []
     assert raw.rows == first.rows
+
+
+def test_issue10_query_features_take_the_lineage_of_the_row_they_came_from(built: Credit) -> None:
+    c = built
+    position = int(c.test[2])
+    assert c.att.featurize is not None
+    features = list(c.att.featurize(np.asarray(c.Xs[position])[None, :]))
+    bare = c.ws.explain(attribution.log_prediction(c.ws, c.att, features), top_k=1)
+    assert not bare.decision.is_known
+    given = attribution.log_prediction(
+        c.ws, c.att, features, input_lineage=rt.lineage(c.Xs[position])
+    )
+    decision = c.ws.explain(given, top_k=1).decision
+    keys = c.frame["SK_ID_CURR"].to_numpy()
+    assert decision.rows == _expected_rows(c, int(keys[position]))
+    assert {s["op"] for s in decision.statistics} == {"mean", "std"}
