@@ -42,7 +42,7 @@ from rowtrail.errors import (
 )
 from rowtrail.hashing import canonical_json, decode_canonical_json, sha256_digest
 from rowtrail.ids import ROW_BITS, row_numbers, source_indices
-from rowtrail.lineage import ArrayLineage, get_source, lineage
+from rowtrail.lineage import ArrayLineage, get_source, lineage, list_sources
 
 __all__ = ["DecisionLineage", "load_decision_lineage", "record_input_lineage"]
 
@@ -178,6 +178,16 @@ def _source_entry(ws: AttributionWorkspace, index: int, ids: NDArray[np.int64]) 
     }
 
 
+def _source_index(ws: AttributionWorkspace, label: str) -> int:
+    """Index of the source a lineage label names (``name`` or ``name@v<version>``)."""
+    name, _, version = label.rpartition("@v")
+    if name and version.isdigit():
+        for info in list_sources(ws):
+            if (info.name, info.version) == (name, int(version)):
+                return info.index
+    return get_source(ws, label).index
+
+
 def _fitted_ids(ws: AttributionWorkspace, stat: Any) -> NDArray[np.int64]:
     """Packed row ids a statistic was fitted on (from ``SourceRows.row_ids`` or by name)."""
     fitted = stat.fitted_on
@@ -185,8 +195,8 @@ def _fitted_ids(ws: AttributionWorkspace, stat: Any) -> NDArray[np.int64]:
     if ids.size == sum(len(v) for v in fitted.values()):
         return ids if bool(np.all(ids[1:] > ids[:-1])) else np.unique(ids)
     parts = [
-        (get_source(ws, name.split("@v")[0]).index << ROW_BITS) | np.asarray(rows, np.int64)
-        for name, rows in fitted.items()
+        (_source_index(ws, str(label)) << ROW_BITS) | np.asarray(rows, np.int64)
+        for label, rows in fitted.items()
     ]
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
