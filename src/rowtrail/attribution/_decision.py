@@ -15,7 +15,8 @@ Document (``format`` ``rowtrail.decision-lineage/1``, canonical JSON)::
                   "rows": [row numbers], "rows_digest"}],      # one per source table
      "ops": [OpInfo.to_json(), ...],        # the op chain, oldest first
      "statistics": [{"op", "node", "location", "params", "rows_blob",
-                     "fitted_on": [{"source_index", "name", "n_rows", "rows_digest"}]}]}
+                     "fitted_on": [{"source_index", "name", "n_rows", "rows_digest",
+                                    "rows" (only up to INLINE_ROWS)}]}]}
 
 ``rows_digest`` is the SHA-256 of the sorted packed row ids (little-endian int64) of one
 source; ``rows_blob`` holds all of a statistic's sorted packed ids, so identical statistics
@@ -50,6 +51,7 @@ FORMAT = "rowtrail.decision-lineage/1"
 # ws.extensions[_CACHE]: {ids of the ops that apply statistics: (statistic entries, blobs)}.
 _CACHE = "decision-statistics"
 _CACHE_SIZE = 64
+INLINE_ROWS = 100  # a statistic's rows per source are listed in the document up to this many
 _FIX = "Log the prediction again with rt.attribution.log_prediction; run `rowtrail verify`."
 
 
@@ -75,7 +77,7 @@ class DecisionLineage:
         The processing steps that built the input, oldest first (``OpInfo.to_json()``).
     statistics : list of dict
         Fitted statistics applied to the input: ``op``, ``location``, ``rows_blob`` and
-        ``fitted_on`` (per source: ``n_rows`` and ``rows_digest``).
+        ``fitted_on`` (per source: ``n_rows``, ``rows_digest`` and, up to 100 rows, ``rows``).
     document : str or None
         Digest of the decision lineage blob named by the ``prediction.made`` event.
     """
@@ -100,6 +102,15 @@ class DecisionLineage:
         return self.status == "recorded"
 
     @property
+    def row_ids(self) -> list[int]:
+        """Packed source row ids of the input (see :mod:`rowtrail.ids`), ascending."""
+        return sorted(
+            (int(src["source_index"]) << ROW_BITS) | int(row)
+            for src in self.sources
+            for row in self.rows.get(src["name"], [])
+        )
+
+    @property
     def source_ledger_indices(self) -> list[int]:
         """Ledger indices of the registrations of the input's source tables."""
         return sorted(
@@ -112,6 +123,7 @@ class DecisionLineage:
             "status": self.status,
             "reason": self.reason,
             "rows": {k: list(v) for k, v in self.rows.items()},
+            "row_ids": self.row_ids,
             "sources": [dict(s) for s in self.sources],
             "subjects": list(self.subjects),
             "ops": [dict(op) for op in self.ops],
@@ -210,6 +222,8 @@ def _statistic(ws: AttributionWorkspace, stat: Any, blobs: list[str]) -> dict[st
         entry = _source_entry(ws, index, part)
         fitted.append({k: entry[k] for k in ("source_index", "name", "rows_digest")})
         fitted[-1]["n_rows"] = int(part.size)
+        if part.size <= INLINE_ROWS:  # small: the row numbers themselves, not only a digest
+            fitted[-1]["rows"] = entry["rows"]
     return {
         "op": str(stat.op),
         "node": str(getattr(stat, "node", "")),
@@ -391,7 +405,13 @@ def _check_statistics(
         recorded = [
             (int(f["source_index"]), int(f["n_rows"]), f["rows_digest"]) for f in stat["fitted_on"]
         ]
-        if found != recorded:
+        listed = [
+            _rows_digest((int(f["source_index"]) << ROW_BITS) | np.asarray(f["rows"], np.int64))
+            == f["rows_digest"]
+            for f in stat["fitted_on"]
+            if "rows" in f
+        ]
+        if found != recorded or not all(listed):
             raise _refuse(
                 index,
                 f"the rows statistic {stat.get('op')!r} was fitted on do not "

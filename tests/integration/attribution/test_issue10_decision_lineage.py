@@ -140,6 +140,12 @@ def test_issue10_prediction_records_its_source_rows_in_every_table(built: Credit
         expected = _expected_rows(c, int(keys[position]))
         assert decision.is_known
         assert decision.rows == expected
+        packed = [
+            (get_source(c.ws, name).index << ROW_BITS) | row
+            for name, rows in expected.items()
+            for row in rows
+        ]
+        assert decision.row_ids == sorted(packed)
         bureau_ids = c.raw["bureau"]["SK_ID_BUREAU"].to_numpy()[expected.get("bureau", [])]
         own = c.raw["bureau"]["SK_ID_CURR"].to_numpy()[expected.get("bureau", [])]
         assert set(own.tolist()) <= {int(keys[position])}
@@ -372,6 +378,15 @@ def test_issue10_statistics_follow_the_matrix_each_row_came_from(built: Credit) 
     raw = c.ws.explain(_log(c, 0, query=c.X[int(c.test[0])]), top_k=1).decision
     assert raw.statistics == []
     assert raw.rows == first.rows
+    # A statistic fitted on a few rows lists them (checked against its digest), not only a count.
+    few = c.train[:20]
+    shifted = c.X - c.X[few].mean(axis=0)
+    small = c.ws.explain(_log(c, 0, query=shifted[int(c.test[0])]), top_k=1).decision
+    (stat,) = small.statistics
+    listed = {f["name"]: f.get("rows") for f in stat["fitted_on"]}
+    keys = c.frame["SK_ID_CURR"].to_numpy()[few]
+    app_rows = np.flatnonzero(np.isin(c.raw["application"]["SK_ID_CURR"].to_numpy(), keys))
+    assert listed["application"] == app_rows.tolist()
 
 
 def test_issue10_query_features_take_the_lineage_of_the_row_they_came_from(built: Credit) -> None:
