@@ -4,7 +4,9 @@ Scorers (one :class:`Scorer` role: :class:`ExactInfluenceScorer`, :class:`TRAKSc
 :class:`TracInScorer`, :class:`GradientSimilarityScorer`) turn stored gradient features into
 linear scores (positive = supports the prediction); :class:`ScoreIndex` answers batched top-k
 queries over a memory-mapped train-side matrix; :class:`Attributor` traces the top samples to
-source rows, subjects, ops and ledger proofs (:class:`Explanation`, ``ws.explain``);
+source rows, subjects, ops and ledger proofs (:class:`Explanation`, ``ws.explain``), after
+the decision's own lineage (:class:`DecisionLineage`: the source rows, steps and fitted
+statistics its input came from, recorded by :func:`log_prediction`);
 :func:`save_attributor` binds every saved file to the ledger by digest, checked on every load
 (:func:`verify_attribution_files` re-hashes them all);
 :func:`summarize_contributions` logs per-subject effects; :func:`evaluate_lds` and
@@ -23,6 +25,7 @@ from rowtrail.attribution._convex import (
     linear_model_features,
     linear_query_features,
 )
+from rowtrail.attribution._decision import DecisionLineage
 from rowtrail.attribution._explanation import (
     AttributedSample,
     Explanation,
@@ -64,6 +67,7 @@ __all__ = [
     "AttributedSample",
     "Attributor",
     "ContributionSummary",
+    "DecisionLineage",
     "ExactInfluenceScorer",
     "Explanation",
     "FeatureSource",

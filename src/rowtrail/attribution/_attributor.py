@@ -6,18 +6,20 @@ a :class:`~rowtrail.attribution.ScoreIndex` answers top-k, a
 :class:`~rowtrail.attribution.SampleLineage` traces samples to source rows, and the ledger
 proves the records relied on). Saved attributors live in ``<workspace>/attribution/<name>/``
 so that ``rowtrail explain`` can answer in a new process; predictions logged with
-:func:`log_prediction` carry their query vector as a blob.
+:func:`log_prediction` carry their query vector and their input's lineage as blobs, shown
+first in every explanation (:class:`~rowtrail.attribution.DecisionLineage`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from rowtrail.attribution._decision import DecisionLineage
 from rowtrail.attribution._explanation import (
     AttributedSample,
     Explanation,
@@ -29,6 +31,7 @@ from rowtrail.attribution._features import GradientFeatures
 from rowtrail.attribution._scorers import Scorer
 from rowtrail.attribution._topk import ScoreIndex, TopK
 from rowtrail.attribution._types import AttributionWorkspace
+from rowtrail.attribution._units import score_unit as unit_of
 from rowtrail.errors import InvalidInputError, UnknownSourceError
 from rowtrail.ids import ROW_BITS, source_indices
 from rowtrail.ledger import InclusionProof
@@ -65,6 +68,9 @@ class Attributor:
         proven in every explanation.
     method : str
         Scorer name (defaults to ``scorer.name``).
+    score_unit : str, optional
+        What a score measures, in words (defaults to the method's unit, see
+        :mod:`rowtrail.attribution._units`); shown with every explanation.
 
     Examples
     --------
@@ -87,6 +93,7 @@ class Attributor:
         checkpoints: Sequence[str] = (),
         record_indices: Sequence[int] = (),
         method: str | None = None,
+        score_unit: str | None = None,
     ) -> None:
         if (scorer is None) == (index is None):
             raise InvalidInputError(
@@ -109,6 +116,7 @@ class Attributor:
         self.checkpoints = tuple(str(c) for c in checkpoints)
         self.record_indices = tuple(int(i) for i in record_indices)
         self.method = method or (scorer.name if scorer is not None else "unknown")
+        self.score_unit = score_unit or unit_of(self.method)
         self._sources: dict[int, SourceInfo] = {}
         self._proof_cache: dict[tuple[int, bytes], InclusionProof] = {}
 
@@ -230,20 +238,40 @@ class Attributor:
 
     @staticmethod
     def _top_tables(samples: Sequence[AttributedSample]) -> dict[str, dict[str, float]]:
+        """Per table: samples touching it, their rows from it and the sums of their scores.
+
+        Each sample's whole score is added to every table it drew rows from, so the sums are
+        labelled for exactly that (``sum_*_scores``), never as a per-table effect.
+        """
         tables: dict[str, dict[str, float]] = {}
         for s in samples:
             for name, rows in s.rows.items():
-                agg = tables.setdefault(name, {"support": 0.0, "oppose": 0.0, "n_rows": 0.0})
-                agg["support" if s.score >= 0 else "oppose"] += s.score
+                agg = tables.setdefault(
+                    name,
+                    {
+                        "n_samples": 0.0,
+                        "n_rows": 0.0,
+                        "sum_supporting_scores": 0.0,
+                        "sum_opposing_scores": 0.0,
+                    },
+                )
+                agg["n_samples"] += 1
                 agg["n_rows"] += len(rows)
+                agg["sum_supporting_scores" if s.score >= 0 else "sum_opposing_scores"] += s.score
         return tables
 
     # ------------------------------------------------------------------ proofs
     def _proofs(
-        self, ws: AttributionWorkspace, samples: Sequence[AttributedSample], extra: Sequence[int]
+        self,
+        ws: AttributionWorkspace,
+        samples: Sequence[AttributedSample],
+        extra: Sequence[int],
+        roles: Mapping[int, str],
     ) -> tuple[list[dict[str, Any]], int]:
         kinds: dict[int, str] = {int(i): "record" for i in self.record_indices}
         kinds.update({int(i): "prediction" for i in extra})
+        for i, role in roles.items():
+            kinds.setdefault(int(i), role)
         for src in {int(source_indices(s.row_id)) for s in samples}:
             info = self.source_info(ws, src)
             if info is not None and info.ledger_index is not None:
@@ -272,6 +300,15 @@ class Attributor:
         out = [{"index": i, "role": kinds[i], "proof": proofs[i].to_json()} for i in ordered]
         return out, size_now
 
+    @staticmethod
+    def _decision_roles(ws: AttributionWorkspace, decision: DecisionLineage) -> dict[int, str]:
+        """Ledger records the decision's lineage relies on: source registrations, subjects."""
+        roles = {i: "input-source" for i in decision.source_ledger_indices}
+        for indices in ws.lineage_store.subject_events(list(decision.subjects)).values():
+            for i in indices:
+                roles.setdefault(int(i), "input-subject")
+        return roles
+
     # ------------------------------------------------------------------ explain
     def explain_vector(
         self,
@@ -282,8 +319,18 @@ class Attributor:
         proofs: bool = True,
         prediction: dict[str, Any] | None = None,
         extra_records: Sequence[int] = (),
+        decision: DecisionLineage | None = None,
     ) -> Explanation:
-        """Explain one query given as an index-side vector (see :meth:`query_vectors`)."""
+        """Explain one query given as an index-side vector (see :meth:`query_vectors`).
+
+        ``decision`` is the input's recorded lineage (see
+        :func:`~rowtrail.attribution._decision.load_decision_lineage`); the registrations of
+        its sources and its subjects' records are proven with the rest.
+        """
+        decision = decision or DecisionLineage.unknown(
+            "the input was given directly, not logged: only a logged prediction's input lineage "
+            "is evidence (log it with rt.attribution.log_prediction)"
+        )
         started = time.perf_counter()
         result = self.index.top_k(np.asarray(vector, dtype=np.float32).reshape(1, -1), top_k)
         scored = time.perf_counter()
@@ -301,7 +348,9 @@ class Attributor:
         if proofs:
             # The records relied on: the model's, the prediction's, and those of the sources and
             # subjects of the *supporting* samples (opposing ones are listed, not relied on).
-            proof_list, tree_size = self._proofs(ws, supporting, extra_records)
+            proof_list, tree_size = self._proofs(
+                ws, supporting, extra_records, self._decision_roles(ws, decision)
+            )
         done = time.perf_counter()
         return Explanation(
             method=self.method,
@@ -316,6 +365,8 @@ class Attributor:
             statistics=list(self.lineage.statistics()),
             proofs=proof_list,
             tree_size=tree_size,
+            decision=decision,
+            score_unit=self.score_unit,
             timings_ms={
                 "score": 1e3 * (scored - started),
                 "trace": 1e3 * (traced - scored),

@@ -1,7 +1,9 @@
 """What ``explain`` returns: attributed samples traced to source rows, totals, proofs.
 
 Owns the result types (:class:`AttributedSample`, :class:`SourceTotal`, :class:`Explanation`)
-and their renderings (JSON, text), plus the :class:`SampleLineage` role (what ``explain`` needs
+and their renderings (JSON, text): the decision's own lineage first (the source rows, steps,
+fitted statistics and model it was made on), then the training rows that drove it, with the
+scores' unit and sign in words. Also the :class:`SampleLineage` role (what ``explain`` needs
 from lineage: the source row ids of training sample ``i``, the ops and fitted statistics of the
 training matrix) with :class:`RowMapLineage`, a CSR implementation that is also the saved form.
 Any ``rt.lineage(training_matrix)`` view satisfies :class:`SampleLineage`.
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from rowtrail.attribution._decision import DecisionLineage
+from rowtrail.attribution._units import SIGN_CONVENTION, TABLE_MEASURE
 from rowtrail.errors import InvalidInputError
 
 __all__ = [
@@ -217,11 +221,13 @@ class AttributedSample:
 
 @dataclass(frozen=True)
 class SourceTotal:
-    """Summed attribution of one source table or file.
+    """Sums of the scores of the training samples that touch one source table or file.
 
     Over *all* training samples that drew at least one row from the source: ``support`` (sum
-    of their positive scores), ``oppose`` (sum of negative scores), ``net``; ``n_samples``
-    such samples. A sample built from several tables counts for each of them.
+    of their positive scores), ``oppose`` (sum of their negative scores), ``net``;
+    ``n_samples`` such samples. This is **not** a per-table effect: a sample built from several
+    tables counts in full for each of them, so totals overlap and do not add up across tables
+    (``measure`` says so in words, in the JSON too).
     """
 
     source: str
@@ -230,6 +236,8 @@ class SourceTotal:
     n_samples: int
     support: float
     oppose: float
+
+    measure: ClassVar[str] = TABLE_MEASURE
 
     @property
     def net(self) -> float:
@@ -246,12 +254,13 @@ class SourceTotal:
             "support": self.support,
             "oppose": self.oppose,
             "net": self.net,
+            "measure": self.measure,
         }
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """Why a model made a decision: supporting and opposing training samples and their sources.
+    """Why a model made a decision: what it was made on, then the training rows that drove it.
 
     Attributes
     ----------
@@ -261,15 +270,29 @@ class Explanation:
     supporting, opposing : list of AttributedSample
         Top samples by score, strongest first (positive supports the prediction).
     totals : list of SourceTotal
-        Source-stratified attribution over all training samples.
+        Per source table, sums of the scores of all training samples that touch it
+        (overlapping; see :attr:`table_measure`).
     top_tables : dict
-        Per source table, among the samples listed: ``support``, ``oppose`` and ``n_rows``
-        (a sample counts for every table it drew rows from).
+        Per source table, among the samples listed: ``n_samples`` touching it, their ``n_rows``
+        from it, and ``sum_supporting_scores`` / ``sum_opposing_scores`` (each sample's whole
+        score, counted for every table it drew rows from; see :attr:`table_measure`).
     ops, statistics : list of dict
         The processing steps of the training matrix and the fitted statistics involved.
     proofs : list of dict
         ``{"index", "role", "proof"}`` for each ledger record relied on (the model's records,
-        the prediction, the sources' registrations, the subjects' records), each verified.
+        the prediction, the registrations of the input's and the samples' sources, the
+        subjects' records), each verified.
+    decision : DecisionLineage
+        The decision's own lineage, read from the ``prediction.made`` event and the blobs it
+        names: the input's source rows per table, the steps that built it and the fitted
+        statistics applied to it, or ``status="unknown"`` with the reason.
+    score_unit : str
+        What a score measures, in words (e.g. the change in the log-odds of the explained
+        class when the training row is removed).
+    sign_convention : str
+        What a positive and a negative score mean, in words.
+    table_measure : str
+        What the per-table figures (``totals``, ``top_tables``) sum, in words.
     timings_ms : dict
     """
 
@@ -286,14 +309,24 @@ class Explanation:
     proofs: list[dict[str, Any]] = field(default_factory=list)
     tree_size: int | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    decision: DecisionLineage = field(
+        default_factory=lambda: DecisionLineage.unknown("the input was not a logged prediction")
+    )
+    score_unit: str = ""
+    sign_convention: str = SIGN_CONVENTION
+    table_measure: str = TABLE_MEASURE
 
     def to_json(self) -> dict[str, Any]:
-        """Return the whole explanation as JSON-ready data."""
+        """Return the whole explanation as JSON-ready data (the decision's lineage first)."""
         return {
+            "decision": self.decision.to_json(),
             "method": self.method,
             "model": self.model,
             "checkpoints": list(self.checkpoints),
             "prediction": dict(self.prediction),
+            "score_unit": self.score_unit,
+            "sign_convention": self.sign_convention,
+            "table_measure": self.table_measure,
             "supporting": [s.to_json() for s in self.supporting],
             "opposing": [s.to_json() for s in self.opposing],
             "totals": [t.to_json() for t in self.totals],
@@ -305,16 +338,23 @@ class Explanation:
             "timings_ms": dict(self.timings_ms),
         }
 
-    def to_text(self, *, max_rows: int = 10) -> str:
-        """Return a readable multi-line report."""
+    def _decision_lines(self, max_rows: int) -> list[str]:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(self.prediction.items()))
+        lines = [f"decision: {shown or '(input given directly, not logged)'}"]
+        lines += self.decision.text_lines(max_rows=max_rows)
+        lines.append(
+            f"  by model {self.model or '?'} (checkpoints: {', '.join(self.checkpoints) or '-'})"
+        )
+        return lines
+
+    def _sample_lines(self, max_rows: int) -> list[str]:
+        target = self.prediction.get("explained_class")
         lines = [
-            f"explanation by {self.method} of model {self.model or '?'}"
-            f" (checkpoints: {', '.join(self.checkpoints) or '-'})"
+            f"training rows that drove it, by {self.method}"
+            + (f" (explained class: {target})" if target is not None else ""),
+            f"  score unit: {self.score_unit or 'not documented'}",
+            f"  sign: {self.sign_convention}",
         ]
-        if self.prediction:
-            lines.append(
-                "prediction: " + ", ".join(f"{k}={v}" for k, v in sorted(self.prediction.items()))
-            )
         for title, samples in (("supporting", self.supporting), ("opposing", self.opposing)):
             lines.append(f"top {title} training samples:")
             for s in samples[:max_rows]:
@@ -323,21 +363,37 @@ class Explanation:
                     f"  #{s.rank:<3} score {s.score:+.4g}  {s.source}[{s.row_number}]"
                     f"  subject {(s.subject or '-')[:15]}" + (f"  + {extra}" if extra else "")
                 )
-        lines.append("totals per source (all training samples):")
+        return lines
+
+    def _table_lines(self) -> list[str]:
+        lines = [
+            "per table, sums of the scores of the training samples that touch it "
+            "(overlapping, not additive, not the effect of removing the table):"
+        ]
         for t in self.totals:
             lines.append(
-                f"  {t.source:<24} n={t.n_samples:<8} support {t.support:+.4g}  "
-                f"oppose {t.oppose:+.4g}  net {t.net:+.4g}"
+                f"  {t.source:<24} samples {t.n_samples:<8} sum+ {t.support:+.4g}  "
+                f"sum- {t.oppose:+.4g}  net {t.net:+.4g}"
             )
         if self.top_tables:
-            lines.append("tables behind the listed samples:")
+            lines.append("tables behind the listed samples (same overlapping sums):")
             for name, agg in self.top_tables.items():
                 lines.append(
-                    f"  {name:<24} rows {int(agg['n_rows']):<6} support "
-                    f"{agg['support']:+.4g}  oppose {agg['oppose']:+.4g}"
+                    f"  {name:<24} samples {int(agg['n_samples']):<4} rows "
+                    f"{int(agg['n_rows']):<6} sum+ {agg['sum_supporting_scores']:+.4g}  "
+                    f"sum- {agg['sum_opposing_scores']:+.4g}"
                 )
+        return lines
+
+    def to_text(self, *, max_rows: int = 10) -> str:
+        """Return a readable report: the decision's own lineage first, then the training rows."""
+        lines = self._decision_lines(max_rows)
+        lines += self._sample_lines(max_rows)
+        lines += self._table_lines()
         if self.ops:
-            lines.append("ops: " + " -> ".join(str(op.get("name")) for op in self.ops))
+            lines.append(
+                "training matrix ops: " + " -> ".join(str(op.get("name")) for op in self.ops)
+            )
         for stat in self.statistics:
             lines.append(f"fitted statistic {stat.get('op')} on {stat.get('fitted_on_rows')}")
         if self.proofs:

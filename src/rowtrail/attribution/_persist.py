@@ -9,9 +9,10 @@ ledger event whose ``files`` field records the digest and size of all five (DESI
 it before reading anything (a successful check is cached per process, see
 :mod:`rowtrail.training._bound`); the event is then one of the records every explanation
 proves. :func:`verify_attribution_files` re-hashes every saved attributor. A prediction logged with
-:func:`log_prediction` is a ``prediction.made`` event whose blob is the query's index-side
-vector, so ``ws.explain(ledger_index)`` and ``rowtrail explain`` need neither the model nor
-torch.
+:func:`log_prediction` is a ``prediction.made`` event whose blobs are the query's index-side
+vector and, for a traced input, its decision lineage (source rows per table, op chain, fitted
+statistics: see :mod:`rowtrail.attribution._decision`), so ``ws.explain(ledger_index)`` and
+``rowtrail explain`` need neither the model nor torch, and show what the decision was made on.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from numpy.typing import NDArray
 
 from rowtrail.attribution._attributor import Attributor
 from rowtrail.attribution._checks import is_count
+from rowtrail.attribution._decision import load_decision_lineage, record_input_lineage
 from rowtrail.attribution._explanation import Explanation, RowMapLineage
 from rowtrail.attribution._features import (
     GradientFeatures,
@@ -102,6 +104,7 @@ def save_attributor(ws: AttributionWorkspace, attributor: Attributor, name: str 
     meta = {
         "name": name,
         "method": attributor.method,
+        "score_unit": attributor.score_unit,
         "model": attributor.model,
         "checkpoints": list(attributor.checkpoints),
         "record_indices": list(attributor.record_indices),
@@ -219,6 +222,7 @@ def _read_attributor(path: Path, binding: Binding) -> Attributor:
             # The binding event is one of the records every explanation proves.
             record_indices=[*meta.get("record_indices", []), binding.index],
             method=str(meta.get("method", "unknown")),
+            score_unit=str(meta["score_unit"]) if meta.get("score_unit") else None,
         )
     except (InvalidInputError, TypeError, ValueError) as exc:
         raise FileIntegrityError(
@@ -284,6 +288,7 @@ def log_prediction(
     name: str = "default",
     subject: str | None = None,
     payload: dict[str, Any] | None = None,
+    input_lineage: Any = None,
 ) -> int:
     """Append a ``prediction.made`` event that ``ws.explain(index)`` can explain later.
 
@@ -301,7 +306,29 @@ def log_prediction(
     subject : str, optional
         Pseudonym of the data subject the decision is about.
     payload : dict, optional
-        Extra JSON fields (``decision``, ``score``, ``model``, ...).
+        Extra JSON fields (``decision``, ``score``, ``model``, ``explained_class``, ...).
+    input_lineage : lineage view, optional
+        The input's lineage when ``query`` itself is not traced (default:
+        ``rt.lineage(query)`` for a traced input; a plain array is recorded as "unknown").
+
+    Returns
+    -------
+    int
+        The ledger index of the ``prediction.made`` event. Its ``input_lineage`` field is
+        ``{"status": "recorded", "document", "rows_digest", "n_rows_per_source", "n_ops",
+        "n_statistics"}`` (the document and the fitted-statistics row blobs are named by the
+        event) or ``{"status": "unknown", "reason"}``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, rowtrail as rt
+    >>> from rowtrail.attribution import Attributor, ExactInfluenceScorer, GradientFeatures
+    >>> ws = rt.init(tempfile.mkdtemp())
+    >>> f = GradientFeatures(np.eye(2), p_correct=np.full(2, .5), row_ids=np.arange(2))
+    >>> att = Attributor(ExactInfluenceScorer(l2=1.0).fit([f]))
+    >>> i = log_prediction(ws, att, GradientFeatures(np.eye(2)[:1]))
+    >>> ws.explain(i, top_k=1).decision.status
+    'unknown'
     """
     _check_name(name, "log_prediction")
     vector = attributor.query_vectors(query)
@@ -314,8 +341,12 @@ def log_prediction(
     body = dict(payload or {})
     body.setdefault("model", attributor.model)
     body["attribution"] = {"index": name, "query_blob": blob, "dim": int(vector.shape[1])}
+    body["input_lineage"], lineage_blobs = record_input_lineage(ws, query, input_lineage)
     index: int = ws.ledger.append(
-        "prediction.made", body, blobs=[blob], subjects=[subject] if subject else []
+        "prediction.made",
+        body,
+        blobs=list(dict.fromkeys([blob, *lineage_blobs])),
+        subjects=[subject] if subject else [],
     )
     return index
 
@@ -328,7 +359,20 @@ def explain(
     proofs: bool = True,
     attributor: Attributor | None = None,
 ) -> Explanation:
-    """Explain a logged prediction (ledger index) or an input (see ``Workspace.explain``)."""
+    """Explain a logged prediction (ledger index) or an input (see ``Workspace.explain``).
+
+    For a logged prediction the :class:`Explanation` starts with the decision's own lineage
+    (``decision``), read only from the ``prediction.made`` event and the blobs it names, each
+    checked on read; an input given directly has ``decision.status == "unknown"``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``prediction`` is neither a ``prediction.made`` index nor an input row.
+    VerificationError
+        A record relied on fails its proof, or the recorded input lineage was altered or
+        removed (``BlobNotFoundError`` for a missing blob).
+    """
     if not is_count(top_k, 1):
         raise InvalidInputError(
             f"top_k of explain must be an int > 0; got {top_k!r}. Try top_k=20."
@@ -388,7 +432,10 @@ def _explain_logged(
             f"prediction {prediction} was logged for a {vector.size}-dim index; "
             f"attributor {name!r} has {att.index.dim}. Log it again."
         )
-    shown = {k: v for k, v in entry.event.payload.items() if k != "attribution"}
+    decision = load_decision_lineage(ws, prediction, entry.event.payload, entry.event.blobs)
+    shown = {
+        k: v for k, v in entry.event.payload.items() if k not in ("attribution", "input_lineage")
+    }
     shown["ledger_index"] = prediction
     return att.explain_vector(
         ws,
@@ -397,4 +444,5 @@ def _explain_logged(
         proofs=proofs,
         prediction=shown,
         extra_records=[prediction],
+        decision=decision,
     )

@@ -31,7 +31,14 @@ def explain(
     as_json: JsonOption = False,
     traceback: TracebackOption = False,
 ) -> None:
-    """Explain a logged prediction: top training samples, their table rows, subjects, proofs."""
+    """Explain a logged prediction: what it was made on, then the training rows that drove it.
+
+    First the decision's own lineage as recorded with the prediction (its input's source rows
+    in every table, the steps that built it, the fitted statistics applied to it, the model),
+    or why it is unknown; then the top supporting and opposing training samples with their
+    table rows and subjects, the scores' unit and sign in words, per-table sums of sample
+    scores, and the ledger proofs of every record relied on.
+    """
     with handle_errors(as_json=as_json, traceback=traceback), open_ws(workspace) as ws:
         result = ws.explain(prediction, top_k=top_k, proofs=proofs)
         emit(
