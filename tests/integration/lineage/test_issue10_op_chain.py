@@ -223,3 +223,20 @@ def test_issue10_torch_dataset_carries_the_chain(ws: Any, data: Any) -> None:
     ]
     digest = rt.flush(ds.lineage, name="dataset")
     assert _shape(rt.load_lineage(ws, digest).ops()) == _shape(ops)
+
+
+def test_issue10_chain_with_a_parameter_json_cannot_hold_still_persists(ws: Any) -> None:
+    from rowtrail.lineage.frames._convert import frame_op_node, traced_array
+    from rowtrail.lineage.frames._core import record_op
+
+    frame = rt.pandas.track(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), source="t", workspace=ws)
+    lineage, state = frame._rt_lineage, frame._rt_state
+    # An op recorded with a NaN and a non-string key (canonical JSON holds neither).
+    odd = record_op("custom", "transformation", [state.node], {"fill": float("nan"), 1: "x"})
+    X = traced_array(np.asarray(frame), lineage, state.derive(odd))
+    assert frame_op_node(state.derive(odd)).params == {"fill": "nan", "1": "x"}
+    assert [op.name for op in rt.lineage(X).ops()] == [
+        "source", "track", "custom", "frame.to_numpy"
+    ]
+    loaded = rt.load_lineage(ws, rt.flush(X, name="odd"))
+    assert [dict(op.params) for op in loaded.ops()][2] == {"fill": "nan", "1": "x"}

@@ -23,13 +23,14 @@ than *joined* to it (:func:`aggregated_ids`).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rowtrail.errors import InvalidInputError
+from rowtrail.errors import CanonicalEncodingError, InvalidInputError
+from rowtrail.hashing import canonical_json
 from rowtrail.lineage._array import TracedArray, wrap
 from rowtrail.lineage._node import Node, ancestor_nodes
 from rowtrail.lineage._rowmap import INDIRECT, Ids
@@ -90,6 +91,22 @@ def _read_source(op: OpNode, sources: dict[int, SourceInfo]) -> SourceInfo | Non
     return found[0] if len(found) == 1 else None
 
 
+def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``params`` with any value canonical JSON cannot hold replaced by its ``repr``.
+
+    The frame adapters record JSON-ready parameters; this keeps a stray one (a NaN fill value,
+    an object) from making the chain impossible to persist with ``rt.flush``.
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        try:
+            canonical_json(value)
+        except CanonicalEncodingError:
+            value = repr(value)
+        out[str(key)] = value
+    return out
+
+
 def _op_node(op: OpNode, state: FrameState) -> Node:
     """Return a new DAG node for frame op ``op`` (its inputs must be converted already)."""
     parents = [_OP_NODES[p] for p in op.inputs]
@@ -103,7 +120,7 @@ def _op_node(op: OpNode, state: FrameState) -> Node:
         tuple(parents),
         tuple(INDIRECT for _ in parents),
         n_rows,
-        params=dict(op.params),
+        params=_json_params(op.params),
         fallback=op.fallback,
     )
     # The op ran when (and where) the frame adapter recorded it, not now.

@@ -165,7 +165,8 @@ def dataset(
         registered table, e.g. the applicant's ``application`` row), which the training trail
         (``run.track(loader)``) records per batch; ``ds.row_offsets`` / ``ds.lineage_ids``:
         CSR of every source row id of each sample (all tables); ``ds.sample_row_ids(i)``,
-        ``ds.rows_of(i)`` (``{table: [rows]}``) and ``ds.lineage`` (the array lineage view).
+        ``ds.rows_of(i)`` (``{table: [rows]}``) and ``ds.lineage`` (the array lineage view;
+        its ``ops()`` list every frame op from each source file to the model input).
         ``ds.sample_offsets`` / ``ds.sample_ids`` (the same without statistics),
         ``ds.aggregated_ids`` and ``ds.statistic_ids``: what the training trail records.
     """
