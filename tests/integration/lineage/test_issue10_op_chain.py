@@ -232,7 +232,8 @@ def test_issue10_chain_with_a_parameter_json_cannot_hold_still_persists(ws: Any)
     frame = rt.pandas.track(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), source="t", workspace=ws)
     lineage, state = frame._rt_lineage, frame._rt_state
     # An op recorded with a NaN and a non-string key (canonical JSON holds neither).
-    odd = record_op("custom", "transformation", [state.node], {"fill": float("nan"), 1: "x"})
+    params: dict[Any, Any] = {"fill": float("nan"), 1: "x"}
+    odd = record_op("custom", "transformation", [state.node], params)
     X = traced_array(np.asarray(frame), lineage, state.derive(odd))
     assert frame_op_node(state.derive(odd)).params == {"fill": "nan", "1": "x"}
     assert [op.name for op in rt.lineage(X).ops()] == [
