@@ -337,8 +337,14 @@ class TracedArray:
     def __dlpack__(self, **kwargs: Any) -> Any:
         # torch.as_tensor / torch.from_dlpack share the memory (instead of reading the array
         # element by element as a sequence), and the export is noted like np.asarray's.
+        try:
+            capsule = self._a.__dlpack__(**kwargs)
+        except BufferError:
+            # DLPack cannot share this memory (non-native byte order, a read-only array for
+            # an old consumer): export a native copy instead, which no tensor can trace back.
+            return np.array(self._a, dtype=self._a.dtype.newbyteorder("=")).__dlpack__(**kwargs)
         note_export(self)
-        return self._a.__dlpack__(**kwargs)
+        return capsule
 
     def __dlpack_device__(self) -> tuple[int, int]:
         device: tuple[int, int] = self._a.__dlpack_device__()

@@ -209,8 +209,9 @@ def test_issue10_fitted_statistics_reach_every_sample(ws: Any, tmp_path: Path) -
         lambda X: torch.as_tensor(X, dtype=torch.float64),  # float32 -> float64: a copy
         lambda X: torch.as_tensor(X)[1:],  # rows shifted by one: not row i of X
         lambda X: torch.as_tensor(X).reshape(-1, 2),  # rows split in two
+        lambda X: torch.as_tensor(X.astype(">f4")),  # DLPack shares no byte-swapped memory
     ],
-    ids=["tensor-copy", "dtype-copy", "shifted-rows", "reshaped"],
+    ids=["tensor-copy", "dtype-copy", "shifted-rows", "reshaped", "byte-swapped"],
 )
 def test_issue10_unrecognised_tensors_record_lineage_unknown(
     ws: Any, data: Credit, convert: Any
