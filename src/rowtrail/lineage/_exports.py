@@ -91,7 +91,7 @@ def _same_rows(
     """Whether row ``i`` of the buffer lies inside row ``i`` of ``plain``, for every ``i``."""
     if plain.ndim == 0 or not shape or plain.shape[0] != shape[0] or shape[0] == 0:
         return False
-    if plain.strides[0] <= 0 or strides[0] != plain.strides[0] or plain.ndim < len(shape):
+    if plain.strides[0] <= 0 or strides[0] != plain.strides[0]:
         return False
     start = _row_start(address - plain.__array_interface__["data"][0], plain)
     if start is None:

@@ -18,6 +18,7 @@ views, and tensors whose rows are not one traced row each.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -93,12 +94,24 @@ def tensor_rows(dataset: Any) -> tuple[IdArray, Any] | None:
 
     ``row_ids`` has one id per sample (its smallest own source row, as ``rt.torch.dataset``
     gives); the :class:`~rowtrail.training._rows.SampleRows` hold every source row of each
-    sample. ``None`` when ``dataset`` has no ``tensors`` or none of them is recognised (see the
-    module docstring).
+    sample. ``None`` when ``dataset`` is not a ``TensorDataset`` (a subclass overriding
+    ``__getitem__`` is not one) or none of its tensors is recognised (see the module docstring).
     """
-    tensors = getattr(dataset, "tensors", None)
+    torch = sys.modules.get("torch")  # no tensor exists unless torch was imported
+    data = None if torch is None else torch.utils.data
+    # Only TensorDataset's own __getitem__ is known to give sample i from row i of each tensor.
+    if data is None or not isinstance(dataset, data.TensorDataset):
+        return None
+    if type(dataset).__getitem__ is not data.TensorDataset.__getitem__:
+        return None
+    tensors = dataset.tensors
     if not isinstance(tensors, tuple) or not tensors:
         return None
+    return _cached(dataset, tensors)
+
+
+def _cached(dataset: Any, tensors: tuple[Any, ...]) -> tuple[IdArray, Any] | None:
+    """Return the answer for ``dataset`` resolved once per tuple of tensors."""
     try:
         cached = _CACHE.get(dataset)
     except TypeError:  # not weak-referenceable: resolve every time

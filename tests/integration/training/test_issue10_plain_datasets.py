@@ -230,3 +230,27 @@ def test_issue10_unrecognised_tensors_record_lineage_unknown(
     assert (use.kind, use.run_id, use.row_id) == ("unknown", run_id, None)
     assert "unknown" in (use.reason or "")
 
+
+
+class ShiftedDataset(TensorDataset):
+    """A TensorDataset whose sample i is row i + 1: its rows cannot be read from its tensors."""
+
+    def __getitem__(self, index: int) -> Any:
+        shifted = (index + 1) % len(self)
+        return tuple(tensor[shifted] for tensor in self.tensors)
+
+
+def test_issue10_recognition_needs_row_i_to_be_sample_i(ws: Any, data: Credit) -> None:
+    X, y = data.arrays()
+    # Labels as a column (a size-1 axis added) are still rows of y; the copied X adds nothing.
+    labelled = TensorDataset(torch.tensor(np.asarray(X)), torch.as_tensor(y)[:, None])
+    shifted = ShiftedDataset(torch.as_tensor(X), torch.as_tensor(y))
+    with ws.training_run("layouts") as run:
+        for _ in run.track(DataLoader(labelled, batch_size=32)):
+            pass
+        for _ in run.track(DataLoader(shifted, batch_size=32), role="validation"):
+            pass
+    assert _drawn(ws, run.run_id).tolist() == data.expected_ids().tolist()
+    assert [(s["role"], s["row_ids"]) for s in _split_payloads(ws, run.run_id)] == [
+        ("train", True), ("validation", False)
+    ]
