@@ -53,7 +53,7 @@ AGGREGATED: weakref.WeakKeyDictionary[Node, NDArray[np.int64]] = weakref.WeakKey
 _OP_NODES: weakref.WeakKeyDictionary[OpNode, Node] = weakref.WeakKeyDictionary()
 _EMPTY = np.zeros(0, dtype=np.int64)
 #: ``n_rows`` of a frame-op node: the frame adapters do not record row counts per op.
-UNKNOWN_ROWS = -1
+_UNKNOWN_ROWS = -1
 
 
 def frame_lineage(frame: Any, caller: str) -> tuple[RowLineage, FrameState]:
@@ -113,7 +113,7 @@ def _op_node(op: OpNode, state: FrameState) -> Node:
     info = _read_source(op, state.sources) if op.kind == "source" else None
     if info is not None:
         parents.insert(0, source_node(info, state.workspace))
-    n_rows = info.n_rows if info is not None and not op.inputs else UNKNOWN_ROWS
+    n_rows = info.n_rows if info is not None and not op.inputs else _UNKNOWN_ROWS
     node = Node(
         op.name,
         op.kind,
