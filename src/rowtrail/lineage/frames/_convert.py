@@ -137,14 +137,19 @@ def frame_op_node(state: FrameState) -> Node:
     created before their children (serial order stays topological) and arrays converted from
     related frames share the nodes of their common ops.
     """
-    head = state.node
-    done = _OP_NODES.get(head)
-    if done is not None:
-        return done
-    for op in head.chain():
-        if op not in _OP_NODES:
+    # Depth first, inputs in order, parents before children (``OpNode.chain``'s order), without
+    # descending into ops converted earlier: a long chain converted step by step stays linear.
+    stack: list[tuple[OpNode, bool]] = [(state.node, False)]
+    while stack:
+        op, expanded = stack.pop()
+        if op in _OP_NODES:
+            continue
+        if expanded:
             _OP_NODES[op] = _op_node(op, state)
-    return _OP_NODES[head]
+            continue
+        stack.append((op, True))
+        stack.extend((parent, False) for parent in reversed(op.inputs))
+    return _OP_NODES[state.node]
 
 
 def _chain_parents(state: FrameState) -> tuple[Node, ...]:
