@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from rowtrail.lineage._exports import note_export
 from rowtrail.lineage._node import Node, warn_fallback
 from rowtrail.lineage._rowmap import ALL, STAT
 
@@ -329,8 +330,25 @@ class TracedArray:
     # ------------------------------------------------------------ NumPy protocols
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
         if dtype is None and not copy:
+            note_export(self)  # a tensor made from this memory can be traced back
             return self._a
         return np.array(self._a, dtype=dtype, copy=True if copy else None)
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        # torch.as_tensor / torch.from_dlpack share the memory (instead of reading the array
+        # element by element as a sequence), and the export is noted like np.asarray's.
+        try:
+            capsule = self._a.__dlpack__(**kwargs)
+        except BufferError:
+            # DLPack cannot share this memory (non-native byte order, a read-only array for
+            # an old consumer): export a native copy instead, which no tensor can trace back.
+            return np.array(self._a, dtype=self._a.dtype.newbyteorder("=")).__dlpack__(**kwargs)
+        note_export(self)
+        return capsule
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        device: tuple[int, int] = self._a.__dlpack_device__()
+        return device
 
     # ------------------------------------------------------------ attributes
     @property

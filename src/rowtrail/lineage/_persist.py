@@ -175,7 +175,7 @@ def persist(
         "outputs": [{"name": label, "node": index[id(n)]} for label, n in outputs],
     }
     digest: str = ws.ledger.put_blob(canonical_json(dag))
-    sources = [r["params"] for r in records if r["kind"] == "source"]
+    sources = [r["params"] for r in records if _is_source_record(r)]
     if _already_persisted(ws, name, digest):
         return digest  # a retry after a crash past the commit: the record exists once
     ws.ledger.append(
@@ -245,6 +245,11 @@ def _find_event(ws: LineageWorkspace, key: str) -> dict[str, Any]:
     )
 
 
+def _is_source_record(record: dict[str, Any]) -> bool:
+    """Whether a node record is a registered source (a frame's read op is kind ``source`` too)."""
+    return record["kind"] == "source" and "source_index" in (record["params"] or {})
+
+
 def _rebuild(ws: LineageWorkspace, records: list[dict[str, Any]]) -> list[Node]:
     nodes: list[Node] = []
     for record in records:
@@ -270,7 +275,7 @@ def _rebuild(ws: LineageWorkspace, records: list[dict[str, Any]]) -> list[Node]:
                 _get_ints(ws, pinned["offsets"]),
                 _get_ints(ws, pinned["shared"]),
             )
-        if record["kind"] == "source":
+        if _is_source_record(record):
             node.source = ws.lineage_store.get_source(int(record["params"]["source_index"]))
             node.ws = ws
         nodes.append(node)

@@ -1,10 +1,13 @@
 """Resolve the row id of every sample of a dataset, and the source rows each sample was built from.
 
 Row ids, in order of preference: ids passed explicitly; a ``row_ids`` attribute on the dataset
-(what ``rt.torch.dataset`` and traced arrays carry); ``Subset`` / ``ConcatDataset`` built from
-such datasets; otherwise the dataset's positions are registered as a **stand-in source**
-(``format="torch"``; named ``tensors:<digest prefix>`` for a ``TensorDataset``, whose bytes are
-hashed, else after the run) so that every sample still has a stable row id. A stand-in's rows
+(what ``rt.torch.dataset`` and traced arrays carry); a ``TensorDataset`` whose tensors are the
+memory of traced arrays (``torch.as_tensor(X)``, ``torch.from_numpy(np.asarray(X))``; see
+:mod:`._tensors`); ``Subset`` (indices compose, so nested subsets and ``random_split`` too) /
+``ConcatDataset`` built from such datasets; otherwise the dataset's positions are registered as
+a **stand-in source** (``format="torch"``; named ``tensors:<digest prefix>`` for a
+``TensorDataset``, whose bytes are hashed, else after the run) so that every sample still has a
+stable row id. A stand-in's rows
 are positions, not rows of any file: a run trained on one has no row ids, and its split is
 recorded with ``"row_ids": false`` so that "was row R used?" is answered "unknown" for it,
 never "not used" (DESIGN, the rule at the top).
@@ -34,6 +37,7 @@ from rowtrail.hashing import DIGEST_PREFIX, canonical_json, sha256_digest
 from rowtrail.ids import ROW_BITS
 from rowtrail.lineage import SourceInfo, get_source, register_source
 from rowtrail.training._codec import encode_positions
+from rowtrail.training._tensors import tensor_rows
 
 if TYPE_CHECKING:
     from rowtrail.lineage import LineageWorkspace
@@ -147,6 +151,9 @@ def _attribute_ids(dataset: Any) -> NDArray[np.int64] | None:
     ids = getattr(dataset, "row_ids", None)
     if ids is not None and not callable(ids):
         return np.asarray(ids, dtype=np.int64)
+    traced = tensor_rows(dataset)  # a TensorDataset of traced arrays' memory
+    if traced is not None:
+        return traced[0]
     indices = getattr(dataset, "indices", None)
     parent = getattr(dataset, "dataset", None)
     if indices is not None and parent is not None:  # torch.utils.data.Subset
@@ -188,6 +195,10 @@ def _attribute_lineage(dataset: Any, caller: str) -> SampleRows | None:
     own = _own_lineage(dataset, caller)
     if own is not None:
         return own
+    traced = tensor_rows(dataset)
+    if traced is not None:
+        rows: SampleRows = traced[1]
+        return rows
     indices = getattr(dataset, "indices", None)
     parent = getattr(dataset, "dataset", None)
     if indices is not None and parent is not None:  # Subset

@@ -318,10 +318,26 @@ class TrainingRun:
         role : {"train", "validation", "test"}
             The role of the loader's samples (recorded once per dataset as a split).
         row_ids : array_like of int64, optional
-            One row id per dataset sample; default: the dataset's ``row_ids`` attribute (and
-            its per-sample lineage, see :mod:`._rows`), or its positions registered as a
+            One row id per dataset sample; default: found from the dataset (with each
+            sample's source rows, see :mod:`._rows`), or its positions registered as a
             stand-in source, in which case the split records ``"row_ids": false`` and usage
             queries answer "unknown" for this run.
+
+        Notes
+        -----
+        Datasets whose row ids are found without ``row_ids=``:
+
+        - ``rt.torch.dataset(...)`` and any dataset with a ``row_ids`` attribute;
+        - ``TensorDataset`` whose tensors share memory with traced arrays:
+          ``torch.as_tensor(X)`` or ``torch.from_numpy(np.asarray(X))`` (or a column slice of
+          it) with ``X`` from ``rt.to_numpy`` / ``rt.track`` / ``rt.load_csv`` and NumPy ops
+          on them; sample ``i`` has the source rows of row ``i`` of ``X``;
+        - ``Subset`` of these (nested too, and ``random_split``: indices compose) and
+          ``ConcatDataset`` of these.
+
+        Anything else, e.g. tensors that are copies (``torch.tensor(X)``, ``.float()`` of a
+        float64 array, ``.to("cuda")``) or datasets of other classes, is recorded with
+        ``"row_ids": false``: ``sample_usage`` then answers ``kind="unknown"`` for the run.
         """
         self._check_live("track")
         check_role(role, "track")

@@ -3,8 +3,16 @@
 ``to_numpy`` turns a traced pandas/polars frame into the NumPy adapter's
 :class:`~rowtrail.lineage.TracedArray`: the frame's per-row lineage (group-bys resolved) is
 materialized once as CSR (offsets + source row ids) and becomes the array's source of truth,
-with the frame's sources as its ancestors, so ``rt.lineage(X)`` answers the same per-table
-queries as ``rt.lineage(frame)``.
+with the frame's op chain as its ancestors, so ``rt.lineage(X)`` answers the same per-table
+queries as ``rt.lineage(frame)`` and ``rt.lineage(X).ops()`` lists the frame's ops (each read
+op under the registered source it read, every op with its parameters, code location and time)
+followed by ``frame.to_numpy``.
+
+Each frame op becomes one DAG node (:func:`frame_op_node`), made once per op and shared by every
+array converted from frames it produced, so persisting them (``rt.flush``, pipelines) writes
+the chain once. Its edges are ``INDIRECT``: a frame's rows are followed through its hidden
+slots, not through row maps, so row queries stop at the converted array's pinned ids and the
+frame-op nodes only carry the chain (their ``n_rows`` is ``-1``: not recorded by the frames).
 
 The CSR flattens how each row arrived; the ids that reached the array through an aggregation
 (a group slot: a bureau row summed into an applicant's row) are remembered per node in
@@ -15,24 +23,37 @@ than *joined* to it (:func:`aggregated_ids`).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rowtrail.errors import InvalidInputError
+from rowtrail.errors import CanonicalEncodingError, InvalidInputError
+from rowtrail.hashing import canonical_json
 from rowtrail.lineage._array import TracedArray, wrap
 from rowtrail.lineage._node import Node, ancestor_nodes
 from rowtrail.lineage._rowmap import INDIRECT, Ids
+from rowtrail.lineage._sources import SourceInfo
 from rowtrail.lineage._track import source_node
-from rowtrail.lineage.frames._core import FrameState, RowLineage
+from rowtrail.lineage.frames._core import FrameState, OpNode, RowLineage
 
-__all__ = ["AGGREGATED", "aggregated_ids", "frame_lineage", "to_numpy", "traced_array"]
+__all__ = [
+    "AGGREGATED",
+    "aggregated_ids",
+    "frame_lineage",
+    "frame_op_node",
+    "to_numpy",
+    "traced_array",
+]
 
 #: Node of a frame-derived array -> sorted source row ids that reached it through a group slot.
 AGGREGATED: weakref.WeakKeyDictionary[Node, NDArray[np.int64]] = weakref.WeakKeyDictionary()
+#: Frame op -> its DAG node (made on the first conversion, alive as long as the op).
+_OP_NODES: weakref.WeakKeyDictionary[OpNode, Node] = weakref.WeakKeyDictionary()
 _EMPTY = np.zeros(0, dtype=np.int64)
+#: ``n_rows`` of a frame-op node: the frame adapters do not record row counts per op.
+_UNKNOWN_ROWS = -1
 
 
 def frame_lineage(frame: Any, caller: str) -> tuple[RowLineage, FrameState]:
@@ -53,12 +74,104 @@ def frame_lineage(frame: Any, caller: str) -> tuple[RowLineage, FrameState]:
     )
 
 
+def _read_source(op: OpNode, sources: dict[int, SourceInfo]) -> SourceInfo | None:
+    """Return the registered source a read op (kind ``source``) read, if exactly one matches.
+
+    Read ops record the source name and its digest, or its path where the digest is computed
+    later (a lazy polars scan).
+    """
+    params = op.params
+    digest, path = params.get("digest"), params.get("path")
+    found = [
+        info
+        for info in sources.values()
+        if info.name == params.get("source")
+        and (info.digest == digest if digest is not None else path is None or info.path == path)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``params`` with any value canonical JSON cannot hold replaced by its ``repr``.
+
+    The frame adapters record JSON-ready parameters; this keeps a stray one (a NaN fill value,
+    an object) from making the chain impossible to persist with ``rt.flush``.
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        try:
+            canonical_json(value)
+        except CanonicalEncodingError:
+            value = repr(value)
+        out[str(key)] = value
+    return out
+
+
+def _op_node(op: OpNode, state: FrameState) -> Node:
+    """Return a new DAG node for frame op ``op`` (its inputs must be converted already)."""
+    parents = [_OP_NODES[p] for p in op.inputs]
+    info = _read_source(op, state.sources) if op.kind == "source" else None
+    if info is not None:
+        parents.insert(0, source_node(info, state.workspace))
+    n_rows = info.n_rows if info is not None and not op.inputs else _UNKNOWN_ROWS
+    node = Node(
+        op.name,
+        op.kind,
+        tuple(parents),
+        tuple(INDIRECT for _ in parents),
+        n_rows,
+        params=_json_params(op.params),
+        fallback=op.fallback,
+    )
+    # The op ran when (and where) the frame adapter recorded it, not now.
+    file, _, line = op.location.rpartition(":")
+    node.code, node.line = (file, int(line)) if line.isdigit() else (op.location, 0)
+    node.t = op.created_at.timestamp()
+    return node
+
+
+def frame_op_node(state: FrameState) -> Node:
+    """Return the DAG node of the op that made a frame, with the frame's whole op chain.
+
+    Ops are converted oldest first and once each (memoized per op), so ancestors are always
+    created before their children (serial order stays topological) and arrays converted from
+    related frames share the nodes of their common ops.
+    """
+    # Depth first, inputs in order, parents before children (``OpNode.chain``'s order), without
+    # descending into ops converted earlier: a long chain converted step by step stays linear.
+    stack: list[tuple[OpNode, bool]] = [(state.node, False)]
+    while stack:
+        op, expanded = stack.pop()
+        if op in _OP_NODES:
+            continue
+        if expanded:
+            _OP_NODES[op] = _op_node(op, state)
+            continue
+        stack.append((op, True))
+        stack.extend((parent, False) for parent in reversed(op.inputs))
+    return _OP_NODES[state.node]
+
+
+def _chain_parents(state: FrameState) -> tuple[Node, ...]:
+    """Return the frame's op node, then a source node for each source no read op names."""
+    head = frame_op_node(state)
+    linked = {
+        n.source.index for n in ancestor_nodes(head)[0] if getattr(n, "source", None) is not None
+    }
+    extra = [
+        source_node(info, state.workspace)
+        for index, info in sorted(state.sources.items())
+        if index not in linked
+    ]
+    return (head, *extra)
+
+
 def traced_array(
     data: NDArray[Any], lineage: RowLineage, state: FrameState, name: str = "frame.to_numpy"
 ) -> TracedArray:
     """Wrap ``data`` (one row per frame row) as a traced array carrying the frame's lineage."""
     offsets, ids = lineage.csr()
-    parents = tuple(source_node(info, state.workspace) for _, info in sorted(state.sources.items()))
+    parents = _chain_parents(state)
     node = Node(
         name,
         "transformation",

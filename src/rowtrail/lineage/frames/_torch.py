@@ -16,6 +16,7 @@ records them with the run's split (see :mod:`rowtrail.training._rows`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from rowtrail.lineage._rowmap import STAT
 from rowtrail.lineage._view import SourceRows
 from rowtrail.lineage.frames._convert import aggregated_ids, to_numpy
 
-__all__ = ["dataset", "primary_ids"]
+__all__ = ["NodeSamples", "dataset", "node_samples", "primary_ids"]
 
 _CALLER = "rt.torch.dataset()"
 
@@ -48,11 +49,47 @@ def primary_ids(offsets: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[n
     return first
 
 
-def _csr_of(array: TracedArray) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Return ``(offsets, ids, shared)``: per-row source ids and the ids shared by every row."""
-    ids = materialize(array._n)
-    offsets = np.asarray(ids.csr_offsets(), dtype=np.int64)
-    return offsets, np.asarray(ids.ids, dtype=np.int64), np.unique(ids.shared).astype(np.int64)
+@dataclass(frozen=True)
+class NodeSamples:
+    """The source rows of every row of a traced array, kept apart by how they entered.
+
+    ``offsets`` / ``ids``: CSR of every source row id of each row, fitted statistics included;
+    ``own_offsets`` / ``own_ids``: the same without the statistics (the row's own, joined and
+    aggregated rows); ``aggregated``: the own ids that entered through a group-by;
+    ``statistic``: the rows every row depends on; ``row_ids``: one id per row
+    (:func:`primary_ids` of the own rows).
+    """
+
+    row_ids: NDArray[np.int64]
+    offsets: NDArray[np.int64]
+    ids: NDArray[np.int64]
+    own_offsets: NDArray[np.int64]
+    own_ids: NDArray[np.int64]
+    aggregated: NDArray[np.int64]
+    statistic: NDArray[np.int64]
+
+
+def node_samples(node: Node) -> NodeSamples:
+    """Return the per-row source rows of the traced array made by ``node``."""
+    materialized = materialize(node)
+    own_offsets = np.asarray(materialized.csr_offsets(), dtype=np.int64)
+    own_ids = np.asarray(materialized.ids, dtype=np.int64)
+    shared = np.unique(materialized.shared).astype(np.int64)
+    offsets, ids = _merged(own_offsets, own_ids, shared)
+    # A row's id is its smallest own row, never a statistic's row (which every row shares);
+    # only a row built from nothing but statistics falls back to those.
+    row_ids = primary_ids(own_offsets, own_ids)
+    if len(shared) and np.any(row_ids < 0):
+        row_ids = np.where(row_ids < 0, primary_ids(offsets, ids), row_ids)
+    return NodeSamples(
+        row_ids=row_ids,
+        offsets=offsets,
+        ids=ids,
+        own_offsets=own_offsets,
+        own_ids=own_ids,
+        aggregated=np.intersect1d(aggregated_ids(node), own_ids).astype(np.int64),
+        statistic=_statistic_ids(node, shared),
+    )
 
 
 def _statistic_ids(node: Node, shared: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -128,21 +165,14 @@ def dataset(
         registered table, e.g. the applicant's ``application`` row), which the training trail
         (``run.track(loader)``) records per batch; ``ds.row_offsets`` / ``ds.lineage_ids``:
         CSR of every source row id of each sample (all tables); ``ds.sample_row_ids(i)``,
-        ``ds.rows_of(i)`` (``{table: [rows]}``) and ``ds.lineage`` (the array lineage view).
+        ``ds.rows_of(i)`` (``{table: [rows]}``) and ``ds.lineage`` (the array lineage view;
+        its ``ops()`` list every frame op from each source file to the model input).
         ``ds.sample_offsets`` / ``ds.sample_ids`` (the same without statistics),
         ``ds.aggregated_ids`` and ``ds.statistic_ids``: what the training trail records.
     """
     torch = require("torch", extra="torch", feature=_CALLER)
     x, y = _split(data, target, features)
-    own_offsets, own_ids, shared = _csr_of(x)
-    offsets, ids = _merged(own_offsets, own_ids, shared)
-    aggregated = np.intersect1d(aggregated_ids(x._n), own_ids).astype(np.int64)
-    statistic = _statistic_ids(x._n, shared)
-    # A sample's id is its smallest own row, never a statistic's row (which every sample
-    # shares); only a sample built from nothing but statistics falls back to those.
-    row_ids = primary_ids(own_offsets, own_ids)
-    if len(shared) and np.any(row_ids < 0):
-        row_ids = np.where(row_ids < 0, primary_ids(offsets, ids), row_ids)
+    rows = node_samples(x._n)
     view = ArrayLineage(x._n)
     inputs = torch.from_numpy(np.ascontiguousarray(np.asarray(x), dtype=np.float32))
     labels = None if y is None else torch.from_numpy(np.ascontiguousarray(_label_array(y)))
@@ -152,10 +182,10 @@ def dataset(
 
         def __init__(self) -> None:
             self.inputs, self.labels = inputs, labels
-            self.row_offsets, self.lineage_ids = offsets, ids
-            self.sample_offsets, self.sample_ids = own_offsets, own_ids
-            self.aggregated_ids, self.statistic_ids = aggregated, statistic
-            self.row_ids = row_ids
+            self.row_offsets, self.lineage_ids = rows.offsets, rows.ids
+            self.sample_offsets, self.sample_ids = rows.own_offsets, rows.own_ids
+            self.aggregated_ids, self.statistic_ids = rows.aggregated, rows.statistic
+            self.row_ids = rows.row_ids
             self.lineage = view
 
         def __len__(self) -> int:
