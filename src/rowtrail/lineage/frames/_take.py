@@ -1,0 +1,130 @@
+"""Row gathers by position on traced frames: the selections scikit-learn makes.
+
+``train_test_split``, ``shuffle``, ``resample`` and the cross-validation helpers pick rows with
+``sklearn.utils._safe_indexing``, which calls ``DataFrame.take`` / ``Series.take`` on pandas
+objects (``iloc`` / ``loc`` for slices and masks) and ``X[indices, ...]`` on anything else that
+has a ``shape`` (a traced polars frame, whose ``__getitem__`` accepts that form); user code
+applies ``KFold`` indices with ``X.iloc[train_idx]`` / ``y.iloc[train_idx]``. Each of these
+maps the frame's lineage through the very positions the engine gathered (one ``int64``
+gather, pending until queried), so the rows keep their exact source rows. A label column read
+from a traced frame (``df["TARGET"]``) is a traced Series, so a split's target keeps its
+lineage too.
+
+The methods live here, installed on the adapter classes by :func:`install_pandas`, so that the
+pandas adapter modules change by one import line (they are edited in parallel for other
+operations).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from rowtrail.lineage.frames._pandas_base import (
+    FRAME,
+    SERIES,
+    as_traced,
+    attach,
+    derive,
+    is_quiet,
+    lineage_of,
+    quiet,
+)
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+__all__ = ["install_pandas", "series_of_column"]
+
+_ROW_AXES = (0, "index", "rows")
+
+
+def _positions(indices: Any, n: int) -> NDArray[np.intp]:
+    """Positions selected by an integer (or boolean) array-like, negatives wrapped."""
+    index = np.asarray(indices)
+    if index.dtype == bool:
+        return np.flatnonzero(index).astype(np.intp)
+    index = np.atleast_1d(index).astype(np.intp, copy=False)
+    return np.where(index < 0, index + n, index) if index.size and index.min() < 0 else index
+
+
+def _take(obj: Any, base: Any, indices: Any, axis: Any, kwargs: dict[str, Any]) -> Any:
+    """``take`` of a traced pandas object: rows keep their lineage, columns keep all of it."""
+    with quiet():
+        result = base.take(obj, indices, axis=axis, **kwargs)
+    found = lineage_of(obj)
+    if found is None or is_quiet():
+        return result
+    if axis not in _ROW_AXES:
+        return attach(result, found[0], found[1])
+    rows = _positions(indices, len(obj))
+    return derive(result, obj, found[0].take(rows), "take", "filter", {"n": len(rows)})
+
+
+def _frame_take(self: Any, indices: Any, axis: Any = 0, **kwargs: Any) -> Any:
+    """``DataFrame.take``; taken rows keep their lineage (``train_test_split`` calls it)."""
+    return _take(self, FRAME, indices, axis, kwargs)
+
+
+def _series_take(self: Any, indices: Any, axis: Any = 0, **kwargs: Any) -> Any:
+    """``Series.take``; taken rows keep their lineage (``train_test_split`` calls it)."""
+    return _take(self, SERIES, indices, axis, kwargs)
+
+
+class _SeriesIndexer:
+    """``series.iloc`` / ``series.loc`` mapping lineage through the selected rows."""
+
+    def __init__(self, series: Any, kind: str) -> None:
+        self._series = series
+        self._kind = kind
+        self._real = getattr(pd.Series, kind).fget(series)
+
+    def __getitem__(self, key: Any) -> Any:
+        series = self._series
+        with quiet():
+            result = self._real[key]
+        found = lineage_of(series)
+        if found is None or is_quiet() or not isinstance(result, pd.Series):
+            return result
+        if isinstance(key, slice) and key == slice(None):
+            return attach(as_traced(result), found[0], found[1])
+        probe = pd.Series(np.arange(len(series)), index=series.index)
+        picked = getattr(probe, self._kind)[key]
+        rows = np.atleast_1d(np.asarray(picked, dtype=np.intp))
+        return derive(result, series, found[0].take(rows), self._kind, "filter")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._real[key] = value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _series_iloc(self: Any) -> Any:
+    """Position-based indexer; selected rows keep their lineage."""
+    return _SeriesIndexer(self, "iloc")
+
+
+def _series_loc(self: Any) -> Any:
+    """Label-based indexer; selected rows keep their lineage."""
+    return _SeriesIndexer(self, "loc")
+
+
+def series_of_column(result: Any, frame: Any) -> Any:
+    """Return a column read from a traced frame as a traced Series with the frame's rows."""
+    found = lineage_of(frame)
+    if found is None or is_quiet() or len(result) != len(frame):
+        return result
+    if not (result.index is frame.index or result.index.equals(frame.index)):
+        return result
+    return attach(as_traced(result), found[0], found[1])
+
+
+def install_pandas(frame_class: type, series_class: type) -> None:
+    """Install the row gathers on the traced pandas classes (see module docstring)."""
+    frame_class.take = _frame_take  # type: ignore[attr-defined]
+    series_class.take = _series_take  # type: ignore[attr-defined]
+    series_class.iloc = property(_series_iloc)  # type: ignore[attr-defined]
+    series_class.loc = property(_series_loc)  # type: ignore[attr-defined]
