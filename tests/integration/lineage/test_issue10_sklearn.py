@@ -1,0 +1,295 @@
+"""Issue 10: the scikit-learn code people write keeps exact row lineage on traced frames.
+
+Every check compares lineage with an id carried by hand: ``SK_ID_CURR`` stays in the frames
+(and is read back from each split), and the truth is the row of that id in
+``application.csv`` as plain pandas reads it. Both engines (pandas, polars) run the same code.
+"""
+
+# ruff: noqa: N806 - X, y: scikit-learn's naming
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import rowtrail as rt
+from rowtrail._workspace import Workspace
+from rowtrail.datasets import credit
+from rowtrail.errors import LineageFallbackWarning
+from rowtrail.lineage import TracedArray
+from rowtrail.training import sample_usage
+
+pd = pytest.importorskip("pandas")
+pl = pytest.importorskip("polars")
+pytest.importorskip("sklearn")
+
+from sklearn.compose import ColumnTransformer  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.impute import SimpleImputer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import StratifiedKFold, train_test_split  # noqa: E402
+from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
+from sklearn.preprocessing import (  # noqa: E402
+    FunctionTransformer,
+    KBinsDiscretizer,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    PolynomialFeatures,
+    StandardScaler,
+    TargetEncoder,
+)
+
+SOURCE = "application.csv"
+NUM = ["AMT_INCOME_TOTAL", "AMT_CREDIT", "AMT_ANNUITY", "OWN_CAR_AGE"]
+CAT = ["CODE_GENDER", "NAME_INCOME_TYPE", "OCCUPATION_TYPE"]
+LEAVES = [
+    "SimpleImputer.fit",
+    "StandardScaler.fit",
+    "KBinsDiscretizer.fit",
+    "MinMaxScaler.fit",
+    "PolynomialFeatures.fit",
+    "OneHotEncoder.fit",
+    "OrdinalEncoder.fit",
+    "TargetEncoder.fit",
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("issue10_sklearn")
+    ds = credit(n_applicants=300, seed=1, out_dir=root)
+    plain = pd.read_csv(ds.paths["application"])
+    row_of = {int(k): i for i, k in enumerate(plain["SK_ID_CURR"])}
+    return {"path": ds.paths["application"], "row_of": row_of, "root": root}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return rt.init(tmp_path / "ws")
+
+
+def _read(engine: str, data: dict[str, Any], ws: Workspace) -> Any:
+    reader = rt.pandas.read_csv if engine == "pandas" else rt.polars.read_csv
+    return reader(data["path"], workspace=ws)
+
+
+def _without(frame: Any, column: str) -> Any:
+    return frame.drop(columns=[column]) if hasattr(frame, "iloc") else frame.drop(column)
+
+
+def _rows(frame: Any, data: dict[str, Any]) -> list[int]:
+    """Row numbers in application.csv of the frame's rows, from the id carried by hand."""
+    return [data["row_of"][int(k)] for k in np.asarray(frame["SK_ID_CURR"]).ravel()]
+
+
+def _assert_exact(obj: Any, truth: list[int]) -> None:
+    view = rt.lineage(obj)
+    assert view.n_rows == len(truth)
+    assert [view.rows_of(i).pairs() for i in range(len(truth))] == [[(SOURCE, t)] for t in truth]
+
+
+def _split(engine: str, data: dict[str, Any], ws: Workspace) -> tuple[Any, Any, Any, Any]:
+    frame = _read(engine, data, ws)
+    return tuple(  # type: ignore[return-value]
+        train_test_split(_without(frame, "TARGET"), frame["TARGET"], test_size=0.25, random_state=0)
+    )
+
+
+def _prep() -> ColumnTransformer:
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), NUM),
+            (
+                "bins",
+                make_pipeline(
+                    SimpleImputer(),
+                    KBinsDiscretizer(n_bins=3, quantile_method="averaged_inverted_cdf"),
+                ),
+                ["DAYS_BIRTH"],
+            ),
+            (
+                "poly",
+                make_pipeline(SimpleImputer(), MinMaxScaler(), PolynomialFeatures(2)),
+                ["DAYS_EMPLOYED"],
+            ),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                CAT,
+            ),
+            (
+                "ord",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                ["NAME_FAMILY_STATUS"],
+            ),
+            ("te", TargetEncoder(), ["NAME_EDUCATION_TYPE"]),
+        ]
+    )
+
+
+@pytest.mark.parametrize("engine", ["pandas", "polars"])
+def test_issue10_train_test_split_keeps_exact_rows(
+    engine: str, data: dict[str, Any], ws: Workspace
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageFallbackWarning)
+        X_train, X_test, y_train, y_test = _split(engine, data, ws)
+    _assert_exact(X_train, _rows(X_train, data))
+    _assert_exact(X_test, _rows(X_test, data))
+    assert len(X_train) == 225
+    assert sorted(_rows(X_train, data) + _rows(X_test, data)) == list(range(300))
+    if engine == "pandas":  # a label column of a traced pandas frame is a traced Series
+        _assert_exact(y_train, _rows(X_train, data))
+        _assert_exact(y_test, _rows(X_test, data))
+
+
+@pytest.mark.parametrize("engine", ["pandas", "polars"])
+def test_issue10_cross_validation_indices_keep_exact_rows(
+    engine: str, data: dict[str, Any], ws: Workspace
+) -> None:
+    frame = _read(engine, data, ws)
+    X, y = _without(frame, "TARGET"), frame["TARGET"]
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+    for train_idx, test_idx in folds.split(X, y):
+        for idx in (train_idx, test_idx):
+            part = X.iloc[idx] if engine == "pandas" else X[idx]
+            _assert_exact(part, [int(i) for i in idx])
+            if engine == "pandas":
+                _assert_exact(y.iloc[idx], [int(i) for i in idx])
+                _assert_exact(y.take(idx), [int(i) for i in idx])
+
+
+@pytest.mark.parametrize("engine", ["pandas", "polars"])
+def test_issue10_pipeline_outputs_and_fitted_statistics_by_column_name(
+    engine: str, data: dict[str, Any], ws: Workspace
+) -> None:
+    X_train, X_test, y_train, _ = _split(engine, data, ws)
+    train_rows, test_rows = _rows(X_train, data), _rows(X_test, data)
+    model = rt.sklearn.trace(
+        Pipeline([("prep", _prep()), ("clf", LogisticRegression(max_iter=1000))])
+    )
+    model.fit(X_train, y_train)
+    for output in (model.predict_proba(X_test), model.predict(X_test)):
+        assert isinstance(output, TracedArray)
+        _assert_exact(output, test_rows)
+    view = rt.lineage(model.predict_proba(X_test))
+    stats = view.statistics()
+    ops = [s.op for s in stats]
+    assert ops[:2] == ["Pipeline.fit", "ColumnTransformer.fit"]
+    assert ops[-1] == "LogisticRegression.fit"
+    assert set(LEAVES) <= set(ops)
+    for stat in stats:  # every fitted part learned from exactly the training rows
+        assert stat.fitted_on.pairs() == [(SOURCE, r) for r in sorted(train_rows)]
+    scaler = next(s for s in stats if s.op == "StandardScaler.fit")
+    assert "mean_" in scaler.params["fitted"]
+    assert scaler.params["path"].endswith("[num]/Pipeline[standardscaler]/StandardScaler")
+    everything = view.sources(include_statistics=True)[SOURCE]
+    assert everything == sorted(train_rows + test_rows)
+    assert not view.fallbacks()
+
+
+@pytest.mark.parametrize("engine", ["pandas", "polars"])
+def test_issue10_column_transformer_fit_transform_and_transform(
+    engine: str, data: dict[str, Any], ws: Workspace
+) -> None:
+    X_train, X_test, y_train, _ = _split(engine, data, ws)
+    prep = rt.sklearn.trace(_prep())
+    Z_train = prep.fit_transform(X_train, y_train)
+    _assert_exact(Z_train, _rows(X_train, data))
+    Z_test = prep.transform(X_test)
+    _assert_exact(Z_test, _rows(X_test, data))
+    encoder = next(s for s in rt.lineage(Z_test).statistics() if s.op == "TargetEncoder.fit")
+    # fit_transform of a TargetEncoder is cross-fitted: each row's value comes from other
+    # training rows, all of which the statistic names.
+    assert encoder.params["method"] == "fit_transform"
+    assert encoder.fitted_on.pairs() == [(SOURCE, r) for r in sorted(_rows(X_train, data))]
+
+
+def test_issue10_lazy_polars_frame_is_collected_once_and_traced(
+    data: dict[str, Any], ws: Workspace
+) -> None:
+    lazy = rt.polars.scan_csv(data["path"], workspace=ws).filter(pl.col("AMT_CREDIT") > 0)
+    model = rt.sklearn.trace(ColumnTransformer([("num", StandardScaler(), ["AMT_CREDIT"])]))
+    Z = model.fit_transform(lazy)
+    truth = _rows(lazy.collect(), data)
+    _assert_exact(Z, truth)
+    (whole, scaler) = rt.lineage(Z).statistics()
+    assert (whole.op, scaler.op) == ("ColumnTransformer.fit", "StandardScaler.fit")
+    assert scaler.fitted_on.pairs() == [(SOURCE, r) for r in sorted(truth)]
+
+
+@pytest.mark.parametrize("engine", ["pandas", "polars"])
+def test_issue10_unknown_row_semantics_fall_back_with_a_warning_naming_the_estimator(
+    engine: str, data: dict[str, Any], ws: Workspace
+) -> None:
+    X_train, X_test, y_train, _ = _split(engine, data, ws)
+    log = ColumnTransformer([("log", FunctionTransformer(np.log1p), ["AMT_CREDIT"])])
+    model = rt.sklearn.trace(make_pipeline(log, LogisticRegression()))
+    with pytest.warns(LineageFallbackWarning, match="FunctionTransformer"):
+        model.fit(X_train, y_train)
+    proba = model.predict_proba(X_test)
+    view = rt.lineage(proba)
+    test_rows = sorted(_rows(X_test, data))
+    assert view.rows_of(0).pairs() == [(SOURCE, r) for r in test_rows]  # all input rows
+    assert [op.name for op in view.fallbacks()] == ["Pipeline.predict_proba"]
+    declared = rt.sklearn.trace(
+        make_pipeline(log, LogisticRegression()), row_wise=(FunctionTransformer,)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageFallbackWarning)
+        declared.fit(X_train, y_train)
+        _assert_exact(declared.predict_proba(X_test), _rows(X_test, data))
+
+
+@pytest.mark.parametrize("engine", ["pandas", "polars"])
+def test_issue10_training_run_records_the_final_fit(
+    engine: str, data: dict[str, Any], ws: Workspace
+) -> None:
+    X_train, _, y_train, _ = _split(engine, data, ws)
+    train_rows = _rows(X_train, data)
+    model = rt.sklearn.trace(make_pipeline(_prep(), LogisticRegression(max_iter=1000)))
+    with ws.training_run("sk-logistic") as run:
+        model.fit(X_train, y_train)
+    (fit,) = run.fits
+    assert (fit["model"], fit["caller"], fit["n_samples"]) == (
+        "logistic",
+        "sklearn.LogisticRegression",
+        225,
+    )
+    (split,) = run.splits.values()
+    info = rt.lineage.get_source(ws, SOURCE)
+    assert split.role == "train"
+    assert split.row_ids.tolist() == [info.row_id(r) for r in train_rows]
+    used, unused = train_rows[0], next(r for r in range(300) if r not in set(train_rows))
+    kinds = {(u.kind, u.via) for u in sample_usage(ws, source=SOURCE, rows=[used])}
+    assert {("split", "row"), ("fit", "row")} <= kinds
+    # Every training row also reached each sample through the fitted statistics.
+    assert ("split", "statistic") in kinds
+    assert sample_usage(ws, source=SOURCE, rows=[unused]) == []
+
+
+def test_issue10_training_run_records_the_split_of_any_final_estimator(
+    data: dict[str, Any], ws: Workspace
+) -> None:
+    X_train, _, y_train, _ = _split("pandas", data, ws)
+    model = rt.sklearn.trace(
+        make_pipeline(_prep(), RandomForestClassifier(n_estimators=5, random_state=0))
+    )
+    with ws.training_run("sk-forest") as run:
+        model.fit(X_train, y_train)
+    assert run.fits == []  # no convex fit to record; the split is the record
+    (split,) = run.splits.values()
+    info = rt.lineage.get_source(ws, SOURCE)
+    assert split.row_ids.tolist() == [info.row_id(r) for r in _rows(X_train, data)]
+    # Outside a run nothing is recorded.
+    size = ws.ledger.size
+    model.fit(X_train, y_train)
+    assert ws.ledger.size == size
