@@ -151,6 +151,34 @@ def test_issue10_train_test_split_keeps_exact_rows(
         _assert_exact(y_test, _rows(X_test, data))
 
 
+def test_issue10_selections_of_a_traced_column_keep_exact_rows(
+    data: dict[str, Any], ws: Workspace
+) -> None:
+    frame = _read("pandas", data, ws)
+    ids = frame["SK_ID_CURR"]  # the id column itself: each value names its row
+    credit_col = frame["AMT_ANNUITY"]
+    truth = data["row_of"]
+
+    def check(selected: Any) -> None:
+        _assert_exact(selected, [truth[int(k)] for k in selected.to_numpy()])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageFallbackWarning)
+        check(ids[ids % 3 == 0])
+        check(ids[credit_col.notna()].sort_values(ascending=False, ignore_index=True))
+        check(ids.sample(frac=0.5, random_state=0).sort_index())
+        check(ids.nlargest(7))
+        check(ids.drop_duplicates().head(10))
+        check(ids.take([5, -1, 2]))
+        check(ids.iloc[[3, 1]])
+        values = frame["AMT_ANNUITY"].dropna()
+        kept = ids.loc[values.index]
+        check(kept)
+        _assert_exact(values, [truth[int(k)] for k in kept.to_numpy()])
+        ids.dropna(inplace=True)
+        check(ids)
+
+
 @pytest.mark.parametrize("engine", ["pandas", "polars"])
 def test_issue10_cross_validation_indices_keep_exact_rows(
     engine: str, data: dict[str, Any], ws: Workspace

@@ -8,7 +8,9 @@ applies ``KFold`` indices with ``X.iloc[train_idx]`` / ``y.iloc[train_idx]``. Ea
 maps the frame's lineage through the very positions the engine gathered (one ``int64``
 gather, pending until queried), so the rows keep their exact source rows. A label column read
 from a traced frame (``df["TARGET"]``) is a traced Series, so a split's target keeps its
-lineage too.
+lineage too; the Series calls that select or reorder rows (``s[mask]``, ``dropna``,
+``sort_values``, ``drop_duplicates``, ``nlargest``, ...) map it through the index labels they
+kept, which name the rows exactly when the index is unique (else they fall back and warn).
 
 The methods live here, installed on the adapter classes by :func:`install_pandas`, so that the
 pandas adapter modules change by one import line (they are edited in parallel for other
@@ -28,6 +30,7 @@ from rowtrail.lineage.frames._pandas_base import (
     as_traced,
     attach,
     derive,
+    fallback,
     is_quiet,
     lineage_of,
     quiet,
@@ -39,6 +42,15 @@ if TYPE_CHECKING:
 __all__ = ["install_pandas", "series_of_column"]
 
 _ROW_AXES = (0, "index", "rows")
+# Series calls that select or reorder rows (their result's labels are input labels).
+_SERIES_SELECTIONS = (
+    "dropna",
+    "sort_values",
+    "sort_index",
+    "drop_duplicates",
+    "nlargest",
+    "nsmallest",
+)
 
 
 def _positions(indices: Any, n: int) -> NDArray[np.intp]:
@@ -112,6 +124,53 @@ def _series_loc(self: Any) -> Any:
     return _SeriesIndexer(self, "loc")
 
 
+def _by_label(series: Any, name: str, op: Any, kwargs: dict[str, Any]) -> Any:
+    """Run a row-selecting Series call; map lineage through the labels it kept.
+
+    The result's index labels name the selected rows exactly when the input's index is
+    unique (``ignore_index`` is applied after the mapping); otherwise lineage falls back.
+    """
+    inplace = bool(kwargs.pop("inplace", False))
+    renumber = bool(kwargs.pop("ignore_index", False))
+    with quiet():
+        result = op(series, **kwargs)
+    found = lineage_of(series)
+    if found is not None and not is_quiet() and isinstance(result, pd.Series):
+        rows = series.index.get_indexer(result.index) if series.index.is_unique else None
+        if rows is not None and (rows >= 0).all():
+            result = derive(result, series, found[0].take(rows), f"Series.{name}", "filter")
+        else:
+            result = fallback(as_traced(result), series, f"Series.{name} (non-unique index)")
+        if renumber:
+            result = result.reset_index(drop=True)
+    elif renumber and isinstance(result, pd.Series):
+        result = SERIES.reset_index(result, drop=True)
+    if not inplace:
+        return result
+    SERIES._update_inplace(series, result)
+    lineage = lineage_of(result)
+    if lineage is not None:
+        attach(series, *lineage)
+    return None
+
+
+def _series_method(name: str) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        call = getattr(SERIES, name)
+        return _by_label(self, name, lambda s, **k: call(s, *args, **k), kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"``Series.{name}``; the selected rows keep their lineage."
+    return method
+
+
+def _series_getitem(self: Any, key: Any) -> Any:
+    """``series[key]``; the selected rows keep their lineage."""
+    if callable(key):
+        key = key(self)
+    return _by_label(self, "getitem", lambda s: SERIES.__getitem__(s, key), {})
+
+
 def series_of_column(result: Any, frame: Any) -> Any:
     """Return a column read from a traced frame as a traced Series with the frame's rows."""
     found = lineage_of(frame)
@@ -124,7 +183,13 @@ def series_of_column(result: Any, frame: Any) -> Any:
 
 def install_pandas(frame_class: type, series_class: type) -> None:
     """Install the row gathers on the traced pandas classes (see module docstring)."""
-    frame_class.take = _frame_take  # type: ignore[attr-defined]
-    series_class.take = _series_take  # type: ignore[attr-defined]
-    series_class.iloc = property(_series_iloc)  # type: ignore[attr-defined]
-    series_class.loc = property(_series_loc)  # type: ignore[attr-defined]
+    series_methods: dict[str, Any] = {
+        "take": _series_take,
+        "iloc": property(_series_iloc),
+        "loc": property(_series_loc),
+        "__getitem__": _series_getitem,
+        **{name: _series_method(name) for name in _SERIES_SELECTIONS},
+    }
+    for name, value in series_methods.items():
+        setattr(series_class, name, value)
+    setattr(frame_class, "take", _frame_take)  # noqa: B010 - installed like the Series methods
