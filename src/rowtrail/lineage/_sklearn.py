@@ -53,7 +53,7 @@ from rowtrail.lineage._array import wrap as wrap_array
 from rowtrail.lineage._node import Node, materialize
 from rowtrail.lineage._rowmap import ALL, STAT
 from rowtrail.lineage._sklearn_fits import fit_nodes, not_row_wise, statistic_ids
-from rowtrail.lineage._sklearn_inputs import as_input
+from rowtrail.lineage._sklearn_inputs import as_input, plain_input
 from rowtrail.lineage._sklearn_runs import FitRows, active_run
 
 __all__ = [
@@ -75,6 +75,11 @@ _ROWWISE = (
     "inverse_transform",
     "score_samples",
 )
+
+
+def _plain(values: Any) -> list[Any]:
+    """Replace traced arrays and frames among ``values`` by what scikit-learn should get."""
+    return [plain_input(v) for v in values]
 
 
 def _dense(result: Any) -> Any:
@@ -122,6 +127,7 @@ class LineageEstimator:
         self.row_wise = row_wise
         self.fit_nodes_: list[Node] = []
         self.not_row_wise_: list[str] = []
+        self.warned_ = False
 
     @property
     def _label(self) -> str:
@@ -142,17 +148,25 @@ class LineageEstimator:
         inputs = [n for n in nodes if n is not None]
         self.fit_nodes_ = fit_nodes(self.estimator, inputs, method=method)
         self.not_row_wise_ = not_row_wise(self.estimator, self.row_wise)
-        if self.not_row_wise_ and inputs:
-            warnings.warn(
-                f"rowtrail cannot vouch that {', '.join(self.not_row_wise_)} map(s) input row i "
-                "to output row i; outputs of this estimator are recorded as depending on all "
-                "input rows (sound, not exact). Pass row_wise=(TheClass,) to rt.sklearn.trace "
-                "if it is row-wise.",
-                LineageFallbackWarning,
-                stacklevel=4,
-            )
+        self.warned_ = False
+        if inputs:
+            self._warn_not_row_wise()
         if nodes[0] is not None:
             _record_in_run(self.estimator, data, target, nodes[0], nodes[1])
+
+    def _warn_not_row_wise(self) -> None:
+        """Warn (once per fit) that outputs depend on all input rows, naming the parts."""
+        if not self.not_row_wise_ or self.warned_:
+            return
+        self.warned_ = True
+        warnings.warn(
+            f"rowtrail cannot vouch that {', '.join(self.not_row_wise_)} map(s) input row i "
+            "to output row i; outputs of this estimator are recorded as depending on all "
+            "input rows (sound, not exact). Pass row_wise=(TheClass,) to rt.sklearn.trace "
+            "if it is row-wise.",
+            LineageFallbackWarning,
+            stacklevel=4,
+        )
 
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> LineageEstimator:  # noqa: N803 - scikit-learn's name
         """Fit the estimator and record the rows each fitted part learned from."""
@@ -190,6 +204,7 @@ class LineageEstimator:
                     stacklevel=3,
                 )
             return result
+        self._warn_not_row_wise()
         n_out = n_rows_of(result)
         exact = result.ndim > 0 and n_out == x_node.n_rows and not self.not_row_wise_
         if not exact and not self.not_row_wise_:
@@ -210,8 +225,15 @@ class LineageEstimator:
         if name.startswith("__") or name in ("estimator", "row_wise"):
             raise AttributeError(name)
         attr = getattr(self.estimator, name)
-        if name not in _ROWWISE:
+        if not callable(attr):
             return attr
+        if name not in _ROWWISE:
+            # Other calls (score, ...) get plain data, as fit does; their results keep no rows.
+            def plain(*args: Any, **kwargs: Any) -> Any:
+                return attr(*_plain(args), **{k: plain_input(v) for k, v in kwargs.items()})
+
+            plain.__name__ = name
+            return plain
 
         def method(X: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N803
             data, x_node = as_input(X, f"{self._label}.{name}[X]")
@@ -219,6 +241,30 @@ class LineageEstimator:
 
         method.__name__ = name
         return method
+
+    # ------------------------------------------------------------ scikit-learn protocol
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters of the wrapper (``estimator``, ``row_wise``; ``estimator__*`` if deep)."""
+        params: dict[str, Any] = {"estimator": self.estimator, "row_wise": self.row_wise}
+        if deep and hasattr(self.estimator, "get_params"):
+            inner = self.estimator.get_params(deep=True)
+            params.update({f"estimator__{k}": v for k, v in inner.items()})
+        return params
+
+    def set_params(self, **params: Any) -> LineageEstimator:
+        """Set ``estimator`` / ``row_wise``; other names go to the wrapped estimator."""
+        if "estimator" in params:
+            self.estimator = params.pop("estimator")
+        if "row_wise" in params:
+            self.row_wise = params.pop("row_wise")
+        inner = {k.removeprefix("estimator__"): v for k, v in params.items()}
+        if inner:
+            self.estimator.set_params(**inner)
+        return self
+
+    def __sklearn_tags__(self) -> Any:
+        # A classifier stays a classifier (stratified CV, is_classifier) once wrapped.
+        return self.estimator.__sklearn_tags__()
 
     def __getstate__(self) -> dict[str, Any]:
         # Lineage stays in this process (like a TracedArray's): pickle the estimator only.

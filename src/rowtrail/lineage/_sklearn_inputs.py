@@ -19,13 +19,7 @@ from rowtrail._optional import require
 from rowtrail.lineage._array import TracedArray
 from rowtrail.lineage._node import Node
 
-__all__ = ["as_input", "is_traced_frame"]
-
-
-def is_traced_frame(obj: Any) -> bool:
-    """Whether ``obj`` is a traced pandas object or a traced polars frame."""
-    pandas_lineage = getattr(obj, "_rt_lineage", None) is not None
-    return pandas_lineage or (hasattr(obj, "_slots") and hasattr(obj, "_inner"))
+__all__ = ["as_input", "plain_input"]
 
 
 def _frame_node(lineage: Any, state: Any, n_rows: int, caller: str) -> Node:
@@ -35,11 +29,19 @@ def _frame_node(lineage: Any, state: Any, n_rows: int, caller: str) -> Node:
     return traced_array(np.empty((n_rows, 0)), lineage, state, name=caller)._n
 
 
-def _pandas_input(obj: Any, caller: str) -> tuple[Any, Node]:
-    pandas = require("pandas", extra="pandas", feature=caller)
+def _plain_pandas(obj: Any) -> Any:
+    pandas = require("pandas", extra="pandas", feature="rt.sklearn")
     plain_type = pandas.DataFrame if isinstance(obj, pandas.DataFrame) else pandas.Series
-    plain = plain_type(obj, copy=False)  # a plain object over the same data
+    return plain_type(obj, copy=False)  # a plain object over the same data
+
+
+def _pandas_input(obj: Any, caller: str) -> tuple[Any, Node]:
+    plain = _plain_pandas(obj)
     return plain, _frame_node(obj._rt_lineage, obj._rt_state, len(obj), caller)
+
+
+def _is_polars(obj: Any) -> bool:
+    return hasattr(obj, "_slots") and hasattr(obj, "_inner") and hasattr(obj, "_state")
 
 
 def _polars_input(obj: Any, caller: str) -> tuple[Any, Node]:
@@ -50,6 +52,18 @@ def _polars_input(obj: Any, caller: str) -> tuple[Any, Node]:
     lineage = materialize(frame._slots, inner.select(frame._hidden))
     plain = inner.drop(frame._hidden)
     return plain, _frame_node(lineage, frame._state, plain.height, caller)
+
+
+def plain_input(obj: Any) -> Any:
+    """Return what scikit-learn gets for ``obj`` (see :func:`as_input`), without lineage."""
+    if type(obj) is TracedArray:
+        return obj._a
+    if getattr(obj, "_rt_lineage", None) is not None:
+        return _plain_pandas(obj)
+    if _is_polars(obj):
+        frame = obj._inner.drop(obj._hidden)
+        return frame.collect() if hasattr(frame, "collect") else frame
+    return obj
 
 
 def as_input(obj: Any, caller: str) -> tuple[Any, Node | None]:
@@ -67,6 +81,6 @@ def as_input(obj: Any, caller: str) -> tuple[Any, Node | None]:
         return obj._a, obj._n
     if getattr(obj, "_rt_lineage", None) is not None and getattr(obj, "_rt_state", None):
         return _pandas_input(obj, caller)
-    if hasattr(obj, "_slots") and hasattr(obj, "_inner") and hasattr(obj, "_state"):
+    if _is_polars(obj):
         return _polars_input(obj, caller)
     return obj, None

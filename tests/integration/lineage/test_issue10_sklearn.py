@@ -27,11 +27,16 @@ pd = pytest.importorskip("pandas")
 pl = pytest.importorskip("polars")
 pytest.importorskip("sklearn")
 
+from sklearn.base import clone, is_classifier  # noqa: E402
 from sklearn.compose import ColumnTransformer  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, train_test_split  # noqa: E402
+from sklearn.model_selection import (  # noqa: E402
+    StratifiedKFold,
+    cross_val_score,
+    train_test_split,
+)
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.preprocessing import (  # noqa: E402
     FunctionTransformer,
@@ -321,3 +326,29 @@ def test_issue10_training_run_records_the_split_of_any_final_estimator(
     size = ws.ledger.size
     model.fit(X_train, y_train)
     assert ws.ledger.size == size
+
+
+@pytest.mark.parametrize("engine", ["pandas", "polars"])
+def test_issue10_traced_estimator_works_inside_model_selection(
+    engine: str, data: dict[str, Any], ws: Workspace
+) -> None:
+    frame = _read(engine, data, ws)
+    X, y = _without(frame, "TARGET"), frame["TARGET"]
+    pipe = make_pipeline(_prep(), LogisticRegression(max_iter=1000))
+    model = rt.sklearn.trace(pipe)
+    assert is_classifier(model)
+    assert clone(model).get_params(deep=False)["estimator"] is not pipe
+    model.set_params(estimator__logisticregression__C=0.5)
+    assert pipe.get_params()["logisticregression__C"] == 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageFallbackWarning)
+        traced = cross_val_score(model, X, y, cv=3)
+    plain = pd.read_csv(data["path"]) if engine == "pandas" else pl.read_csv(data["path"])
+    expected = cross_val_score(clone(pipe), _without(plain, "TARGET"), plain["TARGET"], cv=3)
+    assert np.array_equal(traced, expected)
+    X_train, X_test, y_train, y_test = _split(engine, data, ws)
+    rows = np.asarray(_rows(X_test, data))
+    plain_X = _without(plain, "TARGET")
+    plain_X_test = plain_X.iloc[rows] if engine == "pandas" else plain_X[rows]
+    score = model.fit(X_train, y_train).score(X_test, y_test)  # model wraps pipe
+    assert score == pipe.score(plain_X_test, plain["TARGET"].to_numpy()[rows])
