@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from rowtrail._optional import require
-from rowtrail.errors import InvalidInputError, LineageFallbackWarning
+from rowtrail.errors import InvalidInputError, LineageFallbackWarning, RowtrailWarning
 from rowtrail.lineage._array import TracedArray, n_rows_of
 from rowtrail.lineage._array import wrap as wrap_array
 from rowtrail.lineage._node import Node, materialize
@@ -151,8 +151,7 @@ class LineageEstimator:
         self.warned_ = False
         if inputs:
             self._warn_not_row_wise()
-        if nodes[0] is not None:
-            _record_in_run(self.estimator, data, target, nodes[0], nodes[1])
+        _record_in_run(self.estimator, data, target, nodes[0], nodes[1])
 
     def _warn_not_row_wise(self) -> None:
         """Warn (once per fit) that outputs depend on all input rows, naming the parts."""
@@ -277,15 +276,9 @@ class LineageEstimator:
         return f"LineageEstimator({self.estimator!r})"
 
 
-def _final_and_design(estimator: Any, data: Any) -> tuple[Any, Any]:
-    """Return the final estimator of a ``Pipeline`` (or the estimator) and its input."""
+def _is_pipeline(estimator: Any) -> bool:
     steps = getattr(estimator, "steps", None)
-    if not isinstance(steps, list) or not steps:
-        return estimator, data
-    final = steps[-1][1]
-    if len(steps) == 1:
-        return final, data
-    return final, _dense(estimator[:-1].transform(data))
+    return isinstance(steps, list) and len(steps) > 1
 
 
 def _fit_rows(x_node: Node, y_node: Node | None, with_statistics: bool) -> FitRows:
@@ -313,17 +306,28 @@ def _record_in_run(
     estimator: Any,
     data: Any,
     target: Any,
-    x_node: Node,
+    x_node: Node | None,
     y_node: Node | None,
 ) -> None:
     """Record the fit of the final estimator in the open training run, if there is one."""
     active = active_run()
     if active is None:
         return
-    final, design = _final_and_design(estimator, data)
+    final = estimator.steps[-1][1] if _is_pipeline(estimator) else estimator
     if not hasattr(final, "predict") or target is None:
         return  # a transformer alone is preprocessing, not a trained model
     run, recorder = active
+    if x_node is None:
+        warnings.warn(
+            f"the fit of {type(final).__name__} inside training run {run.name!r} was not "
+            "recorded: its input carries no row lineage. Pass a traced array or frame "
+            "(rt.track, rt.pandas.read_csv, rt.polars.read_csv) or record the fit with "
+            "rowtrail.training.record_sklearn_fit(..., row_ids=...).",
+            RowtrailWarning,
+            stacklevel=4,
+        )
+        return
+    design = _dense(estimator[:-1].transform(data)) if final is not estimator else data
     rows = _fit_rows(x_node, y_node, final is not estimator)
     recorder(run, final, design, np.asarray(target), rows)
 

@@ -48,6 +48,7 @@ from sklearn.preprocessing import (  # noqa: E402
     StandardScaler,
     TargetEncoder,
 )
+from sklearn.utils import resample, shuffle  # noqa: E402
 
 SOURCE = "application.csv"
 NUM = ["AMT_INCOME_TOTAL", "AMT_CREDIT", "AMT_ANNUITY", "OWN_CAR_AGE"]
@@ -154,6 +155,16 @@ def test_issue10_train_test_split_keeps_exact_rows(
     if engine == "pandas":  # a label column of a traced pandas frame is a traced Series
         _assert_exact(y_train, _rows(X_train, data))
         _assert_exact(y_test, _rows(X_test, data))
+    frame = _read(engine, data, ws)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageFallbackWarning)
+        picked = [
+            *train_test_split(frame, stratify=frame["TARGET"], test_size=0.3, random_state=1),
+            shuffle(frame, random_state=0),
+            resample(frame, n_samples=50, random_state=0),
+        ]
+    for part in picked:
+        _assert_exact(part, _rows(part, data))
 
 
 def test_issue10_selections_of_a_traced_column_keep_exact_rows(
@@ -352,3 +363,16 @@ def test_issue10_traced_estimator_works_inside_model_selection(
     plain_X_test = plain_X.iloc[rows] if engine == "pandas" else plain_X[rows]
     score = model.fit(X_train, y_train).score(X_test, y_test)  # model wraps pipe
     assert score == pipe.score(plain_X_test, plain["TARGET"].to_numpy()[rows])
+
+
+def test_issue10_untraced_fit_inside_a_run_is_not_recorded_and_says_so(
+    data: dict[str, Any], ws: Workspace
+) -> None:
+    plain = pd.read_csv(data["path"])
+    model = rt.sklearn.trace(make_pipeline(_prep(), LogisticRegression(max_iter=1000)))
+    with (
+        ws.training_run("untraced") as run,
+        pytest.warns(rt.errors.RowtrailWarning, match="was not recorded"),
+    ):
+        model.fit(plain.drop(columns=["TARGET"]), plain["TARGET"])
+    assert (run.fits, run.splits) == ([], {})
