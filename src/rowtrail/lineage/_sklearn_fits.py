@@ -84,13 +84,35 @@ def _is_row_wise(estimator: Any, declared: tuple[type, ...]) -> bool:
     )
 
 
-def not_row_wise(estimator: Any, declared: tuple[type, ...]) -> list[str]:
-    """Return the paths of the leaf parts whose outputs rowtrail cannot map row to row."""
-    return [
-        path
-        for path, part in components(estimator)
-        if _children(part) is None and not _is_row_wise(part, declared)
-    ]
+def _sub_estimators(estimator: Any) -> Iterator[tuple[str, Any]]:
+    """Named estimators among ``estimator``'s parameters (``steps``, ``estimators``, ...)."""
+    try:
+        params = estimator.get_params(deep=False)
+    except (AttributeError, TypeError):
+        return
+    for key, value in sorted(params.items()):
+        if hasattr(value, "fit") and not isinstance(value, type):
+            yield str(key), value
+        elif isinstance(value, list | tuple):
+            for item in value:
+                part = item[1] if isinstance(item, tuple) and len(item) > 1 else item
+                name = str(item[0]) if isinstance(item, tuple) else key
+                if hasattr(part, "fit") and not isinstance(part, type):
+                    yield name, part
+
+
+def not_row_wise(estimator: Any, declared: tuple[type, ...], path: str = "") -> list[str]:
+    """Return the paths of the parts whose outputs rowtrail cannot map row to row.
+
+    Every estimator inside ``estimator`` counts, found through its parameters (a ``Pipeline``'s
+    steps, a ``VotingClassifier``'s estimators, a ``BaggingClassifier``'s estimator): a
+    scikit-learn meta-estimator is only as row-wise as what it calls.
+    """
+    here = f"{path}/{type(estimator).__name__}" if path else type(estimator).__name__
+    found = [] if _is_row_wise(estimator, declared) else [here]
+    for name, part in _sub_estimators(estimator):
+        found.extend(not_row_wise(part, declared, f"{here}[{name}]"))
+    return found
 
 
 def _fitted_attributes(estimator: Any) -> list[str]:

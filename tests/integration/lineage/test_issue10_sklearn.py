@@ -5,7 +5,7 @@ Every check compares lineage with an id carried by hand: ``SK_ID_CURR`` stays in
 ``application.csv`` as plain pandas reads it. Both engines (pandas, polars) run the same code.
 """
 
-# ruff: noqa: N806 - X, y: scikit-learn's naming
+# ruff: noqa: N803, N806 - X, y: scikit-learn's naming
 
 from __future__ import annotations
 
@@ -20,16 +20,16 @@ import rowtrail as rt
 from rowtrail._workspace import Workspace
 from rowtrail.datasets import credit
 from rowtrail.errors import LineageFallbackWarning
-from rowtrail.lineage import TracedArray
+from rowtrail.lineage import TracedArray, get_source
 from rowtrail.training import sample_usage
 
 pd = pytest.importorskip("pandas")
 pl = pytest.importorskip("polars")
 pytest.importorskip("sklearn")
 
-from sklearn.base import clone, is_classifier  # noqa: E402
+from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier  # noqa: E402
 from sklearn.compose import ColumnTransformer  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier  # noqa: E402
 from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import (  # noqa: E402
@@ -101,9 +101,10 @@ def _assert_exact(obj: Any, truth: list[int]) -> None:
 
 def _split(engine: str, data: dict[str, Any], ws: Workspace) -> tuple[Any, Any, Any, Any]:
     frame = _read(engine, data, ws)
-    return tuple(  # type: ignore[return-value]
-        train_test_split(_without(frame, "TARGET"), frame["TARGET"], test_size=0.25, random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(
+        _without(frame, "TARGET"), frame["TARGET"], test_size=0.25, random_state=0
     )
+    return X_train, X_test, y_train, y_test
 
 
 def _prep() -> ColumnTransformer:
@@ -309,7 +310,7 @@ def test_issue10_training_run_records_the_final_fit(
         225,
     )
     (split,) = run.splits.values()
-    info = rt.lineage.get_source(ws, SOURCE)
+    info = get_source(ws, SOURCE)
     assert split.role == "train"
     assert split.row_ids.tolist() == [info.row_id(r) for r in train_rows]
     used, unused = train_rows[0], next(r for r in range(300) if r not in set(train_rows))
@@ -331,7 +332,7 @@ def test_issue10_training_run_records_the_split_of_any_final_estimator(
         model.fit(X_train, y_train)
     assert run.fits == []  # no convex fit to record; the split is the record
     (split,) = run.splits.values()
-    info = rt.lineage.get_source(ws, SOURCE)
+    info = get_source(ws, SOURCE)
     assert split.row_ids.tolist() == [info.row_id(r) for r in _rows(X_train, data)]
     # Outside a run nothing is recorded.
     size = ws.ledger.size
@@ -376,3 +377,31 @@ def test_issue10_untraced_fit_inside_a_run_is_not_recorded_and_says_so(
     ):
         model.fit(plain.drop(columns=["TARGET"]), plain["TARGET"])
     assert (run.fits, run.splits) == ([], {})
+
+
+class MajorityClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """An estimator from outside scikit-learn (rowtrail cannot know its row semantics)."""
+
+    def fit(self, X: Any, y: Any) -> MajorityClassifier:
+        labels, counts = np.unique(np.asarray(y), return_counts=True)
+        self.classes_ = labels
+        self.majority_ = labels[np.argmax(counts)]
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.full(len(X), self.majority_)
+
+
+def test_issue10_estimator_from_elsewhere_inside_a_meta_estimator_falls_back(
+    data: dict[str, Any], ws: Workspace
+) -> None:
+    X_train, X_test, y_train, _ = _split("pandas", data, ws)
+    vote = VotingClassifier(
+        [("lr", LogisticRegression(max_iter=1000)), ("mine", MajorityClassifier())]
+    )
+    model = rt.sklearn.trace(make_pipeline(_prep(), vote))
+    with pytest.warns(LineageFallbackWarning, match=r"VotingClassifier\[mine\]/MajorityClassifier"):
+        model.fit(X_train, y_train)
+    view = rt.lineage(model.predict(X_test))
+    assert view.rows_of(3).pairs() == [(SOURCE, r) for r in sorted(_rows(X_test, data))]
+    assert view.fallbacks()[-1].name == "Pipeline.predict"
