@@ -204,6 +204,7 @@ class LineageEstimator:
                 )
             return result
         self._warn_not_row_wise()
+        self._warn_fit_lost()
         n_out = n_rows_of(result)
         exact = result.ndim > 0 and n_out == x_node.n_rows and not self.not_row_wise_
         if not exact and not self.not_row_wise_:
@@ -267,10 +268,23 @@ class LineageEstimator:
 
     def __getstate__(self) -> dict[str, Any]:
         # Lineage stays in this process (like a TracedArray's): pickle the estimator only.
-        return {"estimator": self.estimator, "row_wise": self.row_wise}
+        fitted = bool(self.fit_nodes_) or getattr(self, "fit_lost_", False)
+        return {"estimator": self.estimator, "row_wise": self.row_wise, "fitted": fitted}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["estimator"], row_wise=state["row_wise"])  # type: ignore[misc]
+        # Unpickled after a traced fit: the rows its statistics came from are unknown here.
+        self.fit_lost_ = bool(state.get("fitted"))
+
+    def _warn_fit_lost(self) -> None:
+        if getattr(self, "fit_lost_", False) and not self.fit_nodes_:
+            warnings.warn(
+                f"this {self._label} was unpickled: the rows its fitted statistics came from "
+                "were not pickled, so its outputs name only their own input rows. Fit it again "
+                "in this process to record them.",
+                RowtrailWarning,
+                stacklevel=4,
+            )
 
     def __repr__(self) -> str:
         return f"LineageEstimator({self.estimator!r})"

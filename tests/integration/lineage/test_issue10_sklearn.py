@@ -9,6 +9,7 @@ Every check compares lineage with an id carried by hand: ``SK_ID_CURR`` stays in
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -405,3 +406,20 @@ def test_issue10_estimator_from_elsewhere_inside_a_meta_estimator_falls_back(
     view = rt.lineage(model.predict(X_test))
     assert view.rows_of(3).pairs() == [(SOURCE, r) for r in sorted(_rows(X_test, data))]
     assert view.fallbacks()[-1].name == "Pipeline.predict"
+
+
+def test_issue10_unpickled_estimator_keeps_rows_and_says_its_statistics_are_unknown(
+    data: dict[str, Any], ws: Workspace
+) -> None:
+    X_train, X_test, y_train, _ = _split("polars", data, ws)
+    model = rt.sklearn.trace(make_pipeline(_prep(), LogisticRegression(max_iter=1000)))
+    again = pickle.loads(pickle.dumps(model.fit(X_train, y_train)))
+    with pytest.warns(rt.errors.RowtrailWarning, match="unpickled"):
+        proba = again.predict_proba(X_test)
+    assert np.array_equal(np.asarray(proba), np.asarray(model.predict_proba(X_test)))
+    _assert_exact(proba, _rows(X_test, data))
+    assert rt.lineage(proba).statistics() == []
+    again.fit(X_train, y_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(rt.lineage(again.predict_proba(X_test)).statistics()) > 1
