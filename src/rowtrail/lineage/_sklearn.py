@@ -52,7 +52,7 @@ from rowtrail.lineage._array import TracedArray, n_rows_of
 from rowtrail.lineage._array import wrap as wrap_array
 from rowtrail.lineage._node import Node, materialize
 from rowtrail.lineage._rowmap import ALL, STAT
-from rowtrail.lineage._sklearn_fits import fit_nodes, not_row_wise, statistic_ids
+from rowtrail.lineage._sklearn_fits import components, fit_nodes, not_row_wise, statistic_ids
 from rowtrail.lineage._sklearn_inputs import as_input, plain_input
 from rowtrail.lineage._sklearn_runs import FitRows, active_run
 
@@ -126,6 +126,7 @@ class LineageEstimator:
         self.estimator = estimator
         self.row_wise = row_wise
         self.fit_nodes_: list[Node] = []
+        self.fit_parts_: list[Any] = []
         self.not_row_wise_: list[str] = []
         self.warned_ = False
 
@@ -147,6 +148,8 @@ class LineageEstimator:
     def _fitted(self, method: str, data: Any, target: Any, nodes: list[Node | None]) -> None:
         inputs = [n for n in nodes if n is not None]
         self.fit_nodes_ = fit_nodes(self.estimator, inputs, method=method)
+        # The fitted object behind each node (same order), so a slice can keep its own.
+        self.fit_parts_ = [part for _, part in components(self.estimator)][: len(self.fit_nodes_)]
         self.not_row_wise_ = not_row_wise(self.estimator, self.row_wise)
         self.warned_ = False
         if inputs:
@@ -241,6 +244,25 @@ class LineageEstimator:
 
         method.__name__ = name
         return method
+
+    def __getitem__(self, key: Any) -> Any:
+        """Return a step or slice of a wrapped ``Pipeline`` (``model[:-1]``), traced likewise.
+
+        The slice keeps the statistics nodes of the fitted parts inside it.
+        """
+        part = self.estimator[key]
+        if not hasattr(part, "fit"):
+            return part  # "passthrough"
+        inside = {id(p) for _, p in components(part)}
+        sub = LineageEstimator(part, row_wise=self.row_wise)
+        kept = [
+            (n, p) for n, p in zip(self.fit_nodes_, self.fit_parts_, strict=True) if id(p) in inside
+        ]
+        sub.fit_nodes_ = [n for n, _ in kept]
+        sub.fit_parts_ = [p for _, p in kept]
+        sub.not_row_wise_ = not_row_wise(part, self.row_wise)
+        sub.warned_ = self.warned_
+        return sub
 
     # ------------------------------------------------------------ scikit-learn protocol
     def get_params(self, deep: bool = True) -> dict[str, Any]:

@@ -423,3 +423,22 @@ def test_issue10_unpickled_estimator_keeps_rows_and_says_its_statistics_are_unkn
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(rt.lineage(again.predict_proba(X_test)).statistics()) > 1
+
+
+@pytest.mark.parametrize("engine", ["pandas", "polars"])
+def test_issue10_pipeline_slice_transforms_with_its_own_statistics(
+    engine: str, data: dict[str, Any], ws: Workspace
+) -> None:
+    X_train, X_test, y_train, _ = _split(engine, data, ws)
+    model = rt.sklearn.trace(make_pipeline(_prep(), LogisticRegression(max_iter=1000)))
+    features = model.fit(X_train, y_train)[:-1].transform(X_test)
+    _assert_exact(features, _rows(X_test, data))
+    ops = [s.op for s in rt.lineage(features).statistics()]
+    assert set(LEAVES) <= set(ops)
+    assert "LogisticRegression.fit" not in ops  # the slice does not use the model
+    last = model[-1]  # one step, traced with its own statistics
+    assert last.estimator is model.estimator[-1]
+    proba = last.predict_proba(features)
+    _assert_exact(proba, _rows(X_test, data))
+    assert rt.lineage(proba).statistics()[-1].op == "LogisticRegression.fit"
+    assert np.array_equal(np.asarray(proba), np.asarray(model.predict_proba(X_test)))
