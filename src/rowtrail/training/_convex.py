@@ -239,7 +239,9 @@ def _resolve_ids(run: Any, X_in: Any,  # noqa: N803 - X as in sklearn
     return info.row_ids()
 
 
-def _finish_fit(fit: ConvexFit, run: Any, caller: str, lineage: Any = None) -> ConvexFit:
+def _finish_fit(
+    fit: ConvexFit, run: Any, caller: str, lineage: SampleRows | None = None
+) -> ConvexFit:
     if run is None:
         return fit
     ledger = run.ws.ledger
