@@ -32,7 +32,6 @@ from rowtrail.lineage._rowmap import ALL, STAT
 __all__ = ["components", "estimator_params", "fit_nodes", "not_row_wise", "statistic_ids"]
 
 _EMPTY = np.zeros(0, dtype=np.int64)
-_SKIP = ("drop", "passthrough", None)
 
 
 def estimator_params(estimator: Any) -> dict[str, str]:
