@@ -197,6 +197,24 @@ def test_issue10_selections_of_a_traced_column_keep_exact_rows(
         check(ids)
 
 
+def test_issue10_summaries_of_a_traced_column_name_their_rows_without_warnings(
+    data: dict[str, Any], ws: Workspace
+) -> None:
+    frame = _read("pandas", data, ws)
+    plain = pd.read_csv(data["path"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LineageFallbackWarning)
+        sums = frame["AMT_CREDIT"].groupby(frame["CODE_GENDER"]).sum()
+        quartiles = frame["AMT_CREDIT"].quantile([0.25, 0.75])
+        summary = frame["AMT_CREDIT"].describe()
+    for i, gender in enumerate(sums.index):
+        rows = np.flatnonzero(plain["CODE_GENDER"].to_numpy() == gender).tolist()
+        assert rt.lineage(sums).rows_of(i).pairs() == [(SOURCE, r) for r in rows]
+    for summarised in (quartiles, summary):
+        view = rt.lineage(summarised)
+        assert view.rows_of(len(summarised) - 1).pairs() == [(SOURCE, r) for r in range(300)]
+
+
 @pytest.mark.parametrize("engine", ["pandas", "polars"])
 def test_issue10_cross_validation_indices_keep_exact_rows(
     engine: str, data: dict[str, Any], ws: Workspace

@@ -10,7 +10,9 @@ gather, pending until queried), so the rows keep their exact source rows. A labe
 from a traced frame (``df["TARGET"]``) is a traced Series, so a split's target keeps its
 lineage too; the Series calls that select or reorder rows (``s[mask]``, ``dropna``,
 ``sort_values``, ``drop_duplicates``, ``nlargest``, ...) map it through the index labels they
-kept, which name the rows exactly when the index is unique (else they fall back and warn).
+kept, which name the rows exactly when the index is unique (else they fall back and warn);
+its summaries (``quantile``, ``describe``, ``mode``) depend on every row, and ``groupby``
+aggregates name the rows of their group, as the frame's do.
 
 The methods live here, installed on the adapter classes by :func:`install_pandas`, so that the
 pandas adapter modules change by one import line (they are edited in parallel for other
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from rowtrail.lineage.frames._core import fallback_lineage
 from rowtrail.lineage.frames._pandas_base import (
     FRAME,
     SERIES,
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["install_pandas", "series_of_column"]
 
 _ROW_AXES = (0, "index", "rows")
+# Series reductions whose result rows each summarise all input rows.
+_SERIES_SUMMARIES = ("quantile", "describe", "mode")
 # Series calls that select or reorder rows (their result's labels are input labels).
 _SERIES_SELECTIONS = (
     "dropna",
@@ -171,6 +176,34 @@ def _series_getitem(self: Any, key: Any) -> Any:
     return _by_label(self, "getitem", lambda s: SERIES.__getitem__(s, key), {})
 
 
+def _series_summary(name: str) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with quiet():
+            result = getattr(SERIES, name)(self, *args, **kwargs)
+        found = lineage_of(self)
+        if found is None or is_quiet() or not isinstance(result, pd.Series):
+            return result
+        # Each summary row (a quantile, a mode, a describe line) depends on every input row:
+        # exact for a reduction, so no warning.
+        every = fallback_lineage(found[0], len(result), f"Series.{name}", warn=False)
+        return derive(result, self, every, f"Series.{name}", "aggregation")
+
+    method.__name__ = name
+    method.__doc__ = f"``Series.{name}``; each result row depends on every input row."
+    return method
+
+
+def _series_groupby(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """``Series.groupby``; aggregated rows name every input row of their group."""
+    from rowtrail.lineage.frames._pandas_group import TracedGroupBy
+
+    with quiet():  # grouped over an untraced copy: TracedGroupBy attaches the lineage
+        grouped = SERIES.groupby(SERIES.copy(self, deep=False), *args, **kwargs)
+    if lineage_of(self) is None or is_quiet():
+        return grouped
+    return TracedGroupBy(grouped, self, {"by": repr(kwargs.get("by", args[0] if args else None))})
+
+
 def series_of_column(result: Any, frame: Any) -> Any:
     """Return a column read from a traced frame as a traced Series with the frame's rows."""
     found = lineage_of(frame)
@@ -189,6 +222,8 @@ def install_pandas(frame_class: type, series_class: type) -> None:
         "loc": property(_series_loc),
         "__getitem__": _series_getitem,
         **{name: _series_method(name) for name in _SERIES_SELECTIONS},
+        **{name: _series_summary(name) for name in _SERIES_SUMMARIES},
+        "groupby": _series_groupby,
     }
     for name, value in series_methods.items():
         setattr(series_class, name, value)
