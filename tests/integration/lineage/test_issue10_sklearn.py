@@ -195,6 +195,9 @@ def test_issue10_selections_of_a_traced_column_keep_exact_rows(
         _assert_exact(values, [truth[int(k)] for k in kept.to_numpy()])
         ids.dropna(inplace=True)
         check(ids)
+        grown = ids.reindex([4, 2, 1000])  # label 1000 is no row: NaN, from no source row
+        check(grown.iloc[:2])
+        assert rt.lineage(grown).rows_of(2).pairs() == []
 
 
 def test_issue10_summaries_of_a_traced_column_name_their_rows_without_warnings(

@@ -55,6 +55,7 @@ _SERIES_SELECTIONS = (
     "drop_duplicates",
     "nlargest",
     "nsmallest",
+    "reindex",
 )
 
 
@@ -142,7 +143,8 @@ def _by_label(series: Any, name: str, op: Any, kwargs: dict[str, Any]) -> Any:
     found = lineage_of(series)
     if found is not None and not is_quiet() and isinstance(result, pd.Series):
         rows = series.index.get_indexer(result.index) if series.index.is_unique else None
-        if rows is not None and (rows >= 0).all():
+        # reindex may add labels the input lacks: those rows come from no source row.
+        if rows is not None and (name == "reindex" or (rows >= 0).all()):
             result = derive(result, series, found[0].take(rows), f"Series.{name}", "filter")
         else:
             result = fallback(as_traced(result), series, f"Series.{name} (non-unique index)")
