@@ -116,6 +116,9 @@ class _SeriesIndexer:
     def __setitem__(self, key: Any, value: Any) -> None:
         self._real[key] = value
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real(*args, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
