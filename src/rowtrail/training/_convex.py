@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 from rowtrail.errors import InvalidInputError
 from rowtrail.hashing import DIGEST_PREFIX, canonical_json
 from rowtrail.lineage import register_source
-from rowtrail.training._rows import check_row_ids
+from rowtrail.training._rows import SampleRows, check_row_ids
 
 __all__ = ["ConvexFit", "fit_logistic", "fit_ridge", "record_sklearn_fit", "solve_logistic"]
 
@@ -239,11 +239,13 @@ def _resolve_ids(run: Any, X_in: Any,  # noqa: N803 - X as in sklearn
     return info.row_ids()
 
 
-def _finish_fit(fit: ConvexFit, run: Any, caller: str) -> ConvexFit:
+def _finish_fit(
+    fit: ConvexFit, run: Any, caller: str, lineage: SampleRows | None = None
+) -> ConvexFit:
     if run is None:
         return fit
     ledger = run.ws.ledger
-    split = run.log_split("train", fit.row_ids)
+    split = run.log_split("train", fit.row_ids, lineage=lineage)
     fit.blobs = {
         "theta": ledger.put_blob(np.ascontiguousarray(fit.theta, dtype="<f8").tobytes()),
         "hessian": ledger.put_blob(np.ascontiguousarray(fit.hessian, dtype="<f8").tobytes()),
@@ -372,11 +374,14 @@ def record_sklearn_fit(
     *,
     run: Any = None,
     row_ids: ArrayLike | None = None,
+    lineage: SampleRows | None = None,
 ) -> ConvexFit:
     """Record a fitted scikit-learn ``LogisticRegression`` (binary, L2) or ``Ridge``.
 
     The Hessian is computed for the equivalent rowtrail objective (``l2 = 1/C`` or ``alpha``)
     at the estimator's own parameters; ``grad_norm`` tells how far from the optimum it stopped.
+    ``lineage`` (every source row of each sample, fitted statistics included) is recorded with
+    the run's split, as :meth:`TrainingRun.log_split` does.
     """
     name = type(estimator).__name__
     data = _check_X(X, "record_sklearn_fit")
@@ -417,4 +422,4 @@ def record_sklearn_fit(
     )
     _check_fitted(fit, "record_sklearn_fit")  # before _resolve_ids, which may write
     fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
-    return _finish_fit(fit, run, f"sklearn.{name}")
+    return _finish_fit(fit, run, f"sklearn.{name}", lineage)

@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rowtrail.errors import InvalidInputError, StateError
+from rowtrail.lineage._sklearn_runs import enter_run, leave_run
 from rowtrail.training._checks import (
     as_ints,
     check_args,
@@ -59,6 +60,7 @@ from rowtrail.training._rows import (
     stand_in_sources,
 )
 from rowtrail.training._signals import SignalBuffer, check_signal, scalar_of
+from rowtrail.training._sklearn_fit import record_estimator_fit
 from rowtrail.training._status import process_info
 from rowtrail.training._tracked import TrackedLoader
 from rowtrail.training._writer import BackgroundWriter
@@ -225,6 +227,8 @@ class TrainingRun:
         return index
 
     def __enter__(self) -> TrainingRun:
+        # Fits of rt.sklearn.trace(...) estimators inside the block are recorded in this run.
+        enter_run(self, record_estimator_fit)
         return self
 
     def __exit__(
@@ -571,6 +575,7 @@ class TrainingRun:
         from rowtrail.training._seal import seal_payload
 
         self._check_live("finish")
+        leave_run(self)
         self._end_batch()
         self.flush()
         for hook in self._hooks:

@@ -44,6 +44,7 @@ from rowtrail.lineage.frames._pandas_base import (
 )
 from rowtrail.lineage.frames._pandas_group import TracedGroupBy, TracedSeries
 from rowtrail.lineage.frames._query import FrameLineageView
+from rowtrail.lineage.frames._take import install_pandas, series_of_column
 
 if TYPE_CHECKING:
     pass
@@ -132,6 +133,8 @@ class TracedDataFrame(pd.DataFrame):
         with quiet():
             result = super().__getitem__(key)
         found = lineage_of(self)
+        if isinstance(result, pd.Series):
+            return series_of_column(result, self)
         if found is None or is_quiet() or not isinstance(result, pd.DataFrame):
             return result
         if len(result) == len(self) and (
@@ -466,3 +469,4 @@ def _view(obj: Any) -> FrameLineageView:
 
 
 register_lineage_handler("pandas", lambda obj: lineage_of(obj) is not None, _view)
+install_pandas(TracedDataFrame, TracedSeries)

@@ -448,6 +448,8 @@ class TracedPolarsFrame(_Proxy):
             return self._inner[key]
         if isinstance(key, list | tuple) and key and all(isinstance(k, str) for k in key):
             return self.select(list(key))
+        if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:
+            key = key[0]  # scikit-learn's _safe_indexing selects rows as X[indices, ...]
         result = self._inner[key]
         if isinstance(result, pl.DataFrame) and all(h in result.columns for h in self._hidden):
             return self._derive(result, "getitem", "filter", {})
