@@ -43,6 +43,7 @@ from rowtrail.lineage.frames._pandas_base import (
     quiet,
 )
 from rowtrail.lineage.frames._pandas_group import TracedGroupBy, TracedSeries
+from rowtrail.lineage.frames._pandas_stats import StatisticsMixin
 from rowtrail.lineage.frames._query import FrameLineageView
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class _TracedIndexer:
         return getattr(self._real, name)
 
 
-class TracedDataFrame(pd.DataFrame):
+class TracedDataFrame(StatisticsMixin, pd.DataFrame):
     """A ``pandas.DataFrame`` whose rows carry hidden source row ids.
 
     Create one with ``rt.pandas.read_csv``, ``rt.pandas.read_parquet`` or
@@ -104,6 +105,11 @@ class TracedDataFrame(pd.DataFrame):
     @property
     def _constructor_expanddim(self) -> Callable[..., Any]:  # pragma: no cover - pandas API
         return TracedDataFrame
+
+    @property
+    def _constructor_sliced(self) -> Callable[..., TracedSeries]:
+        # A column keeps the frame's lineage (so ``df["a"].mean()`` knows its rows).
+        return TracedSeries
 
     # ------------------------------------------------------------ generic propagation
     def __finalize__(self, other: Any, method: str | None = None, **kwargs: Any) -> Any:
@@ -132,8 +138,11 @@ class TracedDataFrame(pd.DataFrame):
         with quiet():
             result = super().__getitem__(key)
         found = lineage_of(self)
-        if found is None or is_quiet() or not isinstance(result, pd.DataFrame):
+        if found is None or is_quiet() or not isinstance(result, pd.DataFrame | pd.Series):
             return result
+        if isinstance(result, pd.Series):  # a column: same rows, same lineage
+            same = len(result) == len(self) and result.index.equals(self.index)
+            return attach(result, found[0], found[1]) if same else result
         if len(result) == len(self) and (
             result.index is self.index or result.index.equals(self.index)
         ):

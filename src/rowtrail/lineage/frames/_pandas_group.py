@@ -14,6 +14,7 @@ from rowtrail.lineage.frames._core import (
     RowLineage,
     Slot,
     fallback_lineage,
+    record_op,
 )
 from rowtrail.lineage.frames._pandas_base import (
     SERIES,
@@ -26,6 +27,8 @@ from rowtrail.lineage.frames._pandas_base import (
     lineage_of,
     quiet,
 )
+from rowtrail.lineage.frames._pandas_stats import StatisticsMixin
+from rowtrail.lineage.frames._stats import STATISTICS
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["TracedGroupBy", "TracedSeries"]
 
 
-class TracedSeries(pd.Series):
+class TracedSeries(StatisticsMixin, pd.Series):
     """A ``pandas.Series`` (e.g. a group-by aggregate) whose rows carry lineage."""
 
     _metadata = ["_rt_lineage", "_rt_state"]  # noqa: RUF012 - pandas reads this class attribute
@@ -51,6 +54,9 @@ class TracedSeries(pd.Series):
         return TracedDataFrame
 
     def __finalize__(self, other: Any, method: str | None = None, **kwargs: Any) -> Any:
+        if isinstance(other, pd.Series):
+            # pandas keeps a Series' name in ``_metadata``, which this class replaces.
+            object.__setattr__(self, "_name", other.name)
         found = lineage_of(other)
         if is_quiet() or found is None or other is self:
             return self
@@ -120,7 +126,7 @@ class TracedGroupBy:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._wrap(name, attr(*args, **kwargs))
+            return self._wrap(name, attr(*args, **kwargs), args[0] if args else None)
 
         call.__name__ = name
         call.__doc__ = getattr(attr, "__doc__", None)
@@ -130,19 +136,14 @@ class TracedGroupBy:
         codes = np.asarray(self._grouped.ngroup(), dtype=np.float64)
         return np.where(np.isnan(codes), -1, codes).astype(np.int64)
 
-    def _wrap(self, name: str, result: Any) -> Any:
+    def _wrap(self, name: str, result: Any, func: Any = None) -> Any:
         found = lineage_of(self._frame)
         if found is None or not isinstance(result, pd.DataFrame | pd.Series):
             return result
         lineage, frame = found[0], self._frame
         params = {**self._params, "method": name}
         if name in _ROW_PRESERVING and len(result) == len(frame):
-            codes = self._codes()
-            node = GroupNode(lambda: (codes, lineage))
-            own = RowLineage(
-                (*lineage.slots, Slot("group", node)), (*lineage.values, codes), len(frame)
-            )
-            return derive(result, frame, own, f"groupby.{name}", "aggregation", params)
+            return self._per_row(name, result, func, found[1], params)
         if name in _ROW_SUBSET and frame.index.is_unique:
             rows = frame.index.get_indexer(result.index)
             return derive(result, frame, lineage.take(rows), f"groupby.{name}", "filter", params)
@@ -151,3 +152,24 @@ class TracedGroupBy:
             return derive(result, frame, by_group, f"groupby.{name}", "aggregation", params)
         lineage = fallback_lineage(lineage, len(result), f"groupby.{name}")
         return derive(result, frame, lineage, f"groupby.{name}", "unknown", params, fallback=True)
+
+    def _per_row(
+        self, name: str, result: Any, func: Any, state: FrameState, params: dict[str, Any]
+    ) -> Any:
+        """Lineage of a per-row group result: the row plus its group's rows.
+
+        ``transform`` with a reducer (``"mean"``, ``"std"``, ...) fits a statistic on the rows
+        of each group (a target encoding, a group mean feature): the group slot also records
+        it, so ``statistics(row=i)`` names the rows the value of row ``i`` was fitted on.
+        """
+        frame = self._frame
+        lineage = frame._rt_lineage
+        fitted = name == "transform" and isinstance(func, str) and func in STATISTICS
+        if isinstance(func, str):
+            params = {**params, "func": func}
+        node = record_op(f"groupby.{name}", "aggregation", [state.node], params, statistics=fitted)
+        codes = self._codes()
+        group = GroupNode(lambda: (codes, lineage))
+        slot = Slot("group", group, stat=node if fitted else None)
+        own = RowLineage((*lineage.slots, slot), (*lineage.values, codes), len(frame))
+        return attach(as_traced(result), own, state.derive(node))

@@ -1,0 +1,268 @@
+"""pandas adapter: fitted statistics (reductions used as features or fill values).
+
+A reduction of a traced Series (``s.mean()``) returns a :class:`TracedFloat` /
+:class:`TracedInt`: the plain number, plus the statistic slot (see :mod:`._stats`) naming the
+rows it was fitted on. A reduction of a traced frame along rows (``df.mean()``) returns a
+traced Series whose entries depend on every row. When such a value meets traced rows,
+in arithmetic (``(s - s.mean()) / s.std()``, ``df - df.mean()``) or as a fill value
+(``df.fillna(df.mean())``, ``s.fillna(s.median())``), the result records the statistic:
+``rt.lineage(result).statistics()`` lists it with its rows while ``rows_of(i)`` stays the
+row's own rows. A ``fillna`` marks only the rows it filled. Arithmetic with another row-aligned
+traced Series (a group ``transform``) unites the two rows' lineage.
+
+:class:`StatisticsMixin` is mixed into ``TracedSeries`` and ``TracedDataFrame``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rowtrail.lineage.frames._core import Slot, fallback_lineage, record_op
+from rowtrail.lineage.frames._ops import OpNode
+from rowtrail.lineage.frames._pandas_base import (
+    FRAME,
+    SERIES,
+    as_traced,
+    attach,
+    fallback,
+    is_quiet,
+    lineage_of,
+    quiet,
+)
+from rowtrail.lineage.frames._stats import global_stat_slot, union_slots, with_slots
+
+__all__ = ["StatisticsMixin", "TracedFloat", "TracedInt", "statistic_slots"]
+
+_REDUCTIONS = (
+    "mean",
+    "median",
+    "std",
+    "var",
+    "sum",
+    "min",
+    "max",
+    "quantile",
+    "sem",
+    "prod",
+    "count",
+    "nunique",
+    "skew",
+    "kurt",
+)
+
+
+class TracedFloat(float):
+    """A ``float`` fitted on traced rows (``s.mean()``); arithmetic keeps its statistics."""
+
+    _rt_slots: tuple[Slot, ...] = ()
+
+
+class TracedInt(int):
+    """An ``int`` fitted on traced rows (``s.count()``); arithmetic keeps its statistics."""
+
+    _rt_slots: tuple[Slot, ...] = ()
+
+
+def _traced_number(value: Any, slots: tuple[Slot, ...]) -> Any:
+    """Return ``value`` as a traced number carrying ``slots`` (other values unchanged)."""
+    if isinstance(value, bool | np.bool_) or not slots:
+        return value
+    if isinstance(value, float | np.floating):
+        number: Any = TracedFloat(value)
+    elif isinstance(value, int | np.integer):
+        number = TracedInt(value)
+    else:
+        return value
+    number._rt_slots = tuple(dict.fromkeys(slots))
+    return number
+
+
+def _number_method(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def method(self: Any, other: Any) -> Any:
+        result = base(self, other)
+        if result is NotImplemented:
+            return result
+        return _traced_number(result, (*self._rt_slots, *getattr(other, "_rt_slots", ())))
+
+    method.__name__ = base.__name__
+    return method
+
+
+_ARITHMETIC = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")
+for _name in (*_ARITHMETIC, *(f"r{n}" for n in _ARITHMETIC)):
+    for _cls in (TracedFloat, TracedInt):
+        _base = getattr(float if _cls is TracedFloat else int, f"__{_name}__")
+        setattr(_cls, f"__{_name}__", _number_method(_base))
+
+
+def _negative(self: Any) -> Any:
+    plain = float(self) if isinstance(self, float) else int(self)
+    return _traced_number(-plain, self._rt_slots)
+
+
+TracedFloat.__neg__ = _negative  # type: ignore[method-assign]
+TracedInt.__neg__ = _negative  # type: ignore[method-assign]
+
+
+def _is_rows_of(value: Any, frame: Any) -> bool:
+    """Whether ``value`` (a Series or frame) is row-aligned with ``frame``."""
+    return len(value) == len(frame) and (
+        value.index is frame.index or value.index.equals(frame.index)
+    )
+
+
+def statistic_slots(value: Any, frame: Any) -> tuple[list[Slot], list[OpNode]]:
+    """Return the statistic slots ``value`` carries into ``frame``, and their ops.
+
+    ``value`` is a traced number, a dict of them, or a traced Series that is *not* one value
+    per row of ``frame`` (a frame reduction indexed by column name).
+    """
+    if isinstance(value, dict):
+        slots = [s for v in value.values() for s in getattr(v, "_rt_slots", ())]
+    elif isinstance(value, pd.Series) and not _is_rows_of(value, frame):
+        found = lineage_of(value)
+        if found is None:
+            return [], []
+        node = found[1].node
+        cached = getattr(value, "_rt_stat_slot", None)
+        if cached is None or cached.stat is not node:
+            cached = global_stat_slot(found[0], node)
+            object.__setattr__(value, "_rt_stat_slot", cached)
+        slots = [cached]
+    else:
+        slots = list(getattr(value, "_rt_slots", ()))
+    slots = list(dict.fromkeys(slots))
+    return slots, [s.stat for s in slots if s.stat is not None]
+
+
+def _reduction(name: str) -> Callable[..., Any]:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        is_frame = isinstance(self, pd.DataFrame)
+        base = FRAME if is_frame else SERIES
+        found = lineage_of(self)
+        if found is None or is_quiet() or kwargs.get("axis") in (1, "columns"):
+            return getattr(base, name)(self, *args, **kwargs)
+        with quiet():
+            result = getattr(base, name)(self, *args, **kwargs)
+        lineage, state = found
+        params: dict[str, Any] = {"column": str(self.name)} if not is_frame else {}
+        if is_frame:
+            params["columns"] = [str(c) for c in self.columns]
+        if args or kwargs:
+            params["args"] = repr((args, kwargs))
+        kind = "DataFrame" if is_frame else "Series"
+        node = record_op(f"{kind}.{name}", "aggregation", [state.node], params, statistics=True)
+        if isinstance(result, pd.Series):  # one value per column (or per quantile)
+            every = fallback_lineage(lineage, len(result), name, warn=False)
+            return attach(as_traced(result), every, state.derive(node))
+        return _traced_number(result, (global_stat_slot(lineage, node),))
+
+    method.__name__ = name
+    method.__doc__ = f"``{name}``; the result records the rows it was fitted on (a statistic)."
+    return method
+
+
+class StatisticsMixin:
+    """Reductions, ``fillna`` and arithmetic of traced pandas objects that record statistics."""
+
+    mean = _reduction("mean")
+    median = _reduction("median")
+    std = _reduction("std")
+    var = _reduction("var")
+    sum = _reduction("sum")
+    min = _reduction("min")
+    max = _reduction("max")
+    quantile = _reduction("quantile")
+    sem = _reduction("sem")
+    prod = _reduction("prod")
+    count = _reduction("count")
+    nunique = _reduction("nunique")
+    skew = _reduction("skew")
+    kurt = _reduction("kurt")
+
+    def fillna(self, value: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """``fillna``; a fill value fitted on rows is recorded on the rows it filled."""
+        base: Any = FRAME if isinstance(self, pd.DataFrame) else SERIES
+        found = lineage_of(self)
+        if found is None or is_quiet():
+            return base.fillna(self, value, *args, **kwargs)
+        aligned = isinstance(value, pd.Series) and _is_rows_of(value, self)
+        slots, stats = ([], []) if aligned else statistic_slots(value, self)
+        filled = _filled_rows(self, value)
+        result = base.fillna(self, value, *args, **kwargs)
+        target = self if kwargs.get("inplace") else result
+        theirs = lineage_of(value) if aligned else None
+        if not slots and theirs is None:
+            return result
+        lineage = with_slots(found[0], slots, filled)
+        if theirs is not None:
+            lineage = union_slots(lineage, theirs[0])
+        inputs = [found[1].node, *stats, *([theirs[1].node] if theirs else [])]
+        node = record_op(
+            "fillna", "transformation", inputs, _describe(value), statistics=bool(stats)
+        )
+        others = [theirs[1]] if theirs is not None else []
+        attach(as_traced(target), lineage, found[1].derive(node, *others))
+        return result
+
+    def _arith_method(self, other: Any, op: Any) -> Any:
+        base: Any = FRAME if isinstance(self, pd.DataFrame) else SERIES
+        if lineage_of(self) is None or is_quiet():
+            return base._arith_method(self, other, op)
+        with quiet():  # pandas would finalize with each operand in turn; done once below
+            result = base._arith_method(self, other, op)
+        return _with_operand(self, other, result, str(getattr(op, "__name__", "arith")))
+
+
+def _filled_rows(frame: Any, value: Any) -> Any:
+    """Boolean mask of the rows ``fillna(value)`` changes (a null in a filled column)."""
+    with quiet():
+        if isinstance(frame, pd.Series):
+            return frame.isna().to_numpy()
+        if isinstance(value, dict | pd.Series):
+            columns = [c for c in frame.columns if c in value]
+        else:
+            columns = list(frame.columns)
+        if not columns:
+            return np.zeros(len(frame), dtype=bool)
+        return FRAME.isna(frame[columns]).any(axis=1).to_numpy()
+
+
+def _describe(value: Any) -> dict[str, Any]:
+    if isinstance(value, pd.Series | dict):
+        return {
+            "value": {
+                str(k): float(v) if isinstance(v, float) else repr(v) for k, v in value.items()
+            }
+        }
+    return {"value": float(value) if isinstance(value, float) else repr(value)}
+
+
+def _with_operand(frame: Any, other: Any, result: Any, op: str) -> Any:
+    """Record the statistics (or row-aligned lineage) ``other`` brought into ``result``.
+
+    pandas finalizes a binary op with ``self`` and then with ``other``, so the lineage of the
+    left operand would be replaced by the right one's; the result gets both here.
+    """
+    mine = lineage_of(frame)
+    if mine is None or is_quiet() or not isinstance(result, pd.Series | pd.DataFrame):
+        return result
+    if not _is_rows_of(result, frame):  # alignment changed the rows
+        return fallback(as_traced(result), frame, f"{op} of misaligned indexes")
+    aligned = isinstance(other, pd.Series | pd.DataFrame) and _is_rows_of(other, frame)
+    theirs = lineage_of(other) if aligned else None
+    slots, stats = ([], []) if aligned else statistic_slots(other, frame)
+    if not slots and (theirs is None or theirs[0] is mine[0]):
+        return attach(as_traced(result), mine[0], mine[1])
+    lineage = with_slots(mine[0], slots)
+    if theirs is not None:
+        lineage = union_slots(lineage, theirs[0])
+    others = [theirs[1]] if theirs is not None else []
+    inputs = [mine[1].node, *stats, *(state.node for state in others)]
+    params = {"op": op, "operand": type(other).__name__}
+    node = record_op(op, "transformation", inputs, params, statistics=bool(stats))
+    return attach(as_traced(result), lineage, mine[1].derive(node, *others))

@@ -1,0 +1,137 @@
+"""Fitted statistics of traced frames: statistic slots and the ``statistics()`` query.
+
+A statistic (a mean, a standard deviation, a group mean used as a target encoding, an
+imputation value) is recorded as a *statistic slot*: a group slot (see :mod:`._core`) whose
+:class:`~rowtrail.lineage.frames._core.GroupNode` holds the rows the statistic was fitted on,
+one group per fitted value (one group for a global statistic, one per key for a group-wise
+one), and whose ``stat`` is the op that fitted it. Each row holds the code of the group whose
+value it used (``-1``: it used none, e.g. a row a ``fillna`` left alone). The slot rides with
+the row through filters, sorts, joins and concats like any other slot, so
+``statistics(row=i)`` stays exact per row after any of them.
+
+Global statistics are not part of the row's own lineage (``rows_of``), exactly as for NumPy
+(``(x - x.mean()) / x.std()``); group-wise statistics whose value *is* the row's value
+(``transform``, ``over``) keep their group in ``rows_of`` as well (aggregation lineage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rowtrail.lineage.frames._core import GroupNode, IdArray, RowLineage, Slot
+from rowtrail.lineage.frames._ops import OpNode
+
+__all__ = [
+    "STATISTICS",
+    "collect_statistics",
+    "global_stat_slot",
+    "union_slots",
+    "with_slots",
+]
+
+# Reducers that fit a value on rows (pandas / polars names); a group transform with one of
+# these is a group-wise statistic.
+STATISTICS: Final = frozenset(
+    {
+        "mean",
+        "median",
+        "std",
+        "var",
+        "sum",
+        "min",
+        "max",
+        "quantile",
+        "sem",
+        "prod",
+        "count",
+        "size",
+        "nunique",
+        "skew",
+        "kurt",
+        "first",
+        "last",
+        "idxmin",
+        "idxmax",
+        "any",
+        "all",
+    }
+)
+
+
+def global_stat_slot(fitted: RowLineage | Callable[[], RowLineage], op: OpNode) -> Slot:
+    """Return the slot of a statistic fitted on every row of ``fitted`` (one group, code 0)."""
+
+    def load() -> tuple[IdArray, RowLineage]:
+        lineage = fitted() if callable(fitted) else fitted
+        return np.zeros(lineage.n_rows, dtype=np.int64), lineage
+
+    return Slot("group", GroupNode(load), stat=op, in_rows=False)
+
+
+def with_slots(
+    lineage: RowLineage, slots: Sequence[Slot], used: NDArray[np.bool_] | None = None
+) -> RowLineage:
+    """Add global statistic ``slots`` to ``lineage``; rows where ``used`` is false get ``-1``."""
+    fresh = [s for s in dict.fromkeys(slots) if not any(s is t for t in lineage.slots)]
+    if not fresh:
+        return lineage
+    if used is None:
+        codes = np.zeros(lineage.n_rows, dtype=np.int64)
+    else:
+        codes = np.where(used, 0, -1).astype(np.int64)
+    extra = RowLineage(fresh, [codes] * len(fresh), lineage.n_rows)
+    return RowLineage.concat_columns([lineage, extra])
+
+
+def union_slots(mine: RowLineage, theirs: RowLineage) -> RowLineage:
+    """Side-by-side lineage of two row-aligned frames, dropping slots ``mine`` already holds."""
+    keep: list[int] = []
+    for k, (slot, values) in enumerate(zip(theirs.slots, theirs.values, strict=True)):
+        duplicate = any(
+            slot.same_as(own) and (values is own_values or np.array_equal(values, own_values))
+            for own, own_values in zip(mine.slots, mine.values, strict=True)
+        )
+        if not duplicate:
+            keep.append(k)
+    if not keep:
+        return mine
+    extra = RowLineage(
+        [theirs.slots[k] for k in keep], [theirs.values[k] for k in keep], theirs.n_rows
+    )
+    return RowLineage.concat_columns([mine, extra])
+
+
+def collect_statistics(lineage: RowLineage, rows: NDArray[np.intp]) -> list[tuple[OpNode, IdArray]]:
+    """Return ``(op, fitted source row ids)`` of every statistic that reached ``rows``.
+
+    Walks the statistic slots of ``rows`` and, through every group slot, the statistics the
+    grouped input rows depended on in turn (a mean of z-scores depends on the z-score's mean
+    and std). Each group node is expanded once per set of codes, so shared ancestry is walked
+    once. Oldest statistic first.
+    """
+    found: dict[str, tuple[OpNode, list[IdArray]]] = {}
+    seen: set[tuple[int, bytes]] = set()
+    stack: list[tuple[RowLineage, NDArray[np.intp]]] = [(lineage, rows)]
+    while stack:
+        current, picked = stack.pop()
+        for slot, values in zip(current.slots, current.values, strict=True):
+            group = slot.group
+            if slot.kind != "group" or group is None:
+                continue
+            codes = np.unique(values[picked])
+            codes = codes[codes >= 0]
+            key = (id(group), codes.tobytes())
+            if not codes.size or key in seen:
+                continue
+            seen.add(key)
+            inputs = group.input_rows(codes)
+            if slot.stat is not None:
+                entry = found.setdefault(slot.stat.node_id, (slot.stat, []))
+                entry[1].append(group.input.ids_of_rows(inputs))
+            stack.append((group.input, inputs))
+    ordered = sorted(found.values(), key=lambda item: int(item[0].node_id[1:]))
+    return [(op, np.unique(np.concatenate(parts))) for op, parts in ordered]
