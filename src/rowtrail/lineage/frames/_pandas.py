@@ -86,7 +86,7 @@ class _TracedIndexer:
         return getattr(self._real, name)
 
 
-class TracedDataFrame(StatisticsMixin, pd.DataFrame):
+class TracedDataFrame(StatisticsMixin, pd.DataFrame):  # type: ignore[misc]  # overrides pandas methods stubs mark final
     """A ``pandas.DataFrame`` whose rows carry hidden source row ids.
 
     Create one with ``rt.pandas.read_csv``, ``rt.pandas.read_parquet`` or

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["TracedGroupBy", "TracedSeries"]
 
 
-class TracedSeries(StatisticsMixin, pd.Series):
+class TracedSeries(StatisticsMixin, pd.Series):  # type: ignore[misc]  # overrides pandas methods stubs mark final
     """A ``pandas.Series`` (e.g. a group-by aggregate) whose rows carry lineage."""
 
     _metadata = ["_rt_lineage", "_rt_state"]  # noqa: RUF012 - pandas reads this class attribute

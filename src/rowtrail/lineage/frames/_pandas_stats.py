@@ -92,11 +92,15 @@ def _number_method(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]
     return method
 
 
-_ARITHMETIC = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")
-for _name in (*_ARITHMETIC, *(f"r{n}" for n in _ARITHMETIC)):
-    for _cls in (TracedFloat, TracedInt):
-        _base = getattr(float if _cls is TracedFloat else int, f"__{_name}__")
-        setattr(_cls, f"__{_name}__", _number_method(_base))
+def _install_arithmetic() -> None:
+    """Give the traced numbers arithmetic that keeps their statistics."""
+    names = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")
+    for name in (*names, *(f"r{n}" for n in names)):
+        for cls, plain in ((TracedFloat, float), (TracedInt, int)):
+            setattr(cls, f"__{name}__", _number_method(getattr(plain, f"__{name}__")))
+
+
+_install_arithmetic()
 
 
 def _negative(self: Any) -> Any:
@@ -154,8 +158,9 @@ def _reduction(name: str) -> Callable[..., Any]:
             params["columns"] = [str(c) for c in self.columns]
         if args or kwargs:
             params["args"] = repr((args, kwargs))
-        kind = "DataFrame" if is_frame else "Series"
-        node = record_op(f"{kind}.{name}", "aggregation", [state.node], params, statistics=True)
+        node = record_op(
+            f"{_kind(self)}.{name}", "aggregation", [state.node], params, statistics=True
+        )
         if isinstance(result, pd.Series):  # one value per column (or per quantile)
             every = fallback_lineage(lineage, len(result), name, warn=False)
             return attach(as_traced(result), every, state.derive(node))
@@ -166,8 +171,137 @@ def _reduction(name: str) -> Callable[..., Any]:
     return method
 
 
+def _row_mixing(name: str) -> Callable[..., Any]:
+    """Build a call whose rows read neighbouring rows (``shift``, ``cumsum``, ``ffill``, ...)."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        base = _base(self)
+        found = lineage_of(self)
+        if found is None or is_quiet() or kwargs.get("axis") in (1, "columns"):
+            return getattr(base, name)(self, *args, **kwargs)
+        with quiet():
+            result = getattr(base, name)(self, *args, **kwargs)
+        target = self if result is None else as_traced(result)
+        fallback(target, self, f"{_kind(self)}.{name}")
+        return result
+
+    method.__name__ = name
+    method.__doc__ = f"``{name}``; rows read other rows: lineage falls back to all rows (warns)."
+    return method
+
+
+class _TracedWindow:
+    """A pandas window (``rolling`` / ``expanding`` / ``ewm``) over a traced object.
+
+    pandas builds window results without ``__finalize__``, so their lineage is set here: each
+    row reads its neighbours, so it falls back to all rows of the input (sound; warns).
+    """
+
+    def __init__(self, window: Any, frame: Any, name: str) -> None:
+        self._window = window
+        self._frame = frame
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._window, attr)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = value(*args, **kwargs)
+            if isinstance(result, pd.Series | pd.DataFrame):
+                return fallback(as_traced(result), self._frame, f"{self._name}.{attr}")
+            return result
+
+        return call
+
+    def __iter__(self) -> Any:
+        return iter(self._window)
+
+
+def _window(name: str) -> Callable[..., Any]:
+    """Build ``rolling`` / ``expanding`` / ``ewm``, whose results fall back to all rows."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        base = _base(self)
+        window = getattr(base, name)(self, *args, **kwargs)
+        if lineage_of(self) is None or is_quiet():
+            return window
+        return _TracedWindow(window, self, f"{_kind(self)}.{name}")
+
+    method.__name__ = name
+    method.__doc__ = f"``{name}``; window results fall back to all rows (warns)."
+    return method
+
+
+def _kind(obj: Any) -> str:
+    return "DataFrame" if isinstance(obj, pd.DataFrame) else "Series"
+
+
+def _base(obj: Any) -> Any:
+    """Return the pandas class whose methods run the call (``self`` is typed as the mixin)."""
+    return FRAME if isinstance(obj, pd.DataFrame) else SERIES
+
+
+def _valued(name: str) -> Callable[..., Any]:
+    """Build ``clip`` / ``where`` / ``mask`` / ``replace``, which record fitted values passed in."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        base = _base(self)
+        result = getattr(base, name)(self, *args, **kwargs)
+        found = lineage_of(self)
+        if found is None or is_quiet():
+            return result
+        pairs = [statistic_slots(v, self) for v in (*args, *kwargs.values())]
+        slots = [s for found_slots, _ in pairs for s in found_slots]
+        if not slots:
+            return result
+        stats = list(dict.fromkeys(n for _, nodes in pairs for n in nodes))
+        node = record_op(name, "transformation", [found[1].node, *stats], {}, statistics=True)
+        target = self if result is None else as_traced(result)
+        attach(target, with_slots(found[0], slots), found[1].derive(node))
+        return result
+
+    method.__name__ = name
+    method.__doc__ = f"``{name}``; values fitted on rows (``s.quantile(.99)``) are recorded."
+    return method
+
+
 class StatisticsMixin:
     """Reductions, ``fillna`` and arithmetic of traced pandas objects that record statistics."""
+
+    shift = _row_mixing("shift")
+    diff = _row_mixing("diff")
+    pct_change = _row_mixing("pct_change")
+    cumsum = _row_mixing("cumsum")
+    cumprod = _row_mixing("cumprod")
+    cummax = _row_mixing("cummax")
+    cummin = _row_mixing("cummin")
+    ffill = _row_mixing("ffill")
+    bfill = _row_mixing("bfill")
+    interpolate = _row_mixing("interpolate")
+    rolling = _window("rolling")
+    expanding = _window("expanding")
+    ewm = _window("ewm")
+    clip = _valued("clip")
+    where = _valued("where")
+    mask = _valued("mask")
+    replace = _valued("replace")
+
+    def rank(self, *args: Any, **kwargs: Any) -> Any:
+        """``rank``; a row's rank is a statistic fitted on every row (recorded)."""
+        base = _base(self)
+        found = lineage_of(self)
+        if found is None or is_quiet() or kwargs.get("axis") in (1, "columns"):
+            return base.rank(self, *args, **kwargs)
+        with quiet():
+            result = base.rank(self, *args, **kwargs)
+        params = {"args": repr((args, kwargs))} if args or kwargs else {}
+        node = record_op(
+            f"{_kind(self)}.rank", "transformation", [found[1].node], params, statistics=True
+        )
+        lineage = with_slots(found[0], [global_stat_slot(found[0], node)])
+        return attach(as_traced(result), lineage, found[1].derive(node))
 
     mean = _reduction("mean")
     median = _reduction("median")
@@ -186,7 +320,7 @@ class StatisticsMixin:
 
     def fillna(self, value: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``fillna``; a fill value fitted on rows is recorded on the rows it filled."""
-        base: Any = FRAME if isinstance(self, pd.DataFrame) else SERIES
+        base = _base(self)
         found = lineage_of(self)
         if found is None or is_quiet():
             return base.fillna(self, value, *args, **kwargs)
@@ -210,7 +344,7 @@ class StatisticsMixin:
         return result
 
     def _arith_method(self, other: Any, op: Any) -> Any:
-        base: Any = FRAME if isinstance(self, pd.DataFrame) else SERIES
+        base = _base(self)
         if lineage_of(self) is None or is_quiet():
             return base._arith_method(self, other, op)
         with quiet():  # pandas would finalize with each operand in turn; done once below

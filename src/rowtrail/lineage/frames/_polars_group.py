@@ -1,5 +1,4 @@
-"""polars adapter internals: group nodes keyed by hidden key structs, expression probes, and
-the sound fallback of unknown calls.
+"""polars adapter internals: hidden-key group nodes, expression probes, unknown-call fallback.
 
 A polars group-by keeps, per output row, a hidden struct of its group keys (plus a non-null
 marker); :class:`PolarsGroupNode` maps those keys back to the input rows on the first lineage
