@@ -53,27 +53,33 @@ __all__ = ["TracedDataFrame", "TracedGroupBy", "TracedSeries", "attach", "lineag
 
 
 class _TracedIndexer:
-    """``frame.loc`` / ``frame.iloc`` that maps lineage through the selected rows."""
+    """``.loc`` / ``.iloc`` of a traced frame or Series, mapping lineage through the rows."""
 
-    def __init__(self, frame: TracedDataFrame, kind: str) -> None:
+    def __init__(self, frame: Any, kind: str) -> None:
         self._frame = frame
         self._kind = kind
-        self._real = getattr(pd.DataFrame, kind).fget(frame)
+        owner = pd.DataFrame if isinstance(frame, pd.DataFrame) else pd.Series
+        self._real = getattr(owner, kind).fget(frame)
 
     def __getitem__(self, key: Any) -> Any:
         frame = self._frame
         found = lineage_of(frame)
         with quiet():
             result = self._real[key]
-        if found is None or is_quiet() or not isinstance(result, pd.DataFrame):
+        if found is None or is_quiet() or not isinstance(result, pd.DataFrame | pd.Series):
             return result
-        rows = key[0] if isinstance(key, tuple) else key
+        is_frame = isinstance(frame, pd.DataFrame)
+        rows = key[0] if isinstance(key, tuple) and is_frame else key
         if isinstance(rows, slice) and rows == slice(None):
             lineage = found[0]
         else:
             probe = pd.Series(np.arange(len(frame)), index=frame.index)
             picked = getattr(probe, self._kind)[rows]
+            if np.ndim(picked) == 0 and is_frame:  # one row as a Series of its columns
+                return result
             lineage = found[0].take(np.atleast_1d(np.asarray(picked, dtype=np.intp)))
+        if lineage.n_rows != len(result):  # pragma: no cover - defensive
+            return result
         return derive(result, frame, lineage, self._kind, "filter")
 
     def __setitem__(self, key: Any, value: Any) -> None:

@@ -66,6 +66,37 @@ class TracedSeries(StatisticsMixin, pd.Series):  # type: ignore[misc]  # overrid
             return attach(self, found[0], found[1])
         return fallback(self, other, f"Series.{method or 'operation'}")
 
+    def __getitem__(self, key: Any) -> Any:
+        with quiet():
+            result = SERIES.__getitem__(self, key)
+        found = lineage_of(self)
+        if found is None or is_quiet() or not isinstance(result, pd.Series):
+            return result
+        if len(result) == len(self) and result.index.equals(self.index):
+            return attach(result, found[0], found[1])
+        if isinstance(key, pd.Series) and key.dtype == bool and key.index.equals(self.index):
+            rows = np.flatnonzero(key.to_numpy())
+        elif isinstance(key, np.ndarray) and key.dtype == bool:
+            rows = np.flatnonzero(key)
+        else:
+            probe = pd.Series(np.arange(len(self)), index=self.index)
+            rows = np.atleast_1d(np.asarray(probe[key], dtype=np.intp))
+        return derive(result, self, found[0].take(rows), "getitem", "filter")
+
+    @property
+    def loc(self) -> Any:
+        """Label-based indexer; selected rows keep their lineage."""
+        from rowtrail.lineage.frames._pandas import _TracedIndexer
+
+        return _TracedIndexer(self, "loc")
+
+    @property
+    def iloc(self) -> Any:
+        """Position-based indexer; selected rows keep their lineage."""
+        from rowtrail.lineage.frames._pandas import _TracedIndexer
+
+        return _TracedIndexer(self, "iloc")
+
     def reset_index(self, *args: Any, **kwargs: Any) -> Any:
         """``Series.reset_index``; rows (and their lineage) are unchanged."""
         if kwargs.get("inplace"):

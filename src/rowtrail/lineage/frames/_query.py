@@ -251,6 +251,10 @@ class FrameLineageView:
             for op, ids in collect_statistics(self.lineage, rows)
         ]
 
+    def fallbacks(self) -> list[OpInfo]:
+        """Return the ops whose row semantics were unknown (recorded as "all input rows")."""
+        return [op for op in self.ops() if op.fallback]
+
     def __repr__(self) -> str:
         names = sorted(s.name for s in self._state.sources.values())
         return f"FrameLineageView(n_rows={self.n_rows}, sources={names})"
