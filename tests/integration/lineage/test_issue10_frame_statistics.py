@@ -70,7 +70,8 @@ def test_issue10_pandas_global_statistics_name_their_fit_rows(ws: Any, data: Any
     for name in ("Series.mean", "sub", "Series.std", "truediv", "Series.median", "fillna"):
         assert name in names
     mean_op = next(op for op in view.ops() if op.name == "Series.mean")
-    assert mean_op.statistics and mean_op.params["column"] == "AMT_CREDIT"
+    assert mean_op.statistics
+    assert mean_op.params["column"] == "AMT_CREDIT"
     assert view.sources(include_statistics=True) == fitted
     assert len(out) < len(fit_rows) < len(app)
 
@@ -82,7 +83,8 @@ def test_issue10_pandas_frame_fillna_with_frame_mean(ws: Any, data: Any) -> None
     view = rt.lineage(filled)
     numeric = train.select_dtypes("number").columns
     had_null = train[numeric].isna().any(axis=1).to_numpy()[filled.index]
-    assert had_null.any() and not had_null.all()
+    assert had_null.any()
+    assert not had_null.all()
     fitted = {"application": sorted(train["rid"].tolist())}
     for i in range(len(filled)):
         assert dict(view.rows_of(i)) == {"application": [int(filled["rid"].iloc[i])]}
@@ -186,7 +188,8 @@ def test_issue10_polars_statistics_and_windows(ws: Any, data: Any, lazy: bool) -
         'col("EXT_SOURCE_1").mean()',
     ]
     assert ops["polars.over"].params["partition_by"] == ['col("NAME_EDUCATION_TYPE")']
-    assert ops["polars.statistics"].statistics and ops["polars.over"].statistics
+    assert ops["polars.statistics"].statistics
+    assert ops["polars.over"].statistics
 
 
 def test_issue10_polars_global_statistic_keeps_rows_of_exact(ws: Any, data: Any) -> None:
