@@ -240,3 +240,36 @@ def test_issue10_pandas_columns_stay_traced_through_row_selection(ws: Any, data:
         for i in range(len(picked)):
             assert dict(view.rows_of(i)) == {"application": [int(truth.iloc[i])]}
     assert rt.lineage(credit).statistics() == []
+
+
+@pytest.mark.slow
+def test_issue10_spark_fill_value_and_window_functions(ws: Any, tmp_path: Path) -> None:
+    import shutil
+
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import Window, functions
+
+    table = {"k": [1, 1, 2, 2, 1, 3], "x": [10.0, None, 30.0, 40.0, None, 70.0]}
+    pq.write_table(pa.table({**table, "gt": list(range(6))}), tmp_path / "t.parquet")
+    spark = rt.spark.session("rowtrail-tests")
+    spark.sparkContext.setLogLevel("ERROR")
+    sdf = rt.spark.read_parquet(tmp_path / "t.parquet", source="t", workspace=ws, spark=spark)
+    train = sdf.filter(functions.col("k") < 3).filter(functions.col("gt") > 0)
+    mean = train.agg(functions.mean("x").alias("m")).first()["m"]
+    assert mean == pytest.approx(35.0)
+    out = sdf.fillna({"x": mean}).orderBy(functions.desc("gt"))
+    view = rt.lineage(out)
+    gts = [row[view.row_columns.index("gt")] for row in view.rows]
+    for i, gt in enumerate(gts):
+        assert dict(view.rows_of(i)) == {"t": [gt]}
+        assert [(d.op, dict(d.fitted_on)) for d in view.statistics(row=i)] == [
+            ("spark.collect", {"t": [1, 2, 3, 4]})
+        ]
+    assert "spark.fillna" in [op.name for op in view.ops()]
+    with pytest.warns(LineageFallbackWarning, match=r"avg\(x\) OVER \(PARTITION BY k"):
+        windowed = sdf.withColumn("g", functions.mean("x").over(Window.partitionBy("k")))
+    assert dict(rt.lineage(windowed).rows_of(0)) == {"t": list(range(6))}

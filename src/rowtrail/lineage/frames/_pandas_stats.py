@@ -33,7 +33,14 @@ from rowtrail.lineage.frames._pandas_base import (
     lineage_of,
     quiet,
 )
-from rowtrail.lineage.frames._stats import global_stat_slot, union_slots, with_slots
+from rowtrail.lineage.frames._stats import (
+    TracedFloat,
+    TracedInt,
+    global_stat_slot,
+    traced_number,
+    union_slots,
+    with_slots,
+)
 
 __all__ = ["StatisticsMixin", "TracedFloat", "TracedInt", "statistic_slots"]
 
@@ -53,63 +60,6 @@ _REDUCTIONS = (
     "skew",
     "kurt",
 )
-
-
-class TracedFloat(float):
-    """A ``float`` fitted on traced rows (``s.mean()``); arithmetic keeps its statistics."""
-
-    _rt_slots: tuple[Slot, ...] = ()
-
-
-class TracedInt(int):
-    """An ``int`` fitted on traced rows (``s.count()``); arithmetic keeps its statistics."""
-
-    _rt_slots: tuple[Slot, ...] = ()
-
-
-def _traced_number(value: Any, slots: tuple[Slot, ...]) -> Any:
-    """Return ``value`` as a traced number carrying ``slots`` (other values unchanged)."""
-    if isinstance(value, bool | np.bool_) or not slots:
-        return value
-    if isinstance(value, float | np.floating):
-        number: Any = TracedFloat(value)
-    elif isinstance(value, int | np.integer):
-        number = TracedInt(value)
-    else:
-        return value
-    number._rt_slots = tuple(dict.fromkeys(slots))
-    return number
-
-
-def _number_method(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def method(self: Any, other: Any) -> Any:
-        result = base(self, other)
-        if result is NotImplemented:
-            return result
-        return _traced_number(result, (*self._rt_slots, *getattr(other, "_rt_slots", ())))
-
-    method.__name__ = base.__name__
-    return method
-
-
-def _install_arithmetic() -> None:
-    """Give the traced numbers arithmetic that keeps their statistics."""
-    names = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")
-    for name in (*names, *(f"r{n}" for n in names)):
-        for cls, plain in ((TracedFloat, float), (TracedInt, int)):
-            setattr(cls, f"__{name}__", _number_method(getattr(plain, f"__{name}__")))
-
-
-_install_arithmetic()
-
-
-def _negative(self: Any) -> Any:
-    plain = float(self) if isinstance(self, float) else int(self)
-    return _traced_number(-plain, self._rt_slots)
-
-
-TracedFloat.__neg__ = _negative  # type: ignore[method-assign]
-TracedInt.__neg__ = _negative  # type: ignore[method-assign]
 
 
 def _is_rows_of(value: Any, frame: Any) -> bool:
@@ -164,7 +114,7 @@ def _reduction(name: str) -> Callable[..., Any]:
         if isinstance(result, pd.Series):  # one value per column (or per quantile)
             every = fallback_lineage(lineage, len(result), name, warn=False)
             return attach(as_traced(result), every, state.derive(node))
-        return _traced_number(result, (global_stat_slot(lineage, node),))
+        return traced_number(result, (global_stat_slot(lineage, node),))
 
     method.__name__ = name
     method.__doc__ = f"``{name}``; the result records the rows it was fitted on (a statistic)."

@@ -17,7 +17,7 @@ Global statistics are not part of the row's own lineage (``rows_of``), exactly a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,8 +27,12 @@ from rowtrail.lineage.frames._ops import OpNode
 
 __all__ = [
     "STATISTICS",
+    "TracedFloat",
+    "TracedInt",
     "collect_statistics",
     "global_stat_slot",
+    "number_slots",
+    "traced_number",
     "union_slots",
     "with_slots",
 ]
@@ -135,3 +139,71 @@ def collect_statistics(lineage: RowLineage, rows: NDArray[np.intp]) -> list[tupl
             stack.append((group.input, inputs))
     ordered = sorted(found.values(), key=lambda item: int(item[0].node_id[1:]))
     return [(op, np.unique(np.concatenate(parts))) for op, parts in ordered]
+
+
+class TracedFloat(float):
+    """A ``float`` fitted on traced rows (``s.mean()``); arithmetic keeps its statistics."""
+
+    _rt_slots: tuple[Slot, ...] = ()
+
+
+class TracedInt(int):
+    """An ``int`` fitted on traced rows (``s.count()``); arithmetic keeps its statistics."""
+
+    _rt_slots: tuple[Slot, ...] = ()
+
+
+def traced_number(value: Any, slots: tuple[Slot, ...]) -> Any:
+    """Return ``value`` as a traced number carrying ``slots`` (other values unchanged)."""
+    if isinstance(value, bool | np.bool_) or not slots:
+        return value
+    if isinstance(value, float | np.floating):
+        number: Any = TracedFloat(value)
+    elif isinstance(value, int | np.integer):
+        number = TracedInt(value)
+    else:
+        return value
+    number._rt_slots = tuple(dict.fromkeys(slots))
+    return number
+
+
+def _number_method(base: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def method(self: Any, other: Any) -> Any:
+        result = base(self, other)
+        if result is NotImplemented:
+            return result
+        return traced_number(result, (*self._rt_slots, *getattr(other, "_rt_slots", ())))
+
+    method.__name__ = base.__name__
+    return method
+
+
+def _install_arithmetic() -> None:
+    """Give the traced numbers arithmetic that keeps their statistics."""
+    names = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")
+    for name in (*names, *(f"r{n}" for n in names)):
+        for cls, plain in ((TracedFloat, float), (TracedInt, int)):
+            setattr(cls, f"__{name}__", _number_method(getattr(plain, f"__{name}__")))
+
+
+_install_arithmetic()
+
+
+def _negative(self: Any) -> Any:
+    plain = float(self) if isinstance(self, float) else int(self)
+    return traced_number(-plain, self._rt_slots)
+
+
+TracedFloat.__neg__ = _negative  # type: ignore[method-assign]
+TracedInt.__neg__ = _negative  # type: ignore[method-assign]
+
+
+def number_slots(value: Any) -> list[Slot]:
+    """Return the statistic slots of a traced number, or of those in a dict / list / tuple."""
+    if isinstance(value, dict):
+        values: list[Any] = list(value.values())
+    elif isinstance(value, list | tuple):
+        values = list(value)
+    else:
+        values = [value]
+    return list(dict.fromkeys(s for v in values for s in getattr(v, "_rt_slots", ())))
