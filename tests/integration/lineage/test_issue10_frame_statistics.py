@@ -242,6 +242,35 @@ def test_issue10_pandas_columns_stay_traced_through_row_selection(ws: Any, data:
     assert rt.lineage(credit).statistics() == []
 
 
+def test_issue10_more_fitting_ops_record_their_rows(ws: Any, data: Any) -> None:
+    app = read_pandas(ws, data)
+    train = app[app["CNT_CHILDREN"] == 0]
+    fitted = {"application": sorted(train["rid"].tolist())}
+    income = train["AMT_INCOME_TOTAL"]
+    capped = income.clip(upper=income.quantile(0.95))
+    ranked = income.rank(pct=True)
+    for series, op in ((capped, "Series.quantile"), (ranked, "Series.rank")):
+        view = rt.lineage(series)
+        assert dict(view.rows_of(3)) == {"application": [int(train["rid"].iloc[3])]}
+        assert [(d.op, dict(d.fitted_on)) for d in view.statistics(row=3)] == [(op, fitted)]
+    means = train[["EXT_SOURCE_1", "EXT_SOURCE_3"]].apply(np.mean)
+    filled = train.fillna(means)
+    assert [d.op for d in rt.lineage(filled).statistics()] == ["DataFrame.apply"]
+    with pytest.warns(LineageFallbackWarning, match="DataFrame.apply"):
+        centred = train[["AMT_CREDIT"]].apply(lambda column: column - column.mean())
+    assert dict(rt.lineage(centred).rows_of(0)) == fitted
+    frame = read_polars(ws, data, lazy=False).filter(pl.col("CNT_CHILDREN") == 0)
+    mean_filled = frame.fill_null(strategy="mean")
+    view = rt.lineage(mean_filled)
+    assert [(d.op, dict(d.fitted_on)) for d in view.statistics(row=0)] == [
+        ("polars.statistics", fitted)
+    ]
+    assert dict(view.rows_of(0)) == {"application": [int(frame["rid"][0])]}
+    with pytest.warns(LineageFallbackWarning, match="map_batches"):
+        mapped = frame.with_columns(c=pl.col("AMT_CREDIT").map_batches(lambda s: s - s.mean()))
+    assert dict(rt.lineage(mapped).rows_of(0)) == fitted
+
+
 @pytest.mark.slow
 def test_issue10_spark_fill_value_and_window_functions(ws: Any, tmp_path: Path) -> None:
     import shutil

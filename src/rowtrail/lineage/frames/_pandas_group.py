@@ -64,6 +64,11 @@ class TracedSeries(StatisticsMixin, pd.Series):  # type: ignore[misc]  # overrid
             self.index is other.index or self.index.equals(other.index)
         ):
             return attach(self, found[0], found[1])
+        if isinstance(other, pd.DataFrame):
+            # One row as a Series of its columns (``df.iloc[0]``, ``apply(axis=1)``) or a
+            # reduction rowtrail does not override: values, not rows; left untraced as pandas
+            # columns were before (reductions that fit statistics are overridden).
+            return self
         return fallback(self, other, f"Series.{method or 'operation'}")
 
     def __getitem__(self, key: Any) -> Any:

@@ -238,6 +238,34 @@ class StatisticsMixin:
     mask = _valued("mask")
     replace = _valued("replace")
 
+    def apply(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """``apply``; a frame's column-wise call sees every row, so its lineage widens.
+
+        A result with one value per column is a statistic of all rows (like ``df.mean()``);
+        a column-wise result with the frame's rows may have mixed rows (``lambda c: c -
+        c.mean()`` or ``lambda c: c.shift()``): it falls back to all rows and warns.
+        Row-wise calls (``axis=1``, ``Series.apply``) keep each row's own lineage.
+        """
+        base = _base(self)
+        found = lineage_of(self)
+        axis = kwargs.get("axis", args[0] if args else 0)
+        if base is SERIES or found is None or is_quiet() or axis in (1, "columns"):
+            return base.apply(self, func, *args, **kwargs)
+        with quiet():
+            result = base.apply(self, func, *args, **kwargs)
+        if not isinstance(result, pd.Series | pd.DataFrame):
+            return result
+        columns = self.columns  # type: ignore[attr-defined]
+        if isinstance(result, pd.Series) and result.index.equals(columns):
+            params = {"func": getattr(func, "__name__", repr(func))}
+            node = record_op(
+                "DataFrame.apply", "aggregation", [found[1].node], params, statistics=True
+            )
+            every = fallback_lineage(found[0], len(result), "apply", warn=False)
+            return attach(as_traced(result), every, found[1].derive(node))
+        name = getattr(func, "__name__", type(func).__name__)
+        return fallback(as_traced(result), self, f"DataFrame.apply({name}, axis=0)")
+
     def rank(self, *args: Any, **kwargs: Any) -> Any:
         """``rank``; a row's rank is a statistic fitted on every row (recorded)."""
         base = _base(self)

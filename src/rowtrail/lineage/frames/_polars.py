@@ -39,7 +39,11 @@ from rowtrail.lineage.frames._polars_group import (
     raise_missing_index,
 )
 from rowtrail.lineage.frames._polars_group import TracedGroupBy as TracedGroupBy
-from rowtrail.lineage.frames._polars_stats import ExpressionLineage, expression_lineage
+from rowtrail.lineage.frames._polars_stats import (
+    ExpressionLineage,
+    expression_lineage,
+    fill_null_lineage,
+)
 from rowtrail.lineage.frames._query import FrameLineageView
 
 __all__ = [
@@ -296,13 +300,16 @@ class _Proxy:
 
     def fill_null(self, *args: Any, **kwargs: Any) -> Any:
         """``fill_null`` of user columns (lineage columns are never null-filled)."""
-        if kwargs.get("strategy") is None and (args or "value" in kwargs):
+        strategy = kwargs.get("strategy", args[1] if len(args) > 1 else None)
+        value = kwargs.get("value", args[0] if args else None)
+        extra = fill_null_lineage(self, value, strategy)
+        if strategy is None and (args or "value" in kwargs) and not extra.columns:
             # A value fill skips the Int64 id columns (never null) and the key structs (no
             # supertype with a scalar), so it can run on the whole frame inside the plan.
             inner = self._inner.fill_null(*args, **kwargs)
         else:
-            inner = self._attach_hidden(self._visible().fill_null(*args, **kwargs))
-        return self._derive(inner, "fill_null", "transformation")
+            inner = self._attach_hidden(self._visible().fill_null(*args, **kwargs), extra.columns)
+        return self._row_wise(inner, "fill_null", 1, extra)
 
     def drop_nulls(self, subset: Any = None) -> Any:
         """``drop_nulls`` over the user's columns."""

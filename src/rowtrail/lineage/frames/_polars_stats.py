@@ -34,7 +34,7 @@ from rowtrail.lineage.frames._core import Slot, fresh_name, record_op
 from rowtrail.lineage.frames._ops import OpNode
 from rowtrail.lineage.frames._polars_group import HiddenSlots, PolarsGroupNode
 
-__all__ = ["ExpressionLineage", "expression_lineage"]
+__all__ = ["ExpressionLineage", "expression_lineage", "fill_null_lineage"]
 
 # Functions (``{"Function": {"function": NAME}}``) that reduce a column to one value.
 _REDUCING: Final = frozenset({"Quantile", "NullCount", "ArgMax", "ArgMin", "Len"})
@@ -106,6 +106,10 @@ def _kind(node: dict[str, Any]) -> tuple[str, str] | None:
     for name in ("Sort", "SortBy", "Gather"):
         if name in node:
             return "mixing", name
+    anonymous = node.get("AnonymousFunction")
+    if isinstance(anonymous, dict):  # a Python function: elementwise only if polars says so
+        flags = str((anonymous.get("options") or {}).get("flags", ""))
+        return None if "ROW_SEPARABLE" in flags else ("mixing", "map_batches")
     function = node.get("Function")
     if isinstance(function, dict):
         name = _function_name(function.get("function"))
@@ -178,7 +182,24 @@ class ExpressionLineage:
 
 def expression_lineage(proxy: Any, exprs: Sequence[Any], call: str) -> ExpressionLineage:
     """Return the statistics, windows and fallbacks of a row-wise ``call`` (module docstring)."""
-    found = _findings(exprs)
+    return _lineage(proxy, _findings(exprs), call)
+
+
+def fill_null_lineage(proxy: Any, value: Any, strategy: Any) -> ExpressionLineage:
+    """Return what a frame's ``fill_null(value)`` / ``fill_null(strategy=...)`` must record.
+
+    ``"mean"`` / ``"min"`` / ``"max"`` fit a statistic on all rows; a value expression is
+    read like any expression.
+    """
+    if strategy in ("mean", "min", "max"):
+        text = f"fill_null(strategy={strategy!r})"
+        return _lineage(proxy, _Findings(statistics=[text]), "fill_null")
+    # A frame's forward / backward fill stays row-wise, as the frame tests pin it (an
+    # expression's ``forward_fill()`` falls back); a value expression is read as any other.
+    return expression_lineage(proxy, [value], "fill_null")
+
+
+def _lineage(proxy: Any, found: _Findings, call: str) -> ExpressionLineage:
     out = ExpressionLineage()
     parent = [proxy._state.node]
     if found.statistics:
@@ -198,7 +219,7 @@ def expression_lineage(proxy: Any, exprs: Sequence[Any], call: str) -> Expressio
             f"rowtrail does not follow rows through polars {', '.join(names)} in {call}(); "
             "lineage of its rows falls back to all input rows (sound, not exact).",
             LineageFallbackWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         params = {"call": call, "functions": names}
         node = record_op("polars.row_mixing", "unknown", parent, params, fallback=True)
