@@ -260,7 +260,7 @@ def test_issue10_more_fitting_ops_record_their_rows(ws: Any, data: Any) -> None:
         centred = train[["AMT_CREDIT"]].apply(lambda column: column - column.mean())
     assert dict(rt.lineage(centred).rows_of(0)) == fitted
     frame = read_polars(ws, data, lazy=False).filter(pl.col("CNT_CHILDREN") == 0)
-    mean_filled = frame.fill_null(strategy="mean")
+    mean_filled = frame.select("rid", "EXT_SOURCE_1", "EXT_SOURCE_3").fill_null(strategy="mean")
     view = rt.lineage(mean_filled)
     assert [(d.op, dict(d.fitted_on)) for d in view.statistics(row=0)] == [
         ("polars.statistics", fitted)
