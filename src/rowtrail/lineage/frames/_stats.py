@@ -9,9 +9,23 @@ value it used (``-1``: it used none, e.g. a row a ``fillna`` left alone). The sl
 the row through filters, sorts, joins and concats like any other slot, so
 ``statistics(row=i)`` stays exact per row after any of them.
 
-Global statistics are not part of the row's own lineage (``rows_of``), exactly as for NumPy
-(``(x - x.mean()) / x.std()``); group-wise statistics whose value *is* the row's value
-(``transform``, ``over``) keep their group in ``rows_of`` as well (aggregation lineage).
+Statistics and aggregation lineage:
+
+- a global statistic broadcast onto rows (``(x - x.mean()) / x.std()``, ``fillna(df.mean())``)
+  is listed by ``statistics()`` only; ``rows_of(i)`` stays the row's own rows, exactly as for
+  NumPy;
+- a group-wise statistic written back onto the rows (pandas ``groupby(k)[c].transform("mean")``,
+  polars ``pl.col(c).mean().over(k)``) is listed by ``statistics(row=i)`` with the rows of
+  row ``i``'s group, and those rows also stay in ``rows_of(i)``: the row's new value *is* the
+  group's aggregate, the aggregation lineage these ops always had;
+- an aggregate merged back by a join (``df.merge(df.groupby(k).agg(...), on=k)``) is a join
+  of aggregated rows: the group's rows are in ``rows_of(i)`` (aggregation lineage) and it is
+  not listed by ``statistics()``, since rowtrail does not see a fit, only a join. A statistic
+  computed later from such columns lists, as its fitted rows, every row the merged rows
+  carry (their groups included).
+
+Lineage is kept per row, not per column: once a column computed from a statistic is assigned
+to a frame, every later statistic fitted on that frame's rows lists the earlier one too.
 """
 
 from __future__ import annotations
