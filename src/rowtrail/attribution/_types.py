@@ -25,5 +25,3 @@ class AttributionWorkspace(LineageWorkspace, Protocol):
     def extensions(self) -> dict[str, Any]:
         """Per-process registry of in-memory helpers (attributors)."""
         ...
-
-

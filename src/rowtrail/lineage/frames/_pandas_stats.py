@@ -44,23 +44,6 @@ from rowtrail.lineage.frames._stats import (
 
 __all__ = ["StatisticsMixin", "TracedFloat", "TracedInt", "statistic_slots"]
 
-_REDUCTIONS = (
-    "mean",
-    "median",
-    "std",
-    "var",
-    "sum",
-    "min",
-    "max",
-    "quantile",
-    "sem",
-    "prod",
-    "count",
-    "nunique",
-    "skew",
-    "kurt",
-)
-
 
 def _is_rows_of(value: Any, frame: Any) -> bool:
     """Whether ``value`` (a Series or frame) is row-aligned with ``frame``."""

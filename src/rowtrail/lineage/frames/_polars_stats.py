@@ -36,8 +36,23 @@ from rowtrail.lineage.frames._polars_group import HiddenSlots, PolarsGroupNode
 
 __all__ = ["ExpressionLineage", "expression_lineage", "fill_null_lineage"]
 
-# Functions (``{"Function": {"function": NAME}}``) that reduce a column to one value.
-_REDUCING: Final = frozenset({"Quantile", "NullCount", "ArgMax", "ArgMin", "Len"})
+# Functions (``{"Function": {"function": NAME}}``) fitted on every row of a column: they
+# reduce it to one value, or give each row a value computed from all rows (a rank, a
+# duplicate flag) without copying other rows' data into it.
+_REDUCING: Final = frozenset(
+    {
+        "Quantile",
+        "NullCount",
+        "ArgMax",
+        "ArgMin",
+        "Len",
+        "Rank",
+        "IsDuplicated",
+        "IsUnique",
+        "IsFirstDistinct",
+        "IsLastDistinct",
+    }
+)
 # Functions that make a row's value depend on other rows (outside a window: fallback).
 _MIXING: Final = frozenset(
     {
@@ -47,7 +62,6 @@ _MIXING: Final = frozenset(
         "CumMin",
         "CumMax",
         "CumCount",
-        "Rank",
         "Diff",
         "PctChange",
         "RollingExpr",
@@ -58,10 +72,6 @@ _MIXING: Final = frozenset(
         "Interpolate",
         "Reverse",
         "Random",
-        "IsDuplicated",
-        "IsUnique",
-        "IsFirstDistinct",
-        "IsLastDistinct",
         "ArgSort",
         "Sort",
         "SortBy",

@@ -155,8 +155,12 @@ def collect_statistics(lineage: RowLineage, rows: NDArray[np.intp]) -> list[tupl
     return [(op, np.unique(np.concatenate(parts))) for op, parts in ordered]
 
 
-class TracedFloat(float):
-    """A ``float`` fitted on traced rows (``s.mean()``); arithmetic keeps its statistics."""
+class TracedFloat(np.float64):
+    """A float (``np.float64``) fitted on traced rows (``s.mean()``); arithmetic keeps it.
+
+    A ``numpy.float64`` like pandas' own reductions return, so ``.round(2)`` and every
+    ``float`` use keep working.
+    """
 
     _rt_slots: tuple[Slot, ...] = ()
 
@@ -196,7 +200,7 @@ def _install_arithmetic() -> None:
     """Give the traced numbers arithmetic that keeps their statistics."""
     names = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow")
     for name in (*names, *(f"r{n}" for n in names)):
-        for cls, plain in ((TracedFloat, float), (TracedInt, int)):
+        for cls, plain in ((TracedFloat, np.float64), (TracedInt, int)):
             setattr(cls, f"__{name}__", _number_method(getattr(plain, f"__{name}__")))
 
 
@@ -204,7 +208,7 @@ _install_arithmetic()
 
 
 def _negative(self: Any) -> Any:
-    plain = float(self) if isinstance(self, float) else int(self)
+    plain = np.float64(self) if isinstance(self, float) else int(self)
     return traced_number(-plain, self._rt_slots)
 
 
