@@ -376,9 +376,9 @@ class Workspace:
             trust_root=root,
             trust_bound=None if given is not None else lambda: self.trust_root().bound,
             progress=progress,
-            visit=lambda index, event: (
-                events.append((index, event)) if event.kind in kinds else None
-            ),
+            visit=lambda index, event: events.append((index, event))
+            if event.kind in kinds
+            else None,
         )
         rows = self.lineage_store.verify_caches(self.ledger, events, verifier=root.verifier)
         return report, rows

@@ -25,3 +25,5 @@ class AttributionWorkspace(LineageWorkspace, Protocol):
     def extensions(self) -> dict[str, Any]:
         """Per-process registry of in-memory helpers (attributors)."""
         ...
+
+

@@ -25,16 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["section"]
 
-_COLUMNS = (
-    "CNT_CHILDREN",
-    "DAYS_BIRTH",
-    "AMT_INCOME_TOTAL",
-    "AMT_CREDIT",
-    "AMT_ANNUITY",
-    "EXT_SOURCE_1",
-    "EXT_SOURCE_2",
-    "EXT_SOURCE_3",
-)
+_COLUMNS = ("CNT_CHILDREN", "DAYS_BIRTH", "AMT_INCOME_TOTAL", "AMT_CREDIT", "AMT_ANNUITY",
+            "EXT_SOURCE_1", "EXT_SOURCE_2", "EXT_SOURCE_3")
 
 
 def _credit_data(ctx: DemoContext) -> dict[str, Any]:
@@ -52,14 +44,9 @@ def _credit_data(ctx: DemoContext) -> dict[str, Any]:
     matrix = (matrix - matrix.mean(axis=0)) / matrix.std(axis=0)
     subjects = [r[data.subject_column] for r in rows]
     info = register_source(
-        ctx.ws,
-        name="application.csv",
-        digest=file_digest(data.application_path),
-        format="csv",
-        schema=dict.fromkeys(_COLUMNS, "float"),
-        n_rows=len(rows),
-        path=str(data.application_path),
-        subject_column=data.subject_column,
+        ctx.ws, name="application.csv", digest=file_digest(data.application_path),
+        format="csv", schema=dict.fromkeys(_COLUMNS, "float"), n_rows=len(rows),
+        path=str(data.application_path), subject_column=data.subject_column,
         subject_ids=subjects,
     )
     target = np.array([float(r[data.target_column]) for r in rows])
@@ -82,18 +69,12 @@ def _train_mlp(ctx: DemoContext, data: dict[str, Any], train: np.ndarray) -> str
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(ctx.seed)
     )
-    model = torch.nn.Sequential(
-        torch.nn.Linear(inputs.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)
-    )
+    model = torch.nn.Sequential(torch.nn.Linear(inputs.shape[1], 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = torch.nn.functional.binary_cross_entropy_with_logits
-    with ctx.ws.training_run(
-        "credit-mlp",
-        model=model,
-        optimizer=optimizer,
-        params={"hidden": 32, "epochs": 3},
-        checkpoint_every=1,
-    ) as run:
+    with ctx.ws.training_run("credit-mlp", model=model, optimizer=optimizer,
+                             params={"hidden": 32, "epochs": 3}, checkpoint_every=1) as run:
         for _ in range(3):
             for x, y in run.track(loader, row_ids=data["row_ids"][train]):
                 loss = loss_fn(model(x)[:, 0], y)
@@ -101,16 +82,10 @@ def _train_mlp(ctx: DemoContext, data: dict[str, Any], train: np.ndarray) -> str
                 loss.backward()
                 optimizer.step()
                 run.log_loss(loss)
-    ctx.say(
-        f"MLP run {run.run_id}: {run.n_sample_uses} sample-uses in "
-        f"{sum(run.batches.values())} batch events, {len(run.checkpoints)} checkpoints"
-    )
-    ctx.state["training"] = {
-        "run_id": run.run_id,
-        "model": model,
-        "dataset": dataset,
-        "row_ids": data["row_ids"][train],
-    }
+    ctx.say(f"MLP run {run.run_id}: {run.n_sample_uses} sample-uses in "
+            f"{sum(run.batches.values())} batch events, {len(run.checkpoints)} checkpoints")
+    ctx.state["training"] = {"run_id": run.run_id, "model": model, "dataset": dataset,
+                             "row_ids": data["row_ids"][train]}
     return run.run_id
 
 
@@ -121,13 +96,10 @@ def section(ctx: DemoContext) -> None:
     n = len(data["y"])
     train = np.arange(int(n * 0.8))
     with ctx.ws.training_run("credit-logistic", params={"l2": 1.0}) as run:
-        fit = fit_logistic(
-            data["X"][train], data["y"][train], l2=1.0, run=run, row_ids=data["row_ids"][train]
-        )
-    ctx.say(
-        f"logistic regression: Newton converged in {fit.n_iter} steps "
-        f"(|grad| {fit.grad_norm:.1e}); Hessian {fit.hessian.shape} recorded for influence"
-    )
+        fit = fit_logistic(data["X"][train], data["y"][train], l2=1.0, run=run,
+                           row_ids=data["row_ids"][train])
+    ctx.say(f"logistic regression: Newton converged in {fit.n_iter} steps "
+            f"(|grad| {fit.grad_norm:.1e}); Hessian {fit.hessian.shape} recorded for influence")
     run_id = _train_mlp(ctx, data, train)
     subject = (data.get("subjects") or [None])[3]
     if subject is None:
@@ -139,27 +111,20 @@ def section(ctx: DemoContext) -> None:
         if use.chunk_proof is not None:
             use.chunk_proof.verify()
     batches = [u for u in uses if u.kind == "batch"]
-    ctx.say(
-        f"row 3 of application.csv (one applicant's row, asked by subject pseudonym) "
-        f"appears {len(uses)} times; each answer has a verified inclusion proof:"
-    )
+    ctx.say(f"row 3 of application.csv (one applicant's row, asked by subject pseudonym) "
+            f"appears {len(uses)} times; each answer has a verified inclusion proof:")
     for use in batches[:6]:
-        ctx.say(
-            f"  epoch {use.epoch} step {use.step:>3} batch {use.batch:>3} "
-            f"slot {use.position_in_batch:>2} ({use.role}) -> ledger #{use.ledger_index}, "
-            f"proof of {len(use.proof.path)} hashes; seen by checkpoints "
-            f"{[c.split(':')[1] for c in use.checkpoint_ids]}"
-        )
+        ctx.say(f"  epoch {use.epoch} step {use.step:>3} batch {use.batch:>3} "
+                f"slot {use.position_in_batch:>2} ({use.role}) -> ledger #{use.ledger_index}, "
+                f"proof of {len(use.proof.path)} hashes; seen by checkpoints "
+                f"{[c.split(':')[1] for c in use.checkpoint_ids]}")
     other = [u.kind for u in uses if u.kind != "batch"]
     ctx.say(f"  also: {', '.join(other)} (split membership and the convex fit)")
-    ctx.record(
-        "training",
-        {
-            "logistic_n_iter": fit.n_iter,
-            "logistic_grad_norm": fit.grad_norm,
-            "mlp_run": run_id,
-            "uses": len(uses),
-            "batch_uses": [[u.epoch, u.step, u.batch, u.ledger_index] for u in batches],
-            "proofs_verified": True,
-        },
-    )
+    ctx.record("training", {
+        "logistic_n_iter": fit.n_iter,
+        "logistic_grad_norm": fit.grad_norm,
+        "mlp_run": run_id,
+        "uses": len(uses),
+        "batch_uses": [[u.epoch, u.step, u.batch, u.ledger_index] for u in batches],
+        "proofs_verified": True,
+    })

@@ -119,13 +119,9 @@ def trust(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> Non
             "vkey": ws.ledger.verifier.vkey,
             "size": 0 if pinned is None else pinned.size,
         }
-        emit(
-            data,
-            as_json=as_json,
-            human=lambda: console.print(
-                f"trusted log {data['origin']} at size {data['size']} (key {data['vkey']})"
-            ),
-        )
+        emit(data, as_json=as_json, human=lambda: console.print(
+            f"trusted log {data['origin']} at size {data['size']} (key {data['vkey']})"
+        ))
 
 
 @ledger_app.command("head")
@@ -224,14 +220,11 @@ def export_trust(
         out.mkdir(parents=True, exist_ok=True)
         (out / "vkey").write_text(ws.ledger.verifier.vkey + "\n", encoding="utf-8")
         (out / "checkpoint").write_text(latest.note, encoding="utf-8")
-        data = {"vkey": str(out / "vkey"), "checkpoint": str(out / "checkpoint"), "size": head.size}
-        emit(
-            data,
-            as_json=as_json,
-            human=lambda: console.print(
-                f"wrote {data['vkey']} and {data['checkpoint']} (size {head.size})"
-            ),
-        )
+        data = {"vkey": str(out / "vkey"), "checkpoint": str(out / "checkpoint"),
+                "size": head.size}
+        emit(data, as_json=as_json, human=lambda: console.print(
+            f"wrote {data['vkey']} and {data['checkpoint']} (size {head.size})"
+        ))
 
 
 @ledger_app.command("consistency")

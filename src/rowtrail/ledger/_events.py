@@ -223,7 +223,9 @@ class Event:
         return event
 
 
-def encode_event_leaf(kind: str, payload: Mapping[str, Any], actor: str, time: datetime) -> bytes:
+def encode_event_leaf(
+    kind: str, payload: Mapping[str, Any], actor: str, time: datetime
+) -> bytes:
     """Validate and encode the leaf of an event without subjects or blobs.
 
     The batched append path: the same bytes as ``Event(kind, payload, actor, time).leaf()``
@@ -261,13 +263,8 @@ class BatchLeafEncoder:
         if type(payload) is not dict:
             payload = _check_payload(payload)
         text = (
-            prefix
-            + _payload_json(payload)
-            + ',"subjects":[],"time":"'
-            + _format_utc(time)
-            + '","v":'
-            + _VERSION_TEXT
-            + "}"
+            prefix + _payload_json(payload) + ',"subjects":[],"time":"' + _format_utc(time)
+            + '","v":' + _VERSION_TEXT + "}"
         )
         try:
             return text.encode("utf-8")
@@ -296,21 +293,9 @@ def _encode_leaf(
     if type(payload) is not dict:
         payload = _check_payload(payload)
     text = (
-        '{"actor":'
-        + _actor_json(actor)
-        + ',"blobs":['
-        + blobs_text
-        + '],"kind":"'
-        + kind
-        + '","payload":'
-        + _payload_json(payload)
-        + ',"subjects":['
-        + subjects_text
-        + '],"time":"'
-        + _format_utc(time)
-        + '","v":'
-        + _VERSION_TEXT
-        + "}"
+        '{"actor":' + _actor_json(actor) + ',"blobs":[' + blobs_text + '],"kind":"' + kind
+        + '","payload":' + _payload_json(payload) + ',"subjects":[' + subjects_text
+        + '],"time":"' + _format_utc(time) + '","v":' + _VERSION_TEXT + "}"
     )
     try:
         return text.encode("utf-8")

@@ -140,7 +140,9 @@ def _check_path(path: Sequence[bytes], error: type[Exception]) -> None:
             _check_hash(value, f"proof hash {position}", error)
 
 
-def root_from_inclusion_path(index: int, size: int, leaf: bytes, path: Sequence[bytes]) -> bytes:
+def root_from_inclusion_path(
+    index: int, size: int, leaf: bytes, path: Sequence[bytes]
+) -> bytes:
     """Return the root implied by an inclusion path (RFC 9162 §2.1.3.2), raising if malformed."""
     if not 0 <= index < size:
         raise InclusionProofError(f"leaf index {index} is outside a tree of size {size}")

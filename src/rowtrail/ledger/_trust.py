@@ -72,13 +72,8 @@ class TrustRoot:
         return max(sizes, default=0)
 
     @classmethod
-    def from_files(
-        cls,
-        vkey_path: str | os.PathLike[str],
-        checkpoint_path: str | os.PathLike[str] | None,
-        *,
-        origin: str | None = None,
-    ) -> TrustRoot:
+    def from_files(cls, vkey_path: str | os.PathLike[str], checkpoint_path: str | os.PathLike[str]
+                   | None, *, origin: str | None = None) -> TrustRoot:
         """Load a trust root a third party saved: a verifier key file and a checkpoint note."""
         try:
             verifier = NoteVerifier.from_vkey(Path(vkey_path).read_text(encoding="utf-8"))

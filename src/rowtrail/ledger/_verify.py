@@ -306,9 +306,8 @@ def _check_checkpoints(
         _check_head(ledger, trusted.size, trusted.root, size, f"checkpoint in {trust_root.source}")
     except CheckpointError as exc:
         raise TrustRootError(f"{exc}: the log was rewritten or forked") from exc
-    if not any(
-        s.size == trusted.size and hmac.compare_digest(s.root, trusted.root) for s in stored_all
-    ):
+    if not any(s.size == trusted.size and hmac.compare_digest(s.root, trusted.root)
+               for s in stored_all):
         raise TrustRootError(
             f"the checkpoint of size {trusted.size} in {trust_root.source} is not among the "
             "log's stored checkpoints: they were removed or rewritten"

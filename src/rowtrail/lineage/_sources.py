@@ -185,7 +185,9 @@ def _pseudonyms_by_subject(ws: LineageWorkspace, subject_ids: Any) -> dict[str, 
     return rows_by_subject
 
 
-def _subject_coverage(n_rows: int, rows_by_subject: dict[str, list[int]] | None) -> dict[str, Any]:
+def _subject_coverage(
+    n_rows: int, rows_by_subject: dict[str, list[int]] | None
+) -> dict[str, Any]:
     """Return what the ``source.registered`` event records about its subject events.
 
     ``subject_events``: how many ``subject.ingested`` events follow, one per pseudonym, in

@@ -53,7 +53,9 @@ class LineageStore(Protocol):
         """
         ...
 
-    def project(self, handle: Any, entries: Sequence[tuple[int, bytes]]) -> list[tuple[int, int]]:
+    def project(
+        self, handle: Any, entries: Sequence[tuple[int, bytes]]
+    ) -> list[tuple[int, int]]:
         """Write the cache rows of ``source.registered`` / ``subject.ingested`` entries.
 
         Registered with the ledger store as a projection: runs inside the append's transaction.

@@ -87,7 +87,9 @@ class _ReadSnapshot:
 class SQLiteDatabase:
     """A workspace database file with its migrations applied."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 60.0, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 60.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.lock = threading.RLock()
         self.read_only = read_only
@@ -271,7 +273,8 @@ class _Transaction:
 
     def subject_bucket(self, bucket: int) -> list[tuple[int, str]]:
         rows = self._conn.execute(
-            "SELECT idx, subject || char(0) || idx FROM event_subjects WHERE idx >= ? AND idx < ?",
+            "SELECT idx, subject || char(0) || idx FROM event_subjects "
+            "WHERE idx >= ? AND idx < ?",
             (bucket << BUCKET_BITS, (bucket + 1) << BUCKET_BITS),
         ).fetchall()
         return [(int(i), str(t)) for i, t in rows]
@@ -282,14 +285,10 @@ class _Transaction:
 
     def save_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         self._conn.execute(
-            "INSERT INTO checkpoints (size, root, note, record, created_at) VALUES (?, ?, ?, ?, ?)",
-            (
-                checkpoint.size,
-                checkpoint.root,
-                checkpoint.note,
-                checkpoint.record,
-                checkpoint.created_at,
-            ),
+            "INSERT INTO checkpoints (size, root, note, record, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (checkpoint.size, checkpoint.root, checkpoint.note, checkpoint.record,
+             checkpoint.created_at),
         )
 
     def _project(self, start: int, kinds: Sequence[str], leaves: Sequence[bytes]) -> None:
@@ -349,7 +348,9 @@ class _Transaction:
                 (runs[0][2], last[0], last[1]),
             )
             runs = runs[1:]
-        self._conn.executemany("INSERT INTO event_kinds (kind, start, stop) VALUES (?, ?, ?)", runs)
+        self._conn.executemany(
+            "INSERT INTO event_kinds (kind, start, stop) VALUES (?, ?, ?)", runs
+        )
 
 
 class SQLiteLedgerStore:
@@ -595,7 +596,9 @@ def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
     return StoredCheckpoint(int(size), bytes(root), str(note), str(record), str(created_at))
 
 
-def grouped_texts(db: SQLiteDatabase, sql: str, params: Sequence[Any] = ()) -> dict[int, list[str]]:
+def grouped_texts(
+    db: SQLiteDatabase, sql: str, params: Sequence[Any] = ()
+) -> dict[int, list[str]]:
     """Run a ``SELECT bucket, count(*), group_concat(text, char(30)) … GROUP BY bucket`` query.
 
     The texts come back in no particular order; bucket hashes sort them. A text holding the

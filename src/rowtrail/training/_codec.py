@@ -60,8 +60,8 @@ def _unpack_bits(data: bytes, width: int, count: int) -> NDArray[np.int64]:
     if width > 12:  # regroup each value's bits into 8 bytes: faster than an integer matmul
         padded = np.zeros((count, 64), dtype=np.uint8)
         padded[:, :width] = bits
-        return (
-            np.packbits(padded, axis=1, bitorder="little").view("<u8").reshape(count).view(np.int64)
+        return np.packbits(padded, axis=1, bitorder="little").view("<u8").reshape(count).view(
+            np.int64
         )
     weights = np.left_shift(np.uint64(1), np.arange(width, dtype=np.uint64))
     return np.asarray(bits.astype(np.uint64) @ weights, dtype=np.uint64).view(np.int64)
@@ -216,10 +216,11 @@ def decode_batch_sets(blob: bytes) -> NDArray[np.int64]:
     if m == 0:
         return np.zeros(0, dtype=np.int64)
     body = blob[_EF.size :]
-    low = _unpack_bits(body[:n_low], low_bits, m) if low_bits else np.zeros(m, dtype=np.int64)
-    ones = np.flatnonzero(
-        np.unpackbits(np.frombuffer(body[n_low:], dtype=np.uint8), bitorder="little")
+    low = (
+        _unpack_bits(body[:n_low], low_bits, m) if low_bits else np.zeros(m, dtype=np.int64)
     )
+    ones = np.flatnonzero(np.unpackbits(np.frombuffer(body[n_low:], dtype=np.uint8),
+                                        bitorder="little"))
     if ones.size != m:
         raise StorageError(f"batch-set blob holds {ones.size} values; its header says {m}")
     keyed = ((ones - np.arange(m)) << low_bits) | low

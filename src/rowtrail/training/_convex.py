@@ -225,25 +225,16 @@ def _data_digest(X: F64, y: F64) -> str:  # noqa: N803
     return DIGEST_PREFIX + hasher.hexdigest()
 
 
-def _resolve_ids(
-    run: Any,
-    X_in: Any,  # noqa: N803 - X as in sklearn
-    row_ids: Any,
-    n: int,
-    digest: str,
-) -> NDArray[np.int64]:
+def _resolve_ids(run: Any, X_in: Any,  # noqa: N803 - X as in sklearn
+                row_ids: Any, n: int, digest: str) -> NDArray[np.int64]:
     explicit = row_ids if row_ids is not None else getattr(X_in, "row_ids", None)
     if explicit is not None:
         return check_row_ids(explicit, n, caller="fit_logistic")
     if run is None:
         return np.arange(n, dtype=np.int64)
     info = register_source(
-        run.ws,
-        name=f"{run.name}/train",
-        digest=digest,
-        format="numpy",
-        schema={"basis": "design matrix and target"},
-        n_rows=n,
+        run.ws, name=f"{run.name}/train", digest=digest, format="numpy",
+        schema={"basis": "design matrix and target"}, n_rows=n,
     )
     return info.row_ids()
 
@@ -326,16 +317,8 @@ def fit_logistic(
         grad_norm = float(np.linalg.norm(gradient))
     digest = _data_digest(data, target)
     fit = ConvexFit(
-        "logistic",
-        theta,
-        hessian,
-        lam,
-        fit_intercept,
-        n_iter,
-        grad_norm,
-        objective,
-        digest,
-        np.empty(0, dtype=np.int64),
+        "logistic", theta, hessian, lam, fit_intercept, n_iter, grad_norm,
+        objective, digest, np.empty(0, dtype=np.int64),
     )
     _check_fitted(fit, "fit_logistic")  # before _resolve_ids, which may register a source
     fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
@@ -374,16 +357,8 @@ def fit_ridge(
         grad_norm = float(np.linalg.norm(gradient))
     digest = _data_digest(data, target)
     fit = ConvexFit(
-        "ridge",
-        theta,
-        hessian,
-        lam,
-        fit_intercept,
-        1,
-        grad_norm,
-        objective,
-        digest,
-        np.empty(0, dtype=np.int64),
+        "ridge", theta, hessian, lam, fit_intercept, 1, grad_norm,
+        objective, digest, np.empty(0, dtype=np.int64),
     )
     _check_fitted(fit, "fit_ridge")  # before _resolve_ids, which may register a source
     fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
@@ -437,16 +412,8 @@ def record_sklearn_fit(
     digest = _data_digest(data, target)
     n_iter = int(np.max(getattr(estimator, "n_iter_", [0])))
     fit = ConvexFit(
-        model,
-        theta,
-        hessian,
-        lam,
-        intercept,
-        n_iter,
-        grad_norm,
-        objective,
-        digest,
-        np.empty(0, dtype=np.int64),
+        model, theta, hessian, lam, intercept, n_iter, grad_norm,
+        objective, digest, np.empty(0, dtype=np.int64),
     )
     _check_fitted(fit, "record_sklearn_fit")  # before _resolve_ids, which may write
     fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)

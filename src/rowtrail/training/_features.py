@@ -74,7 +74,9 @@ _SYNC_BYTES = 64 << 20
 _KIND = "features.computed"
 _KEY = re.compile(r"^[0-9a-f]{24}$")
 _FILES = ("features.f16", "meta.json", "row_ids.npy")
-_FIX = "Delete the feature set's directory and run featurize() again to recompute and record it."
+_FIX = (
+    "Delete the feature set's directory and run featurize() again to recompute and record it."
+)
 
 
 @dataclass
@@ -185,9 +187,8 @@ def open_feature_set(workspace: Any, key: str, *, partial: bool = False) -> Feat
 
 
 def _read(path: Path, key: str) -> FeatureSet:
-    meta_path, ids_path, features_path = (
-        path / n for n in ("meta.json", "row_ids.npy", "features.f16")
-    )
+    meta_path, ids_path, features_path = (path / n for n in ("meta.json", "row_ids.npy",
+                                                              "features.f16"))
     meta = load_json_file(meta_path)
     try:
         shape = (int(meta["n_samples"]), int(meta["proj_dim"]))
@@ -215,13 +216,11 @@ def _read(path: Path, key: str) -> FeatureSet:
             )
         features = np.memmap(features_path, dtype=_DTYPE, mode="r", shape=shape)
     except FileNotFoundError:
-        raise FileIntegrityError(
-            f"{features_path} is missing. {_FIX}", path=str(features_path)
-        ) from None
+        raise FileIntegrityError(f"{features_path} is missing. {_FIX}",
+                                 path=str(features_path)) from None
     except ValueError as exc:
-        raise FileIntegrityError(
-            f"{features_path} cannot be mapped: {exc}. {_FIX}", path=str(features_path)
-        ) from exc
+        raise FileIntegrityError(f"{features_path} cannot be mapped: {exc}. {_FIX}",
+                                 path=str(features_path)) from exc
     except OSError as exc:
         raise StorageError(f"cannot read {features_path}: {exc}") from exc
     return FeatureSet(key, path, meta, row_ids.astype(np.int64, copy=False), features)
@@ -317,16 +316,8 @@ def featurize(
         "row_ids_digest": sha256_digest(ids.tobytes()),
     }
     key = sha256_digest(canonical_json(meta))[7:31]
-    meta.update(
-        {
-            "key": key,
-            "n_samples": int(ids.size),
-            "proj_dim": proj.proj_dim,
-            "param_dim": grads.dim,
-            "dtype": "float16",
-            "n_done": 0,
-        }
-    )
+    meta.update({"key": key, "n_samples": int(ids.size), "proj_dim": proj.proj_dim,
+                 "param_dim": grads.dim, "dtype": "float16", "n_done": 0})
     path = _root(workspace) / key
     created = not (path / "meta.json").exists()
     if created:

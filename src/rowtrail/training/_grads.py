@@ -65,19 +65,13 @@ class PerSampleGradients:
         self.loss_name = getattr(self.loss_fn, "__qualname__", type(self.loss_fn).__name__)
         params = dict(model.named_parameters())
         if last_layer:
-            owners = [
-                name
-                for name, module in model.named_modules()
-                if any(True for _ in module.parameters(recurse=False))
-            ]
+            owners = [name for name, module in model.named_modules()
+                      if any(True for _ in module.parameters(recurse=False))]
             if not owners:
                 raise InvalidInputError("model of featurize has no parameters to differentiate")
             prefix = owners[-1] + "." if owners[-1] else ""
-            chosen = [
-                name
-                for name in params
-                if name.startswith(prefix) and "." not in name[len(prefix) :]
-            ]
+            chosen = [name for name in params if name.startswith(prefix)
+                      and "." not in name[len(prefix):]]
         else:
             chosen = [name for name, p in params.items() if p.requires_grad]
         self.param_names = chosen

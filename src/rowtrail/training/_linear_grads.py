@@ -67,9 +67,8 @@ class LinearGradients:
         finally:
             for handle in handles:
                 handle.remove()
-        if any(
-            len(seen_in[m]) != 1 or seen_in[m][0].dim() != 2 or m not in seen_out for m in layers
-        ):
+        if any(len(seen_in[m]) != 1 or seen_in[m][0].dim() != 2 or m not in seen_out
+               for m in layers):
             return None
         n = inputs.shape[0]
         parts = []

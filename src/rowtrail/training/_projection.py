@@ -78,12 +78,8 @@ class RademacherProjector:
 
     def spec(self) -> dict[str, Any]:
         """Return ``{"kind", "proj_dim", "seed", "block_size"}``."""
-        return {
-            "kind": self.kind,
-            "proj_dim": self.proj_dim,
-            "seed": self.seed,
-            "block_size": self.block_size,
-        }
+        return {"kind": self.kind, "proj_dim": self.proj_dim, "seed": self.seed,
+                "block_size": self.block_size}
 
     def _block(self, torch: Any, index: int, rows: int) -> Tensor:
         generator = torch.Generator().manual_seed(_sub_seed(self.seed, index))

@@ -147,14 +147,11 @@ class _Members:
         run, role = payload["run"], payload["role"]
         uses = [
             _Found(index, int(r), run, kind, role, via, int(s), **extra)
-            for r, via, s in zip(
-                self.row_ids.tolist(), self.vias, self.sample_ids.tolist(), strict=True
-            )
+            for r, via, s in zip(self.row_ids.tolist(), self.vias, self.sample_ids.tolist(),
+                                 strict=True)
         ]
-        uses.extend(
-            _Found(index, int(r), run, kind, role, "statistic", None, **extra)
-            for r in self.statistic.tolist()
-        )
+        uses.extend(_Found(index, int(r), run, kind, role, "statistic", None, **extra)
+                    for r in self.statistic.tolist())
         return uses
 
 
@@ -191,8 +188,7 @@ class _Index:
         """
         found = self.ws.ledger.entries_of_kind(kind)
         return [
-            e
-            for e in found
+            e for e in found
             if (run is None or e.event.payload.get("run") == run)
             and all(name in e.event.payload for name in needs)
         ]
@@ -206,8 +202,7 @@ class _Index:
         """Map chunk event index -> (run id, positions blob digest)."""
         return {
             e.index: (e.event.payload["run"], e.event.blobs[0])
-            for e in self.entries("training.chunk", run, needs=("run",))
-            if e.event.blobs
+            for e in self.entries("training.chunk", run, needs=("run",)) if e.event.blobs
         }
 
     def batches(self, run: str | None) -> list[tuple[LedgerEntry, str, NDArray[np.int64]]]:
@@ -260,18 +255,9 @@ def read_batches(
         if role is not None and batch_role != role:
             continue
         records.append(
-            BatchRecord(
-                run_id,
-                batch_role,
-                payload["epoch"],
-                payload["batch"],
-                payload["step"],
-                payload["lr"],
-                payload["loss"],
-                positions,
-                dataset_ids[positions],
-                entry.index,
-            )
+            BatchRecord(run_id, batch_role, payload["epoch"], payload["batch"],
+                        payload["step"], payload["lr"], payload["loss"], positions,
+                        dataset_ids[positions], entry.index)
         )
     return records
 
@@ -300,9 +286,8 @@ def _members(index: _Index, entry: LedgerEntry, targets: IdArray) -> _Members | 
         return None
     order = np.argsort(pos, kind="stable")
     rid = np.concatenate(rows).astype(np.int64)[order]
-    return _Members(
-        entry, pos[order], rid, [vias[i] for i in order.tolist()], ids[pos[order]], statistic
-    )
+    return _Members(entry, pos[order], rid, [vias[i] for i in order.tolist()],
+                    ids[pos[order]], statistic)
 
 
 def _unknown(ws: LineageWorkspace, entries: list[LedgerEntry], targets: IdArray) -> list[_Found]:
@@ -331,9 +316,8 @@ def _unknown(ws: LineageWorkspace, entries: list[LedgerEntry], targets: IdArray)
             f"dataset positions (stand-in source {sorted(stand_ins[run])}), not as rows of "
             "any registered source, so whether these rows were used is unknown"
         )
-        found.append(
-            _Found(split_entries[0].index, None, run, "unknown", "unknown", None, reason=reason)
-        )
+        found.append(_Found(split_entries[0].index, None, run, "unknown", "unknown", None,
+                            reason=reason))
     return found
 
 
@@ -347,9 +331,8 @@ def _has_row_ids(
     return not any(i in registered and is_stand_in(registered[i]) for i in sources)
 
 
-def _batch_uses(
-    index: _Index, member: dict[tuple[str, int], _Members], run: str | None
-) -> list[_Found]:
+def _batch_uses(index: _Index, member: dict[tuple[str, int], _Members],
+                run: str | None) -> list[_Found]:
     found: list[_Found] = []
     for entry, run_id, positions in index.batches(run):
         payload = entry.event.payload
@@ -360,20 +343,10 @@ def _batch_uses(
             position = positions[slot]
             lo, hi = np.searchsorted(hits.positions, [position, position + 1]).tolist()
             found.extend(
-                _Found(
-                    entry.index,
-                    int(hits.row_ids[k]),
-                    run_id,
-                    "batch",
-                    hits.entry.event.payload["role"],
-                    hits.vias[k],
-                    int(hits.sample_ids[k]),
-                    payload["epoch"],
-                    payload["step"],
-                    payload["batch"],
-                    slot,
-                    int(payload["chunk"]),
-                )
+                _Found(entry.index, int(hits.row_ids[k]), run_id, "batch",
+                       hits.entry.event.payload["role"], hits.vias[k], int(hits.sample_ids[k]),
+                       payload["epoch"], payload["step"], payload["batch"], slot,
+                       int(payload["chunk"]))
                 for k in range(lo, hi)
             )
     for entry in index.entries("training.fit", run, needs=("dataset",)):
@@ -394,14 +367,10 @@ def _checkpoints_after(index: _Index, run: str | None) -> dict[str, list[tuple[i
 
 def _statuses(index: _Index, runs: set[str]) -> tuple[dict[str, str], set[str], list[int]]:
     """Return each run's status, the runs with no seal, and the events they rest on."""
-    started = {
-        e.event.payload["run"]: e
-        for e in index.entries("training.started", None, needs=("run", "name"))
-    }
-    sealed = {
-        e.event.payload["run"]: e
-        for e in index.entries("training.completed", None, needs=("run", "status"))
-    }
+    started = {e.event.payload["run"]: e for e in index.entries("training.started", None,
+                                                                 needs=("run", "name"))}
+    sealed = {e.event.payload["run"]: e for e in index.entries("training.completed", None,
+                                                                needs=("run", "status"))}
     statuses: dict[str, str] = {}
     unsealed = {run for run in runs if run not in sealed}
     indices: list[int] = []
@@ -410,7 +379,8 @@ def _statuses(index: _Index, runs: set[str]) -> tuple[dict[str, str], set[str], 
         if start is None:  # pragma: no cover - every run writes training.started first
             statuses[run] = "incomplete"
             continue
-        statuses[run] = status_of(start.event.payload, None if seal is None else seal.event.payload)
+        statuses[run] = status_of(start.event.payload, None if seal is None
+                                  else seal.event.payload)
         indices.extend(e.index for e in (start, seal) if e is not None)
     return statuses, unsealed, indices
 
@@ -522,42 +492,22 @@ def _with_proofs(
     proofs = prove_verified(index.ws, sorted(wanted | set(status_events) | set(records)))
     record_of = {} if evidence is None else evidence.record_of
     uses = []
-    for f in sorted(
-        found, key=lambda f: (f.ledger_index, -1 if f.row_id is None else f.row_id, f.position or 0)
-    ):
-        after = tuple(
-            c
-            for n, c in checkpoints.get(f.run, [])
-            if f.batch is not None and f.role == "train" and n > f.batch
-        )
+    for f in sorted(found, key=lambda f: (f.ledger_index, -1 if f.row_id is None else f.row_id,
+                                          f.position or 0)):
+        after = tuple(c for n, c in checkpoints.get(f.run, []) if f.batch is not None
+                      and f.role == "train" and n > f.batch)
         reason = f.reason
         if reason is None and f.run in unsealed:
             # A run flushes its batches in chunks; a killed one never wrote its last chunk.
-            reason = (
-                f"run {f.run} is {statuses[f.run]} (never sealed): batches it drew "
-                "after its last recorded chunk are missing from this answer"
-            )
-        uses.append(
-            SampleUse(
-                f.row_id,
-                f.run,
-                f.kind,
-                f.role,
-                f.epoch,
-                f.step,
-                f.batch,
-                f.position,
-                after,
-                f.ledger_index,
-                proofs[f.ledger_index],
-                None if f.chunk is None else proofs[f.chunk],
-                f.via,
-                f.sample_row_id,
-                reason,
-                statuses[f.run],
-                None if f.row_id not in record_of else proofs[record_of[f.row_id]],
-            )
-        )
+            reason = (f"run {f.run} is {statuses[f.run]} (never sealed): batches it drew "
+                      "after its last recorded chunk are missing from this answer")
+        uses.append(SampleUse(
+            f.row_id, f.run, f.kind, f.role, f.epoch, f.step, f.batch, f.position, after,
+            f.ledger_index, proofs[f.ledger_index],
+            None if f.chunk is None else proofs[f.chunk],
+            f.via, f.sample_row_id, reason, statuses[f.run],
+            None if f.row_id not in record_of else proofs[record_of[f.row_id]],
+        ))
     return uses
 
 

@@ -168,12 +168,8 @@ def _own_lineage(dataset: Any, caller: str) -> SampleRows | None:
         return None
     off = np.asarray(offsets, dtype=np.int64)
     flat = np.asarray(ids, dtype=np.int64)
-    if (
-        off.ndim != 1
-        or off.size < 1
-        or off[0] != 0
-        or off[-1] != flat.size
-        or np.any(np.diff(off) < 0)
+    if off.ndim != 1 or off.size < 1 or off[0] != 0 or off[-1] != flat.size or np.any(
+        np.diff(off) < 0
     ):
         raise InvalidInputError(
             f"sample_offsets of the dataset given to {caller} must be CSR offsets (start at "
@@ -295,11 +291,9 @@ def encode_sample_rows(ledger: Any, rows: SampleRows) -> tuple[dict[str, Any], l
         "sample_counts": put(encode_positions(np.diff(rows.offsets))),
         "sample_rows": put(encode_positions(rows.ids - base)),
         "aggregated_rows": put(encode_positions(rows.aggregated - base))
-        if rows.aggregated.size
-        else None,
+        if rows.aggregated.size else None,
         "statistic_rows": put(encode_positions(rows.statistic - base))
-        if rows.statistic.size
-        else None,
+        if rows.statistic.size else None,
     }
     payload: dict[str, Any] = {"id_base": base, "n_links": int(rows.ids.size), **digests}
     return payload, [d for d in digests.values() if d is not None]

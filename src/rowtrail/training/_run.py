@@ -465,12 +465,8 @@ class TrainingRun:
         # at it by ledger index, which keeps a batch record near 200 bytes.
         chunk = ledger.append(
             "training.chunk",
-            {
-                "run": self.run_id,
-                "n_batches": len(pending),
-                "n_samples": total,
-                "batch_order": self.batch_order,
-            },
+            {"run": self.run_id, "n_batches": len(pending), "n_samples": total,
+             "batch_order": self.batch_order},
             blobs=[digest],
         )
         with ledger.batch(max_events=len(pending) + 8) as batch:
@@ -542,12 +538,8 @@ class TrainingRun:
         self.flush(wait=True)
         self.ws.ledger.append(
             "training.validation",
-            {
-                "run": self.run_id,
-                "epoch": self.epochs.get("train", 0),
-                "step": self.n_steps,
-                "loss": value,
-            },
+            {"run": self.run_id, "epoch": self.epochs.get("train", 0), "step": self.n_steps,
+             "loss": value},
         )
         if self.checkpoint_policy != "val_curve" or self.model is None:
             return None
@@ -568,9 +560,8 @@ class TrainingRun:
         for hook in self._hooks:
             hook.remove()
         self._writer.close()
-        payload, blobs = seal_payload(
-            self, status=status, code=code_info(self.code_path), environment=environment_info()
-        )
+        payload, blobs = seal_payload(self, status=status, code=code_info(self.code_path),
+                                      environment=environment_info())
         index: int = self.ws.ledger.append("training.completed", payload, blobs=blobs)
         self.finished = True
         if sign:

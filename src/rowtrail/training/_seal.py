@@ -44,7 +44,8 @@ def _data_section(run: TrainingRun) -> dict[str, Any]:
         "sources": [sources[key] for key in sorted(sources)],
         "splits": splits,
         "lineage_dag_digest": (
-            None if not dags else dags[0] if len(dags) == 1 else sha256_digest(canonical_json(dags))
+            None if not dags else dags[0] if len(dags) == 1
+            else sha256_digest(canonical_json(dags))
         ),
     }
 

@@ -162,17 +162,12 @@ def _runs(workspace: LineageWorkspace, only: str | None = None) -> list[RunInfo]
     runs = []
     for run, entry in sorted(started.items(), key=lambda item: item[1].index):
         seal = seals.get(run)
-        runs.append(
-            RunInfo(
-                run,
-                str(entry.event.payload["name"]),
-                status_of(entry.event.payload, None if seal is None else seal.event.payload),
-                entry.index,
-                None if seal is None else seal.index,
-                proofs[entry.index],
-                None if seal is None else proofs[seal.index],
-            )
-        )
+        runs.append(RunInfo(
+            run, str(entry.event.payload["name"]),
+            status_of(entry.event.payload, None if seal is None else seal.event.payload),
+            entry.index, None if seal is None else seal.index, proofs[entry.index],
+            None if seal is None else proofs[seal.index],
+        ))
     return runs
 
 

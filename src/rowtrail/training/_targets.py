@@ -90,7 +90,8 @@ def _check_row_ids(ws: LineageWorkspace, row_ids: ArrayLike) -> IdArray:
             f"row_ids of sample_usage must be non-negative row ids; got {int(ids.min())!r}"
         )
     known = {s.index: s for s in list_sources(ws)}
-    for index, number in zip(source_indices(ids).tolist(), row_numbers(ids).tolist(), strict=True):
+    for index, number in zip(source_indices(ids).tolist(), row_numbers(ids).tolist(),
+                             strict=True):
         info = known.get(index)
         if info is None:
             raise UnknownSourceError(
@@ -113,13 +114,8 @@ def subject_targets(ws: LineageWorkspace, subject: object) -> SubjectRows:
     return store.subject_rows_records(str(pseudonym))
 
 
-def target_ids(
-    ws: LineageWorkspace,
-    row_ids: ArrayLike | None,
-    subject: object,
-    source: SourceKey | None,
-    rows: ArrayLike | None,
-) -> IdArray:
+def target_ids(ws: LineageWorkspace, row_ids: ArrayLike | None, subject: object,
+               source: SourceKey | None, rows: ArrayLike | None) -> IdArray:
     """Return the row ids a usage query asks about (see the module docstring)."""
     given = sum(x is not None for x in (row_ids, subject, source))
     if given != 1 or (rows is not None and source is None):
