@@ -271,6 +271,25 @@ def test_issue10_more_fitting_ops_record_their_rows(ws: Any, data: Any) -> None:
     assert dict(rt.lineage(mapped).rows_of(0)) == fitted
 
 
+def test_issue10_statistics_survive_to_numpy_and_torch(ws: Any, data: Any) -> None:
+    app = read_pandas(ws, data)
+    train = app[app["CNT_CHILDREN"] < 2]
+    fit_rows = sorted(train["rid"].tolist())
+    credit = train["AMT_CREDIT"]
+    features = train.assign(z=(credit - credit.mean()) / credit.std())
+    matrix = rt.to_numpy(features, ["z", "AMT_ANNUITY"])
+    view = rt.lineage(matrix)
+    assert dict(view.rows_of(4)) == {"application": [int(features["rid"].iloc[4])]}
+    assert [(d.op, dict(d.fitted_on)) for d in view.statistics()] == [
+        ("Series.mean", {"application": fit_rows}),
+        ("Series.std", {"application": fit_rows}),
+    ]
+    pytest.importorskip("torch")
+    ds = rt.torch.dataset(features, target="TARGET", features=["z", "AMT_ANNUITY"])
+    assert sorted((ds.statistic_ids & ((1 << 40) - 1)).tolist()) == fit_rows
+    assert ds.aggregated_ids.size == 0
+
+
 @pytest.mark.slow
 def test_issue10_spark_fill_value_and_window_functions(ws: Any, tmp_path: Path) -> None:
     import shutil
