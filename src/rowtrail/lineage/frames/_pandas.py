@@ -45,6 +45,7 @@ from rowtrail.lineage.frames._pandas_base import (
 from rowtrail.lineage.frames._pandas_group import TracedGroupBy, TracedSeries
 from rowtrail.lineage.frames._pandas_stats import StatisticsMixin
 from rowtrail.lineage.frames._query import FrameLineageView
+from rowtrail.lineage.frames._stats import union_slots
 
 if TYPE_CHECKING:
     pass
@@ -175,10 +176,13 @@ class TracedDataFrame(StatisticsMixin, pd.DataFrame):  # type: ignore[misc]  # o
             extra = theirs[0].take(value.index.get_indexer(self.index))
         else:
             extra = fallback_lineage(theirs[0], len(self), "column assignment (non-unique index)")
+        united = mine[0] if extra is mine[0] else union_slots(mine[0], extra)
+        if united is mine[0]:  # a column of this frame's own rows (``df["b"] = df["a"] * 2``)
+            return
         node = record_op(
             "setitem", "transformation", [mine[1].node, theirs[1].node], {"column": repr(key)}
         )
-        attach(self, RowLineage.concat_columns([mine[0], extra]), mine[1].derive(node, theirs[1]))
+        attach(self, united, mine[1].derive(node, theirs[1]))
 
     @property
     def loc(self) -> Any:
@@ -466,10 +470,22 @@ def _finalize_concat(result: Any, objs: list[Any]) -> Any:
                 columns.append(found[0].take(obj.index.get_indexer(result.index)))
             else:
                 return fallback(result, obj, "pd.concat(axis=1) of non-unique indexes")
-        lineage = RowLineage.concat_columns(columns)
+        lineage = _unite(columns)
         kind = "concat_columns"
     node = record_op(kind, "transformation", [s.node for s in states], {"n_inputs": len(objs)})
     return attach(result, lineage, states[0].derive(node, *states[1:]))
+
+
+def _unite(columns: list[RowLineage]) -> RowLineage:
+    """Return the side-by-side lineage of row-aligned parts, each slot once.
+
+    The columns of one frame share its lineage (``get_dummies`` concatenates them).
+    """
+    distinct = list({id(c): c for c in columns}.values())
+    lineage = distinct[0]
+    for extra in distinct[1:]:
+        lineage = union_slots(lineage, extra)
+    return lineage
 
 
 def _view(obj: Any) -> FrameLineageView:
