@@ -287,7 +287,7 @@ class StatisticsMixin:
             return base.fillna(self, value, *args, **kwargs)
         aligned = isinstance(value, pd.Series) and _is_rows_of(value, self)
         slots, stats = ([], []) if aligned else statistic_slots(value, self)
-        filled = _filled_rows(self, value)
+        filled = _filled_rows(self, value) if slots else None
         result = base.fillna(self, value, *args, **kwargs)
         target = self if kwargs.get("inplace") else result
         theirs = lineage_of(value) if aligned else None
