@@ -76,6 +76,29 @@ def test_issue10_pandas_global_statistics_name_their_fit_rows(ws: Any, data: Any
     assert len(out) < len(fit_rows) < len(app)
 
 
+@pytest.mark.parametrize(
+    ("scale", "ops"),
+    [
+        (lambda f: f["AMT_CREDIT"].sub(f["AMT_CREDIT"].mean()), ["Series.mean"]),
+        (lambda f: f["AMT_CREDIT"].rsub(2 * f["AMT_CREDIT"].median()), ["Series.median"]),
+        (lambda f: f[["AMT_CREDIT"]] / f[["AMT_CREDIT"]].max(), ["DataFrame.max"]),
+        (lambda f: f[["AMT_CREDIT"]].sub(f[["AMT_CREDIT"]].mean(), axis=1), ["DataFrame.mean"]),
+        (lambda f: f["AMT_CREDIT"] * 2 + 1, []),
+    ],
+    ids=["sub", "rsub", "frame-div", "frame-flex", "plain"],
+)
+def test_issue10_pandas_arithmetic_forms(ws: Any, data: Any, scale: Any, ops: list[str]) -> None:
+    app = read_pandas(ws, data)
+    train = app[app["CNT_CHILDREN"] == 1]
+    out = scale(train)
+    view = rt.lineage(out)
+    fitted = {"application": sorted(train["rid"].tolist())}
+    assert dict(view.rows_of(2)) == {"application": [int(train["rid"].iloc[2])]}
+    assert [(d.op, dict(d.fitted_on)) for d in view.statistics(row=2)] == [
+        (op, fitted) for op in ops
+    ]
+
+
 def test_issue10_pandas_frame_fillna_with_frame_mean(ws: Any, data: Any) -> None:
     app = read_pandas(ws, data)
     train = app[app["REGION_RATING_CLIENT"] != 3].reset_index(drop=True)

@@ -305,12 +305,23 @@ class StatisticsMixin:
         return result
 
     def _arith_method(self, other: Any, op: Any) -> Any:
-        base = _base(self)
-        if lineage_of(self) is None or is_quiet():
-            return base._arith_method(self, other, op)
-        with quiet():  # pandas would finalize with each operand in turn; done once below
-            result = base._arith_method(self, other, op)
-        return _with_operand(self, other, result, str(getattr(op, "__name__", "arith")))
+        return _binary(self, "_arith_method", other, op)
+
+    def _flex_arith_method(self, other: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+        return _binary(self, "_flex_arith_method", other, op, *args, **kwargs)
+
+    def _flex_method(self, other: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+        return _binary(self, "_flex_method", other, op, *args, **kwargs)
+
+
+def _binary(obj: Any, method: str, other: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run pandas' binary op ``method`` once, then record what ``other`` brought in."""
+    call = getattr(_base(obj), method)
+    if lineage_of(obj) is None or is_quiet():
+        return call(obj, other, op, *args, **kwargs)
+    with quiet():  # pandas would finalize with each operand in turn; done once below
+        result = call(obj, other, op, *args, **kwargs)
+    return _with_operand(obj, other, result, str(getattr(op, "__name__", "arith")))
 
 
 def _filled_rows(frame: Any, value: Any) -> Any:
