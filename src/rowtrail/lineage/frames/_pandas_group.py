@@ -162,7 +162,7 @@ class TracedGroupBy:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._wrap(name, attr(*args, **kwargs), args[0] if args else None)
+            return self._wrap(name, attr(*args, **kwargs), args[0] if args else kwargs.get("func"))
 
         call.__name__ = name
         call.__doc__ = getattr(attr, "__doc__", None)
@@ -200,9 +200,10 @@ class TracedGroupBy:
         """
         frame = self._frame
         lineage = frame._rt_lineage
-        fitted = name == "transform" and isinstance(func, str) and func in STATISTICS
-        if isinstance(func, str):
-            params = {**params, "func": func}
+        func_name = func if isinstance(func, str) else getattr(func, "__name__", None)
+        fitted = name == "transform" and func_name in STATISTICS
+        if func_name is not None:
+            params = {**params, "func": func_name}
         node = record_op(f"groupby.{name}", "aggregation", [state.node], params, statistics=fitted)
         codes = self._codes()
         group = GroupNode(lambda: (codes, lineage))
