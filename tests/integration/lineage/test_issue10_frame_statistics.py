@@ -276,6 +276,13 @@ def test_issue10_more_fitting_ops_record_their_rows(ws: Any, data: Any) -> None:
         view = rt.lineage(series)
         assert dict(view.rows_of(3)) == {"application": [int(train["rid"].iloc[3])]}
         assert [(d.op, dict(d.fitted_on)) for d in view.statistics(row=3)] == [(op, fitted)]
+    education = train["NAME_EDUCATION_TYPE"]
+    frequency = education.map(education.value_counts())  # frequency encoding
+    view = rt.lineage(frequency)
+    assert dict(view.rows_of(0)) == {"application": [int(train["rid"].iloc[0])]}
+    assert [(d.op, dict(d.fitted_on)) for d in view.statistics(row=0)] == [
+        ("Series.value_counts", fitted)
+    ]
     means = train[["EXT_SOURCE_1", "EXT_SOURCE_3"]].apply(np.mean)
     filled = train.fillna(means)
     assert [d.op for d in rt.lineage(filled).statistics()] == ["DataFrame.apply"]

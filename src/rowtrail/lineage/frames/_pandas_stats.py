@@ -220,6 +220,7 @@ class StatisticsMixin:
     where = _valued("where")
     mask = _valued("mask")
     replace = _valued("replace")
+    map = _valued("map")
 
     def apply(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         """``apply``; a frame's column-wise call sees every row, so its lineage widens.
@@ -278,6 +279,8 @@ class StatisticsMixin:
     nunique = _reduction("nunique")
     skew = _reduction("skew")
     kurt = _reduction("kurt")
+    value_counts = _reduction("value_counts")
+    mode = _reduction("mode")
 
     def fillna(self, value: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``fillna``; a fill value fitted on rows is recorded on the rows it filled."""
