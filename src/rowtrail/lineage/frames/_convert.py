@@ -33,10 +33,11 @@ from rowtrail.errors import CanonicalEncodingError, InvalidInputError
 from rowtrail.hashing import canonical_json
 from rowtrail.lineage._array import TracedArray, wrap
 from rowtrail.lineage._node import Node, ancestor_nodes
-from rowtrail.lineage._rowmap import INDIRECT, Ids
+from rowtrail.lineage._rowmap import INDIRECT, STAT, Ids
 from rowtrail.lineage._sources import SourceInfo
 from rowtrail.lineage._track import source_node
 from rowtrail.lineage.frames._core import FrameState, OpNode, RowLineage
+from rowtrail.lineage.frames._stats import collect_statistics
 
 __all__ = [
     "AGGREGATED",
@@ -171,12 +172,14 @@ def traced_array(
 ) -> TracedArray:
     """Wrap ``data`` (one row per frame row) as a traced array carrying the frame's lineage."""
     offsets, ids = lineage.csr()
-    parents = _chain_parents(state)
+    parents = _chain_parents(state)  # the frame's op chain, back to each source
+    sources = tuple(source_node(info, state.workspace) for _, info in sorted(state.sources.items()))
+    fitted = _statistic_nodes(lineage, sources)
     node = Node(
         name,
         "transformation",
-        parents,
-        tuple(INDIRECT for _ in parents),
+        (*parents, *fitted),
+        (*(INDIRECT for _ in parents), *(STAT for _ in fitted)),
         len(data),
         params={"frame_op": state.node.name, "frame_node": state.node.node_id},
     )
@@ -187,11 +190,29 @@ def traced_array(
     return wrap(data, node)
 
 
+def _statistic_nodes(lineage: RowLineage, sources: tuple[Node, ...]) -> list[Node]:
+    """Return one node per fitted statistic of the frame's rows, holding its fitted rows.
+
+    The array links them with ``STAT`` edges, as NumPy statistics are linked, so
+    ``rt.lineage(X).statistics()`` and the training trail (``statistic_ids``) still see them
+    after the conversion (per array: a NumPy statistic applies to every row).
+    """
+    nodes = []
+    for op, fitted in collect_statistics(lineage, np.arange(lineage.n_rows, dtype=np.intp)):
+        stat = Node(op.name, op.kind, sources, tuple(INDIRECT for _ in sources), 1, dict(op.params))
+        stat.cache = Ids(1, fitted, np.array([0, len(fitted)], dtype=np.int64))
+        code, _, line = op.location.rpartition(":")
+        if code and line.isdigit():
+            stat.code, stat.line = code, int(line)
+        nodes.append(stat)
+    return nodes
+
+
 def _group_ids(lineage: RowLineage) -> NDArray[np.int64]:
     """Return the sorted source row ids that reach ``lineage`` through group slots."""
     parts = []
     for slot, values in zip(lineage.slots, lineage.values, strict=True):
-        if slot.kind == "group" and slot.group is not None:
+        if slot.kind == "group" and slot.group is not None and slot.in_rows:
             codes = np.unique(values[values >= 0])
             if codes.size:
                 parts.append(slot.group.ids_of_groups(codes))

@@ -52,16 +52,30 @@ _EMPTY: IdArray = np.empty(0, dtype=np.int64)
 
 @dataclass(frozen=True, eq=False)
 class Slot:
-    """One hidden lineage column: packed source ids, or group codes into ``group``."""
+    """One hidden lineage column: packed source ids, or group codes into ``group``.
+
+    A group slot with ``stat`` set records a fitted statistic: the op ``stat`` computed a value
+    from the rows of each group and wrote it onto the rows holding that group's code (``-1``:
+    the row did not use it). ``in_rows`` says whether those rows also count as the row's own
+    lineage (``rows_of``): false for a global statistic broadcast onto rows (a mean used to
+    centre or fill), true where the row's value *is* the group aggregate (``transform``,
+    ``over``), which keeps the aggregation lineage those ops always had.
+    """
 
     kind: str  # "ids" or "group"
     group: GroupNode | None = None
     pending: PendingSource | None = None  # ids slot holding row numbers of a pending source
+    stat: OpNode | None = None
+    in_rows: bool = True
 
     def same_as(self, other: Slot) -> bool:
         """Whether two slots hold values of the same meaning (so a concat can stack them)."""
         return (
-            self.kind == other.kind and self.group is other.group and self.pending is other.pending
+            self.kind == other.kind
+            and self.group is other.group
+            and self.pending is other.pending
+            and self.stat is other.stat
+            and self.in_rows == other.in_rows
         )
 
 
@@ -157,6 +171,8 @@ class RowLineage:
         """Return the sorted unique source row ids of ``rows`` (group slots resolved)."""
         parts: list[IdArray] = []
         for slot, values in zip(self.slots, self.values, strict=True):
+            if not slot.in_rows:
+                continue
             picked = values[rows]
             picked = picked[picked >= 0]
             if slot.kind == "ids":
@@ -169,6 +185,8 @@ class RowLineage:
         """Return the rows (ascending) whose lineage includes source row id ``target``."""
         hits = np.zeros(self.n_rows, dtype=bool)
         for slot, values in zip(self.slots, self.values, strict=True):
+            if not slot.in_rows:
+                continue
             if slot.kind == "ids":
                 hits |= values == target
             elif slot.group is not None:
@@ -184,6 +202,8 @@ class RowLineage:
         ks: list[NDArray[np.intp]] = []
         ids: list[IdArray] = []
         for slot, values in zip(self.slots, self.values, strict=True):
+            if not slot.in_rows:
+                continue
             picked = values[rows]
             keep = np.flatnonzero(picked >= 0)
             if slot.kind == "ids":

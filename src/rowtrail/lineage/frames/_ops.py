@@ -53,6 +53,7 @@ class OpNode:
     location: str = ""
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     fallback: bool = False
+    statistics: bool = False  # the op fitted a statistic on rows (see frames._stats)
     node_id: str = field(default_factory=lambda: f"f{next(_counter)}")
 
     def info(self, depth: int = 0) -> OpInfo:
@@ -67,6 +68,7 @@ class OpNode:
             node=self.node_id,
             inputs=tuple(n.node_id for n in self.inputs),
             depth=depth,
+            statistics=self.statistics,
         )
 
     def chain(self) -> list[OpNode]:
@@ -111,6 +113,7 @@ def record_op(
     params: Mapping[str, Any] | None = None,
     *,
     fallback: bool = False,
+    statistics: bool = False,
 ) -> OpNode:
     """Create the op node of one call, stamped with the user's code location."""
     return OpNode(
@@ -120,4 +123,5 @@ def record_op(
         inputs=tuple(inputs),
         location=caller_location(),
         fallback=fallback,
+        statistics=statistics,
     )

@@ -43,8 +43,10 @@ from rowtrail.lineage.frames._pandas_base import (
     quiet,
 )
 from rowtrail.lineage.frames._pandas_group import TracedGroupBy, TracedSeries
+from rowtrail.lineage.frames._pandas_stats import StatisticsMixin
 from rowtrail.lineage.frames._query import FrameLineageView
-from rowtrail.lineage.frames._take import install_pandas, series_of_column
+from rowtrail.lineage.frames._stats import union_slots
+from rowtrail.lineage.frames._take import install_pandas
 
 if TYPE_CHECKING:
     pass
@@ -53,27 +55,33 @@ __all__ = ["TracedDataFrame", "TracedGroupBy", "TracedSeries", "attach", "lineag
 
 
 class _TracedIndexer:
-    """``frame.loc`` / ``frame.iloc`` that maps lineage through the selected rows."""
+    """``.loc`` / ``.iloc`` of a traced frame or Series, mapping lineage through the rows."""
 
-    def __init__(self, frame: TracedDataFrame, kind: str) -> None:
+    def __init__(self, frame: Any, kind: str) -> None:
         self._frame = frame
         self._kind = kind
-        self._real = getattr(pd.DataFrame, kind).fget(frame)
+        owner = pd.DataFrame if isinstance(frame, pd.DataFrame) else pd.Series
+        self._real = getattr(owner, kind).fget(frame)
 
     def __getitem__(self, key: Any) -> Any:
         frame = self._frame
         found = lineage_of(frame)
         with quiet():
             result = self._real[key]
-        if found is None or is_quiet() or not isinstance(result, pd.DataFrame):
+        if found is None or is_quiet() or not isinstance(result, pd.DataFrame | pd.Series):
             return result
-        rows = key[0] if isinstance(key, tuple) else key
+        is_frame = isinstance(frame, pd.DataFrame)
+        rows = key[0] if isinstance(key, tuple) and is_frame else key
         if isinstance(rows, slice) and rows == slice(None):
             lineage = found[0]
         else:
             probe = pd.Series(np.arange(len(frame)), index=frame.index)
             picked = getattr(probe, self._kind)[rows]
+            if np.ndim(picked) == 0 and is_frame:  # one row as a Series of its columns
+                return result
             lineage = found[0].take(np.atleast_1d(np.asarray(picked, dtype=np.intp)))
+        if lineage.n_rows != len(result):  # pragma: no cover - defensive
+            return result
         return derive(result, frame, lineage, self._kind, "filter")
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -86,7 +94,7 @@ class _TracedIndexer:
         return getattr(self._real, name)
 
 
-class TracedDataFrame(pd.DataFrame):
+class TracedDataFrame(StatisticsMixin, pd.DataFrame):  # type: ignore[misc]  # overrides pandas methods stubs mark final
     """A ``pandas.DataFrame`` whose rows carry hidden source row ids.
 
     Create one with ``rt.pandas.read_csv``, ``rt.pandas.read_parquet`` or
@@ -105,6 +113,11 @@ class TracedDataFrame(pd.DataFrame):
     @property
     def _constructor_expanddim(self) -> Callable[..., Any]:  # pragma: no cover - pandas API
         return TracedDataFrame
+
+    @property
+    def _constructor_sliced(self) -> Callable[..., TracedSeries]:
+        # A column keeps the frame's lineage (so ``df["a"].mean()`` knows its rows).
+        return TracedSeries
 
     # ------------------------------------------------------------ generic propagation
     def __finalize__(self, other: Any, method: str | None = None, **kwargs: Any) -> Any:
@@ -133,10 +146,11 @@ class TracedDataFrame(pd.DataFrame):
         with quiet():
             result = super().__getitem__(key)
         found = lineage_of(self)
-        if isinstance(result, pd.Series):
-            return series_of_column(result, self)
-        if found is None or is_quiet() or not isinstance(result, pd.DataFrame):
+        if found is None or is_quiet() or not isinstance(result, pd.DataFrame | pd.Series):
             return result
+        if isinstance(result, pd.Series):  # a column: same rows, same lineage
+            same = len(result) == len(self) and result.index.equals(self.index)
+            return attach(result, found[0], found[1]) if same else result
         if len(result) == len(self) and (
             result.index is self.index or result.index.equals(self.index)
         ):
@@ -163,10 +177,13 @@ class TracedDataFrame(pd.DataFrame):
             extra = theirs[0].take(value.index.get_indexer(self.index))
         else:
             extra = fallback_lineage(theirs[0], len(self), "column assignment (non-unique index)")
+        united = mine[0] if extra is mine[0] else union_slots(mine[0], extra)
+        if united is mine[0]:  # a column of this frame's own rows (``df["b"] = df["a"] * 2``)
+            return
         node = record_op(
             "setitem", "transformation", [mine[1].node, theirs[1].node], {"column": repr(key)}
         )
-        attach(self, RowLineage.concat_columns([mine[0], extra]), mine[1].derive(node, theirs[1]))
+        attach(self, united, mine[1].derive(node, theirs[1]))
 
     @property
     def loc(self) -> Any:
@@ -454,10 +471,22 @@ def _finalize_concat(result: Any, objs: list[Any]) -> Any:
                 columns.append(found[0].take(obj.index.get_indexer(result.index)))
             else:
                 return fallback(result, obj, "pd.concat(axis=1) of non-unique indexes")
-        lineage = RowLineage.concat_columns(columns)
+        lineage = _unite(columns)
         kind = "concat_columns"
     node = record_op(kind, "transformation", [s.node for s in states], {"n_inputs": len(objs)})
     return attach(result, lineage, states[0].derive(node, *states[1:]))
+
+
+def _unite(columns: list[RowLineage]) -> RowLineage:
+    """Return the side-by-side lineage of row-aligned parts, each slot once.
+
+    The columns of one frame share its lineage (``get_dummies`` concatenates them).
+    """
+    distinct = list({id(c): c for c in columns}.values())
+    lineage = distinct[0]
+    for extra in distinct[1:]:
+        lineage = union_slots(lineage, extra)
+    return lineage
 
 
 def _view(obj: Any) -> FrameLineageView:

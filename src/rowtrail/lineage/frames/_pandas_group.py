@@ -14,6 +14,7 @@ from rowtrail.lineage.frames._core import (
     RowLineage,
     Slot,
     fallback_lineage,
+    record_op,
 )
 from rowtrail.lineage.frames._pandas_base import (
     SERIES,
@@ -26,6 +27,8 @@ from rowtrail.lineage.frames._pandas_base import (
     lineage_of,
     quiet,
 )
+from rowtrail.lineage.frames._pandas_stats import StatisticsMixin
+from rowtrail.lineage.frames._stats import STATISTICS
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["TracedGroupBy", "TracedSeries"]
 
 
-class TracedSeries(pd.Series):
+class TracedSeries(StatisticsMixin, pd.Series):  # type: ignore[misc]  # overrides pandas methods stubs mark final
     """A ``pandas.Series`` (e.g. a group-by aggregate) whose rows carry lineage."""
 
     _metadata = ["_rt_lineage", "_rt_state"]  # noqa: RUF012 - pandas reads this class attribute
@@ -51,6 +54,9 @@ class TracedSeries(pd.Series):
         return TracedDataFrame
 
     def __finalize__(self, other: Any, method: str | None = None, **kwargs: Any) -> Any:
+        if isinstance(other, pd.Series):
+            # pandas keeps a Series' name in ``_metadata``, which this class replaces.
+            object.__setattr__(self, "_name", other.name)
         found = lineage_of(other)
         if is_quiet() or found is None or other is self:
             return self
@@ -58,7 +64,43 @@ class TracedSeries(pd.Series):
             self.index is other.index or self.index.equals(other.index)
         ):
             return attach(self, found[0], found[1])
+        if isinstance(other, pd.DataFrame):
+            # One row as a Series of its columns (``df.iloc[0]``, ``apply(axis=1)``) or a
+            # reduction rowtrail does not override: values, not rows; left untraced as pandas
+            # columns were before (reductions that fit statistics are overridden).
+            return self
         return fallback(self, other, f"Series.{method or 'operation'}")
+
+    def __getitem__(self, key: Any) -> Any:
+        with quiet():
+            result = SERIES.__getitem__(self, key)
+        found = lineage_of(self)
+        if found is None or is_quiet() or not isinstance(result, pd.Series):
+            return result
+        if len(result) == len(self) and result.index.equals(self.index):
+            return attach(result, found[0], found[1])
+        if isinstance(key, pd.Series) and key.dtype == bool and key.index.equals(self.index):
+            rows = np.flatnonzero(key.to_numpy())
+        elif isinstance(key, np.ndarray) and key.dtype == bool:
+            rows = np.flatnonzero(key)
+        else:
+            probe = pd.Series(np.arange(len(self)), index=self.index)
+            rows = np.atleast_1d(np.asarray(probe[key], dtype=np.intp))
+        return derive(result, self, found[0].take(rows), "getitem", "filter")
+
+    @property
+    def loc(self) -> Any:
+        """Label-based indexer; selected rows keep their lineage."""
+        from rowtrail.lineage.frames._pandas import _TracedIndexer
+
+        return _TracedIndexer(self, "loc")
+
+    @property
+    def iloc(self) -> Any:
+        """Position-based indexer; selected rows keep their lineage."""
+        from rowtrail.lineage.frames._pandas import _TracedIndexer
+
+        return _TracedIndexer(self, "iloc")
 
     def reset_index(self, *args: Any, **kwargs: Any) -> Any:
         """``Series.reset_index``; rows (and their lineage) are unchanged."""
@@ -120,7 +162,7 @@ class TracedGroupBy:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._wrap(name, attr(*args, **kwargs))
+            return self._wrap(name, attr(*args, **kwargs), args[0] if args else kwargs.get("func"))
 
         call.__name__ = name
         call.__doc__ = getattr(attr, "__doc__", None)
@@ -130,19 +172,14 @@ class TracedGroupBy:
         codes = np.asarray(self._grouped.ngroup(), dtype=np.float64)
         return np.where(np.isnan(codes), -1, codes).astype(np.int64)
 
-    def _wrap(self, name: str, result: Any) -> Any:
+    def _wrap(self, name: str, result: Any, func: Any = None) -> Any:
         found = lineage_of(self._frame)
         if found is None or not isinstance(result, pd.DataFrame | pd.Series):
             return result
         lineage, frame = found[0], self._frame
         params = {**self._params, "method": name}
         if name in _ROW_PRESERVING and len(result) == len(frame):
-            codes = self._codes()
-            node = GroupNode(lambda: (codes, lineage))
-            own = RowLineage(
-                (*lineage.slots, Slot("group", node)), (*lineage.values, codes), len(frame)
-            )
-            return derive(result, frame, own, f"groupby.{name}", "aggregation", params)
+            return self._per_row(name, result, func, found[1], params)
         if name in _ROW_SUBSET and frame.index.is_unique:
             rows = frame.index.get_indexer(result.index)
             return derive(result, frame, lineage.take(rows), f"groupby.{name}", "filter", params)
@@ -151,3 +188,25 @@ class TracedGroupBy:
             return derive(result, frame, by_group, f"groupby.{name}", "aggregation", params)
         lineage = fallback_lineage(lineage, len(result), f"groupby.{name}")
         return derive(result, frame, lineage, f"groupby.{name}", "unknown", params, fallback=True)
+
+    def _per_row(
+        self, name: str, result: Any, func: Any, state: FrameState, params: dict[str, Any]
+    ) -> Any:
+        """Lineage of a per-row group result: the row plus its group's rows.
+
+        ``transform`` with a reducer (``"mean"``, ``"std"``, ...) fits a statistic on the rows
+        of each group (a target encoding, a group mean feature): the group slot also records
+        it, so ``statistics(row=i)`` names the rows the value of row ``i`` was fitted on.
+        """
+        frame = self._frame
+        lineage = frame._rt_lineage
+        func_name = func if isinstance(func, str) else getattr(func, "__name__", None)
+        fitted = name == "transform" and func_name in STATISTICS
+        if func_name is not None:
+            params = {**params, "func": func_name}
+        node = record_op(f"groupby.{name}", "aggregation", [state.node], params, statistics=fitted)
+        codes = self._codes()
+        group = GroupNode(lambda: (codes, lineage))
+        slot = Slot("group", group, stat=node if fitted else None)
+        own = RowLineage((*lineage.slots, slot), (*lineage.values, codes), len(frame))
+        return attach(as_traced(result), own, state.derive(node))

@@ -22,6 +22,7 @@ from rowtrail.errors import InvalidInputError
 from rowtrail.lineage._dispatch import register_lineage_handler
 from rowtrail.lineage.frames._core import (
     FrameState,
+    OpNode,
     RowLineage,
     Slot,
     fresh_name,
@@ -30,6 +31,7 @@ from rowtrail.lineage.frames._core import (
 from rowtrail.lineage.frames._polars_group import (
     HiddenSlots,
     PolarsGroupNode,
+    UnknownCall,
     key_struct,
     materialize,
     multi,
@@ -37,6 +39,11 @@ from rowtrail.lineage.frames._polars_group import (
     raise_missing_index,
 )
 from rowtrail.lineage.frames._polars_group import TracedGroupBy as TracedGroupBy
+from rowtrail.lineage.frames._polars_stats import (
+    ExpressionLineage,
+    expression_lineage,
+    fill_null_lineage,
+)
 from rowtrail.lineage.frames._query import FrameLineageView
 
 __all__ = [
@@ -171,11 +178,12 @@ class _Proxy:
         slots: HiddenSlots | None = None,
         others: Sequence[_Proxy] = (),
         fallback: bool = False,
+        inputs: Sequence[OpNode] = (),
     ) -> Any:
         node = record_op(
             f"polars.{name}",
             kind,
-            [self._state.node, *(o._state.node for o in others)],
+            [self._state.node, *(o._state.node for o in others), *inputs],
             params,
             fallback=fallback,
         )
@@ -234,11 +242,12 @@ class _Proxy:
         return list(self.collect_schema().dtypes())
 
     # ------------------------------------------------------------ row-wise calls
-    def _attach_hidden(self, computed: Any) -> Any:
+    def _attach_hidden(self, computed: Any, extra: Sequence[pl.Expr] = ()) -> Any:
         """Return ``computed`` (this frame's rows, user columns only) plus the hidden columns."""
+        hidden = self._inner.select(*self._hidden, *extra)
         if isinstance(computed, pl.DataFrame):
-            return computed.hstack(self._inner.select(self._hidden).get_columns())
-        return pl.concat([computed, self._inner.select(self._hidden)], how="horizontal")
+            return computed.hstack(hidden.get_columns())
+        return pl.concat([computed, hidden], how="horizontal")
 
     def select(self, *exprs: Any, **named: Any) -> Any:
         """``select``; row-wise selections keep lineage, aggregations depend on all rows."""
@@ -247,24 +256,29 @@ class _Proxy:
         if height == 1:
             return self._reduce("select", tuple(flat), named)
         if height not in (None, 2):
-            return _Unknown(self, "select")(*flat, **named)
-        params = {"n_exprs": len(flat) + len(named)}
+            return UnknownCall(self, "select")(*flat, **named)
+        extra = expression_lineage(self, [*flat, *named.values()], "select")
         if multi(flat):
-            inner = self._attach_hidden(self._visible().select(*flat, **named))
+            inner = self._attach_hidden(self._visible().select(*flat, **named), extra.columns)
         else:
-            inner = self._inner.select(*flat, *self._hidden, **named)
-        return self._derive(inner, "select", "transformation", params)
+            inner = self._inner.select(*flat, *self._hidden, *extra.columns, **named)
+        return self._row_wise(inner, "select", len(flat) + len(named), extra)
 
     def with_columns(self, *exprs: Any, **named: Any) -> Any:
-        """``with_columns``; rows keep their lineage."""
+        """``with_columns``; rows keep their lineage, statistics and windows are recorded."""
         flat = [e for x in exprs for e in (x if isinstance(x, list | tuple) else [x])]
+        extra = expression_lineage(self, [*flat, *named.values()], "with_columns")
         if multi(flat):
-            inner = self._attach_hidden(self._visible().with_columns(*flat, **named))
+            visible = self._visible().with_columns(*flat, **named)
+            inner = self._attach_hidden(visible, extra.columns)
         else:
-            inner = self._inner.with_columns(*flat, **named)
-        return self._derive(
-            inner, "with_columns", "transformation", {"n_exprs": len(flat) + len(named)}
-        )
+            inner = self._inner.with_columns(*flat, *extra.columns, **named)
+        return self._row_wise(inner, "with_columns", len(flat) + len(named), extra)
+
+    def _row_wise(self, inner: Any, name: str, n_exprs: int, extra: ExpressionLineage) -> Any:
+        slots = (*self._slots, *extra.slots)
+        params = {"n_exprs": n_exprs}
+        return self._derive(inner, name, "transformation", params, slots=slots, inputs=extra.nodes)
 
     def drop(self, *columns: Any, strict: bool = True) -> Any:
         """``drop`` of user columns; lineage columns stay."""
@@ -286,13 +300,16 @@ class _Proxy:
 
     def fill_null(self, *args: Any, **kwargs: Any) -> Any:
         """``fill_null`` of user columns (lineage columns are never null-filled)."""
-        if kwargs.get("strategy") is None and (args or "value" in kwargs):
+        strategy = kwargs.get("strategy", args[1] if len(args) > 1 else None)
+        value = kwargs.get("value", args[0] if args else None)
+        extra = fill_null_lineage(self, value, strategy)
+        if strategy is None and (args or "value" in kwargs) and not extra.columns:
             # A value fill skips the Int64 id columns (never null) and the key structs (no
             # supertype with a scalar), so it can run on the whole frame inside the plan.
             inner = self._inner.fill_null(*args, **kwargs)
         else:
-            inner = self._attach_hidden(self._visible().fill_null(*args, **kwargs))
-        return self._derive(inner, "fill_null", "transformation")
+            inner = self._attach_hidden(self._visible().fill_null(*args, **kwargs), extra.columns)
+        return self._row_wise(inner, "fill_null", 1, extra)
 
     def drop_nulls(self, subset: Any = None) -> Any:
         """``drop_nulls`` over the user's columns."""
@@ -354,7 +371,7 @@ class _Proxy:
             return lambda *a, **k: self._derive(attr(*a, **k), name, "filter", {})
         if name in _REDUCE:
             return lambda *a, **k: self._reduce(name, a, k)
-        return _Unknown(self, name)
+        return UnknownCall(self, name)
 
     def __repr__(self) -> str:
         return repr(self._visible())
@@ -364,37 +381,6 @@ class _Proxy:
 
     def _repr_html_(self) -> str:
         return str(self._visible()._repr_html_())
-
-
-class _Unknown:
-    """A polars method the adapter does not know: run it, then keep or fall back soundly."""
-
-    def __init__(self, proxy: _Proxy, name: str) -> None:
-        self._proxy, self._name = proxy, name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        proxy = self._proxy
-        result = getattr(proxy._inner, self._name)(*args, **kwargs)
-        if not isinstance(result, pl.LazyFrame | pl.DataFrame):
-            return result
-        names = (
-            result.collect_schema().names() if isinstance(result, pl.LazyFrame) else result.columns
-        )
-        if all(h in names for h in proxy._hidden):
-            return proxy._derive(result, self._name, "transformation", {})
-        import warnings
-
-        from rowtrail.errors import LineageFallbackWarning
-
-        warnings.warn(
-            f"rowtrail does not follow rows through polars {self._name}(); lineage of its "
-            "result falls back to all input rows (sound, not exact).",
-            LineageFallbackWarning,
-            stacklevel=2,
-        )
-        result = result.drop([h for h in proxy._hidden if h in names])
-        result = result.with_columns(pl.lit(0).alias("__rt_all"))
-        return proxy._grouped(result, [pl.lit(0)], ["__rt_all"], self._name, {}).drop("__rt_all")
 
 
 class TracedLazyFrame(_Proxy):

@@ -1,4 +1,4 @@
-"""polars adapter internals: group nodes keyed by hidden key structs, and expression probes.
+"""polars adapter internals: hidden-key group nodes, expression probes, unknown-call fallback.
 
 A polars group-by keeps, per output row, a hidden struct of its group keys (plus a non-null
 marker); :class:`PolarsGroupNode` maps those keys back to the input rows on the first lineage
@@ -25,6 +25,7 @@ __all__ = [
     "HiddenSlots",
     "PolarsGroupNode",
     "TracedGroupBy",
+    "UnknownCall",
     "key_struct",
     "materialize",
     "multi",
@@ -146,3 +147,34 @@ class TracedGroupBy:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._grouped, name)
         return lambda *a, **k: self._finish(name, method(*a, **k))
+
+
+class UnknownCall:
+    """A polars method the adapter does not know: run it, then keep or fall back soundly."""
+
+    def __init__(self, proxy: Any, name: str) -> None:
+        self._proxy, self._name = proxy, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        proxy = self._proxy
+        result = getattr(proxy._inner, self._name)(*args, **kwargs)
+        if not isinstance(result, pl.LazyFrame | pl.DataFrame):
+            return result
+        names = (
+            result.collect_schema().names() if isinstance(result, pl.LazyFrame) else result.columns
+        )
+        if all(h in names for h in proxy._hidden):
+            return proxy._derive(result, self._name, "transformation", {})
+        import warnings
+
+        from rowtrail.errors import LineageFallbackWarning
+
+        warnings.warn(
+            f"rowtrail does not follow rows through polars {self._name}(); lineage of its "
+            "result falls back to all input rows (sound, not exact).",
+            LineageFallbackWarning,
+            stacklevel=2,
+        )
+        result = result.drop([h for h in proxy._hidden if h in names])
+        result = result.with_columns(pl.lit(0).alias("__rt_all"))
+        return proxy._grouped(result, [pl.lit(0)], ["__rt_all"], self._name, {}).drop("__rt_all")

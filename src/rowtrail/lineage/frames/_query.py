@@ -24,6 +24,7 @@ from rowtrail.ids import ROW_BITS, row_numbers
 from rowtrail.lineage._sources import SourceInfo, register_source
 from rowtrail.lineage._view import OpInfo, SourceRows, StatisticsDependency
 from rowtrail.lineage.frames._core import FrameState, RowLineage, source_of
+from rowtrail.lineage.frames._stats import collect_statistics
 
 __all__ = ["FrameLineageView", "column_digest", "digest_in_background", "register_table"]
 
@@ -152,11 +153,11 @@ class FrameLineageView:
         info = self._state.sources.get(source_index)
         return info.name if info is not None else f"source#{source_index}"
 
-    def _check_row(self, i: int) -> int:
+    def _check_row(self, i: int, caller: str = "rows_of", param: str = "i") -> int:
         n = self.n_rows
         if not isinstance(i, int | np.integer) or not -n <= int(i) < n:  # type: ignore[redundant-expr]
             raise InvalidInputError(
-                f"i of rows_of must be a row number in [0, {n}); got {i!r}. "
+                f"{param} of {caller} must be a row number in [0, {n}); got {i!r}. "
                 "Pass the position of a row of the frame."
             )
         return int(i) % n
@@ -175,9 +176,18 @@ class FrameLineageView:
         target = info.row_id(int(row))
         return self.lineage.rows_reaching(target).astype(np.int64)
 
-    def sources(self) -> dict[str, list[int]]:
-        """Return ``{table: sorted row numbers}`` of every source row that reached the frame."""
+    def sources(self, *, include_statistics: bool = False) -> dict[str, list[int]]:
+        """Return ``{table: sorted row numbers}`` of every source row that reached the frame.
+
+        Parameters
+        ----------
+        include_statistics : bool
+            Also count rows that reached it only through fitted statistics.
+        """
         ids = self.lineage.all_ids()
+        if include_statistics:
+            extra = [dep.fitted_on.row_ids for dep in self.statistics()]
+            ids = np.unique(np.concatenate([ids, *extra]))
         out: dict[str, list[int]] = {}
         for index in np.unique(ids >> ROW_BITS).tolist():
             numbers = row_numbers(ids[(ids >> ROW_BITS) == index])
@@ -210,9 +220,40 @@ class FrameLineageView:
         """Return the ops up to ``depth`` steps back, nearest first."""
         return self._state.node.ancestors(depth)
 
-    def statistics(self) -> list[StatisticsDependency]:
-        """Return fitted statistics the frame depends on (none are captured for frames)."""
-        return []
+    def statistics(self, *, row: int | None = None) -> list[StatisticsDependency]:
+        """Return the fitted statistics the frame (or row ``row``) depends on, oldest first.
+
+        Parameters
+        ----------
+        row : int, optional
+            Only the statistics row ``row`` used, each with the rows *its* value was fitted
+            on (a group mean: the rows of the row's group).
+
+        Returns
+        -------
+        list of StatisticsDependency
+            One entry per fitting op (``Series.mean``, ``groupby.transform``,
+            ``polars.with_columns``, ...) with the source rows it was fitted on.
+        """
+        rows = (
+            np.arange(self.n_rows, dtype=np.intp)
+            if row is None
+            else np.array([self._check_row(row, "statistics", "row")], dtype=np.intp)
+        )
+        return [
+            StatisticsDependency(
+                op=op.name,
+                node=op.node_id,
+                fitted_on=SourceRows.from_row_ids(ids, self._label),
+                location=op.location,
+                params=dict(op.params),
+            )
+            for op, ids in collect_statistics(self.lineage, rows)
+        ]
+
+    def fallbacks(self) -> list[OpInfo]:
+        """Return the ops whose row semantics were unknown (recorded as "all input rows")."""
+        return [op for op in self.ops() if op.fallback]
 
     def __repr__(self) -> str:
         names = sorted(s.name for s in self._state.sources.values())

@@ -30,6 +30,8 @@ from rowtrail.lineage.frames._core import (
     record_op,
 )
 from rowtrail.lineage.frames._query import FrameLineageView
+from rowtrail.lineage.frames._spark_stats import window_functions
+from rowtrail.lineage.frames._stats import number_slots, with_slots
 
 __all__ = ["SparkLineageView", "TracedSparkFrame", "materialize_rows"]
 
@@ -41,8 +43,6 @@ _CARRY = frozenset(
         "sort",
         "limit",
         "sample",
-        "withColumn",
-        "withColumns",
         "withColumnRenamed",
         "withColumnsRenamed",
         "cache",
@@ -59,7 +59,6 @@ _CARRY = frozenset(
 )
 _EXPORT = frozenset(
     {
-        "collect",
         "toPandas",
         "show",
         "write",
@@ -67,7 +66,6 @@ _EXPORT = frozenset(
         "toLocalIterator",
         "take",
         "head",
-        "first",
         "count",
         "printSchema",
         "describe",
@@ -93,12 +91,20 @@ def _functions() -> Any:
 class TracedSparkFrame:
     """A ``pyspark.sql.DataFrame`` proxy whose rows carry hidden source row ids."""
 
-    __slots__ = ("_hidden", "_inner", "_state")
+    __slots__ = ("_hidden", "_inner", "_state", "_stats")
 
-    def __init__(self, inner: Any, hidden: tuple[tuple[str, str], ...], state: FrameState) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        hidden: tuple[tuple[str, str], ...],
+        state: FrameState,
+        stats: tuple[Slot, ...] = (),
+    ) -> None:
         object.__setattr__(self, "_inner", inner)
         object.__setattr__(self, "_hidden", hidden)
         object.__setattr__(self, "_state", state)
+        # Statistics every row depends on (a fill value fitted on rows), kept per frame.
+        object.__setattr__(self, "_stats", stats)
 
     @property
     def _names(self) -> list[str]:
@@ -116,18 +122,24 @@ class TracedSparkFrame:
         hidden: Any = None,
         others: Sequence[TracedSparkFrame] = (),
         fallback: bool = False,
+        stats: Sequence[Slot] = (),
+        params: dict[str, Any] | None = None,
     ) -> TracedSparkFrame:
+        fitted = [s.stat for s in stats if s.stat is not None]
         node = record_op(
             f"spark.{name}",
             kind,
-            [self._state.node, *(o._state.node for o in others)],
-            {},
+            [self._state.node, *(o._state.node for o in others), *fitted],
+            params,
             fallback=fallback,
+            statistics=bool(fitted),
         )
+        every = (*self._stats, *(s for o in others for s in o._stats), *stats)
         return TracedSparkFrame(
             inner,
             self._hidden if hidden is None else hidden,
             self._state.derive(node, *(o._state for o in others)),
+            tuple(dict.fromkeys(every)),
         )
 
     def _as_lists(self) -> list[Any]:
@@ -168,6 +180,8 @@ class TracedSparkFrame:
         from pyspark.errors import AnalysisException
 
         flat = [c for x in cols for c in (x if isinstance(x, list | tuple) else [x])]
+        if window_functions(flat):
+            return self._windowed(self._visible().select(*flat), "select", flat)
         star = any(isinstance(c, str) and c == "*" for c in flat)
         hidden = [] if star else self._names  # "*" already selects the hidden columns
         try:
@@ -196,9 +210,51 @@ class TracedSparkFrame:
         return self._derive(self._inner.dropna(how, thresh, subset), "dropna", "filter")
 
     def fillna(self, value: Any, subset: Any = None) -> TracedSparkFrame:
-        """``fillna`` of user columns only."""
+        """``fillna`` of user columns only; a fill value fitted on rows is recorded."""
         subset = self.columns if subset is None and not isinstance(value, dict) else subset
-        return self._derive(self._inner.fillna(value, subset), "fillna", "transformation")
+        inner = self._inner.fillna(value, subset)
+        return self._derive(inner, "fillna", "transformation", stats=number_slots(value))
+
+    def withColumn(self, colName: str, col: Any) -> TracedSparkFrame:  # noqa: N802, N803
+        """``withColumn``; a window function falls back to all rows (warns)."""
+        if window_functions([col]):
+            return self._windowed(self._visible().withColumn(colName, col), "withColumn", [col])
+        return self._derive(self._inner.withColumn(colName, col), "withColumn", "transformation")
+
+    def withColumns(self, *colsMap: Any) -> TracedSparkFrame:  # noqa: N802, N803
+        """``withColumns``; a window function falls back to all rows (warns)."""
+        columns = [c for m in colsMap for c in m.values()]
+        if window_functions(columns):
+            return self._windowed(self._visible().withColumns(*colsMap), "withColumns", columns)
+        return self._derive(self._inner.withColumns(*colsMap), "withColumns", "transformation")
+
+    def _windowed(self, inner: Any, name: str, columns: Sequence[Any]) -> TracedSparkFrame:
+        functions = "; ".join(window_functions(columns))
+        return self._fallback(inner, f"{name}() with {functions}", stacklevel=4)
+
+    def agg(self, *exprs: Any) -> TracedSparkFrame:
+        """``agg`` over all rows; the result row names every input row."""
+        return self.groupBy().agg(*exprs)
+
+    def collect(self) -> list[Any]:
+        """``collect``; numbers of an aggregation's rows are traced to the rows they read."""
+        if self._state.node.kind != "aggregation" or not self._hidden:
+            return list(self._visible().collect())
+        from pyspark.sql import Row
+
+        from rowtrail.lineage.frames._spark_stats import traced_rows
+
+        collected = self._inner.select(*self.columns, *self._names).collect()
+        lineage = materialize_rows(collected, self._hidden)
+        visible = [Row(**{c: row[c] for c in self.columns}) for row in collected]
+        return traced_rows(self, visible, lineage, "collect")
+
+    def first(self) -> Any:
+        """``first``; see :meth:`collect` (the first row of an aggregation is traced)."""
+        rows = self.collect() if self._state.node.kind == "aggregation" else None
+        if rows is None:
+            return self._visible().first()
+        return rows[0] if rows else None
 
     def dropDuplicates(self, subset: Any = None) -> TracedSparkFrame:  # noqa: N802 - Spark API
         """``dropDuplicates`` over the user's columns; kept rows keep their own lineage."""
@@ -270,12 +326,12 @@ class TracedSparkFrame:
 
     groupby = groupBy
 
-    def _fallback(self, inner: Any, op: str) -> TracedSparkFrame:
+    def _fallback(self, inner: Any, op: str, stacklevel: int = 3) -> TracedSparkFrame:
         warnings.warn(
             f"rowtrail does not follow rows through Spark {op}; lineage falls back to all input "
             "rows (sound, not exact).",
             LineageFallbackWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         functions = _functions()
         everything = self._inner.select(*self._as_lists())
@@ -413,7 +469,7 @@ class SparkLineageView(FrameLineageView):
         visible = frame.columns
         self.rows = [tuple(row[c] for c in visible) for row in collected]
         self.row_columns = visible
-        lineage = materialize_rows(collected, frame._hidden)
+        lineage = with_slots(materialize_rows(collected, frame._hidden), frame._stats)
         super().__init__(lambda: lineage, frame._state)
 
 

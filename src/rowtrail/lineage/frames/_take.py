@@ -230,6 +230,13 @@ def install_pandas(frame_class: type, series_class: type) -> None:
         **{name: _series_summary(name) for name in _SERIES_SUMMARIES},
         "groupby": _series_groupby,
     }
+    own = {
+        name
+        for klass in series_class.__mro__
+        if klass.__module__.startswith("rowtrail.")
+        for name in vars(klass)
+    }
     for name, value in series_methods.items():
-        setattr(series_class, name, value)
+        if name not in own:  # the class's own methods record statistics / exact selections
+            setattr(series_class, name, value)
     setattr(frame_class, "take", _frame_take)  # noqa: B010 - installed like the Series methods
