@@ -22,7 +22,7 @@ from rowtrail import attribution
 from rowtrail.datasets import credit
 from rowtrail.errors import RowtrailError
 from rowtrail.hashing import file_digest
-from rowtrail.ids import make_row_ids, row_numbers, source_indices
+from rowtrail.ids import make_row_ids
 from rowtrail.lineage import SourceInfo, get_source, register_source
 from rowtrail.training import ConvexFit, fit_logistic
 
@@ -237,68 +237,75 @@ def build_credit_example(
     )
 
 
-def _from_frames(
+def _scorecard(l2: float) -> Any:
+    """Return the scorecard as scikit-learn's documentation writes it (impute, scale, one-hot)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from rowtrail.cli._demo_frames import CATEGORIES, FEATURES
+
+    prep = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), FEATURES),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORIES),
+        ]
+    )
+    return Pipeline([("prep", prep), ("clf", LogisticRegression(C=1.0 / l2, max_iter=2000))])
+
+
+def _from_sklearn(
     ws: Any, shared: dict[str, Any], *, seed: int, l2: float = 10.0
 ) -> CreditExample | None:
-    """Reuse the frames section's training matrix and its lineage view, if it left them."""
+    """Fit the scorecard with ``rt.sklearn.trace`` on the frames section's traced split."""
+    import rowtrail as rt
+    from rowtrail.cli._demo_frames import CATEGORIES, FEATURES
+
     try:
-        x_raw = np.asarray(shared["X"], dtype=np.float64)
-        y = np.asarray(shared["y"], dtype=np.float64)
-        full = attribution.RowMapLineage.from_view(shared["lineage"], len(y))
-        app = get_source(ws, "application")
+        train, test = shared["frame"], shared["test_frame"]
+        columns = FEATURES + CATEGORIES
+        model = rt.sklearn.trace(_scorecard(l2))
+        with ws.training_run("credit-scorecard", params={"l2": l2, "seed": seed}):
+            model.fit(train[columns], train["TARGET"])  # recorded: rows, statistics, fit
+        fit: ConvexFit | None = model.training_fit_
+        if fit is None:
+            return None
+        z_train = model[:-1].transform(train[columns])  # traced: each row's source rows
+        z_test = model[:-1].transform(test[columns])
     except (KeyError, TypeError, ValueError, RowtrailError):
         return None
-    sample = np.repeat(np.arange(len(y)), np.diff(full.offsets))
-    is_app = source_indices(full.ids) == app.index
-    own = np.full(len(y), -1, np.int64)
-    own[sample[is_app]] = full.ids[is_app]
-    if (own < 0).any() or x_raw.shape[0] != len(y):
-        return None
-    order = np.random.default_rng(seed).permutation(len(y))
-    cut = int(0.8 * len(y))
-    train, test = np.sort(order[:cut]), np.sort(order[cut:])
-    mean = np.nanmean(x_raw[train], axis=0)  # fitted statistics: training rows only
-    filled = np.where(np.isfinite(x_raw), x_raw, mean)
-    x = (filled - mean) / (filled[train].std(axis=0) + 1e-9)
-    with ws.training_run("credit-scorecard", params={"l2": l2, "seed": seed}) as run:
-        fit = fit_logistic(x[train], y[train], l2=l2, run=run, row_ids=own[train])
-    scorer = attribution.ExactInfluenceScorer.from_convex_fit(fit, x[train], y[train])
-    stats = [
-        *full.statistics(),
-        {
-            "op": "impute_mean+standardize (mean, std)",
-            "location": _LOCATION,
-            "fitted_on_rows": {"application": int(train.size)},
-        },
-    ]
-    lineage = attribution.RowMapLineage(
-        full.offsets, full.ids, ops=full.ops(), statistics=stats
-    ).take(train)
+    y = np.asarray(train["TARGET"], dtype=np.float64)
+    scorer = attribution.ExactInfluenceScorer.from_convex_fit(fit, np.asarray(z_train), y)
     att = attribution.Attributor(
         scorer,
-        lineage=lineage,
+        lineage=attribution.RowMapLineage.from_view(rt.lineage(z_train), len(y)),
         model="credit-scorecard",
         checkpoints=["final"],
         featurize=lambda rows: [attribution.convex_fit_query(fit, rows, target=1)],
         record_indices=[fit.ledger_index] if fit.ledger_index is not None else [],
     )
-    subjects = ws.lineage_store.subjects_of_rows(own[test].tolist())
-    names = np.array([subjects.get(int(r)) for r in own[test]], dtype=object)
-    return CreditExample(
-        att, fit, x[train], y[train], x[test], row_numbers(own[test]), {"application": app}, names
-    )
+    view = rt.lineage(z_test)
+    rows = np.array([view.rows_of(i)["application"][0] for i in range(len(test))], np.int64)
+    names = np.array([ws.pseudonymize(s) for s in test["applicant_id"]], dtype=object)
+    sources = {"application": get_source(ws, "application")}
+    return CreditExample(att, fit, np.asarray(z_train), y, z_test, rows, sources, names)
 
 
 def section(ctx: DemoContext) -> None:
     """Explain the most clearly declined held-out application down to table rows."""
     ctx.heading("Attribution: why was this application declined?")
     shared = ctx.state.get("credit_train")
-    example = _from_frames(ctx.ws, shared, seed=ctx.seed) if isinstance(shared, dict) else None
+    example = _from_sklearn(ctx.ws, shared, seed=ctx.seed) if isinstance(shared, dict) else None
     if example is None:
         size = 20_000 if ctx.size == "large" else 2_000
         example = build_credit_example(ctx.ws, ctx.workdir, n_applicants=size, seed=ctx.seed)
     else:
-        ctx.say("using the training matrix and lineage of the frames section")
+        ctx.say(
+            "scorecard: rt.sklearn.trace(Pipeline(ColumnTransformer(impute+scale, one-hot), "
+            "LogisticRegression)) fitted on the frames section's training split"
+        )
     p_default = example.fit.predict_proba(example.X_test)
     worst = int(np.argmax(p_default))
     row = int(example.test_rows[worst])

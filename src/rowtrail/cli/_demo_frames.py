@@ -1,11 +1,12 @@
 """``rowtrail demo`` section: the 3-table credit pipeline through ``rt.pandas``.
 
 Generates the synthetic Home-Credit-shaped tables (application, bureau,
-previous_application), runs application ⨝ agg(bureau) ⨝ agg(previous_application), one-hot
-and an 80/20 split on traced pandas frames, then shows one training row's source rows in all
-three tables and a forward query (a bureau row -> the training rows it reached). The training
+previous_application), runs application ⨝ agg(bureau) ⨝ agg(previous_application) on traced
+pandas frames and scikit-learn's ``train_test_split`` (80/20), as a user writes them, then
+shows one training row's source rows in all three tables and a forward query (a bureau row
+-> the training rows it reached). The training and held-out frames, a numeric training
 matrix, one row id per training row and the multi-table lineage go to
-``ctx.state["credit_train"]`` for the training section.
+``ctx.state["credit_train"]`` for the training and attribution sections.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["section"]
 
 _SIZES = {"small": 2_000, "large": 20_000}
+CATEGORIES = ["CODE_GENDER", "NAME_EDUCATION_TYPE"]
 FEATURES = [
     "AMT_INCOME_TOTAL",
     "AMT_CREDIT",
@@ -39,10 +41,12 @@ FEATURES = [
 
 
 def _pipeline(ctx: DemoContext, paths: dict[str, Any]) -> tuple[Any, Any]:
-    import pandas as pd
+    """Run the pipeline as a user writes it: pandas reads, aggregates, joins; sklearn splits."""
+    from sklearn.model_selection import train_test_split
 
-    from rowtrail.lineage.frames import _pandas_io as rt_pandas
+    import rowtrail as rt
 
+    rt_pandas = rt.pandas
     app = rt_pandas.read_csv(
         paths["application"], source="application", subject="applicant_id", workspace=ctx.ws
     )
@@ -70,10 +74,9 @@ def _pipeline(ctx: DemoContext, paths: dict[str, Any]) -> tuple[Any, Any]:
         .reset_index()
     )
     table = app.merge(b, on="SK_ID_CURR", how="left").merge(p, on="SK_ID_CURR", how="left")
-    table = table.fillna(dict.fromkeys(FEATURES, 0.0))
-    table = pd.get_dummies(table, columns=["CODE_GENDER", "NAME_EDUCATION_TYPE"], dtype=float)
-    train = table.sample(frac=0.8, random_state=ctx.seed)
-    test = table.drop(index=train.index)
+    # No bureau or previous rows: counts and sums are 0 (the scorecard imputes the rest).
+    table = table.fillna(dict.fromkeys(["b_n", "b_debt", "b_overdue", "p_n", "p_refused"], 0.0))
+    train, test = train_test_split(table, test_size=0.2, random_state=ctx.seed)
     return train, test
 
 
@@ -99,13 +102,14 @@ def section(ctx: DemoContext) -> None:
     ctx.heading("Lineage: 3-table credit pipeline (pandas)")
     try:
         require("pandas", extra="pandas", feature="the demo's frames section")
+        require("sklearn", extra="sklearn", feature="the demo's frames section")
     except MissingDependencyError as exc:
         ctx.say(f"skipped: {exc}")
         ctx.record("frames", {"skipped": str(exc)})
         return
-    from rowtrail.lineage import lineage
-    from rowtrail.lineage.frames._convert import to_numpy
-    from rowtrail.lineage.frames._torch import primary_ids
+    import rowtrail as rt
+
+    lineage, to_numpy, primary_ids = rt.lineage, rt.to_numpy, rt.torch.primary_ids
 
     n_applicants = _SIZES.get(ctx.size, _SIZES["small"])
     data = credit(n_applicants=n_applicants, seed=ctx.seed, out_dir=ctx.workdir / "credit")
@@ -114,8 +118,7 @@ def section(ctx: DemoContext) -> None:
         f"previous_application ({data.n_previous_application:,}) rows"
     )
     train, test = _pipeline(ctx, data.paths)
-    dummies = [c for c in train.columns if c.startswith(("CODE_GENDER_", "NAME_EDUCATION_TYPE_"))]
-    columns = FEATURES + dummies
+    columns = FEATURES
     features = to_numpy(train, columns, dtype=np.float64)
     view = lineage(train)
     ctx.say(
@@ -124,6 +127,7 @@ def section(ctx: DemoContext) -> None:
     )
     row, rows, bureau_row, reached = _show(ctx, train, view)
     matrix = np.asarray(features)
+    matrix = np.where(np.isfinite(matrix), matrix, np.nanmean(matrix, axis=0))
     spread = matrix.std(axis=0)
     offsets, ids = view.lineage.csr()
     ctx.state["credit_train"] = {

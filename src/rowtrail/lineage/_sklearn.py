@@ -129,6 +129,9 @@ class LineageEstimator:
         self.fit_parts_: list[Any] = []
         self.not_row_wise_: list[str] = []
         self.warned_ = False
+        # What the open training run recorded of the last fit: a ``ConvexFit`` for the models
+        # ``record_sklearn_fit`` expresses (usable by exact-influence attribution), else None.
+        self.training_fit_: Any = None
 
     @property
     def _label(self) -> str:
@@ -154,7 +157,7 @@ class LineageEstimator:
         self.warned_ = False
         if inputs:
             self._warn_not_row_wise()
-        _record_in_run(self.estimator, data, target, nodes[0], nodes[1])
+        self.training_fit_ = _record_in_run(self.estimator, data, target, nodes[0], nodes[1])
 
     def _warn_not_row_wise(self) -> None:
         """Warn (once per fit) that outputs depend on all input rows, naming the parts."""
@@ -344,14 +347,17 @@ def _record_in_run(
     target: Any,
     x_node: Node | None,
     y_node: Node | None,
-) -> None:
-    """Record the fit of the final estimator in the open training run, if there is one."""
+) -> Any:
+    """Record the fit of the final estimator in the open training run, if there is one.
+
+    Returns what the run's recorder returns (the recorded ``ConvexFit``, or ``None``).
+    """
     active = active_run()
     if active is None:
-        return
+        return None
     final = estimator.steps[-1][1] if _is_pipeline(estimator) else estimator
     if not hasattr(final, "predict") or target is None:
-        return  # a transformer alone is preprocessing, not a trained model
+        return None  # a transformer alone is preprocessing, not a trained model
     run, recorder = active
     if x_node is None:
         warnings.warn(
@@ -362,10 +368,10 @@ def _record_in_run(
             RowtrailWarning,
             stacklevel=4,
         )
-        return
+        return None
     design = _dense(estimator[:-1].transform(data)) if final is not estimator else data
     rows = _fit_rows(x_node, y_node, final is not estimator)
-    recorder(run, final, design, np.asarray(target), rows)
+    return recorder(run, final, design, np.asarray(target), rows)
 
 
 def wrap_estimator(estimator: Any, *, row_wise: tuple[type, ...] = ()) -> LineageEstimator:

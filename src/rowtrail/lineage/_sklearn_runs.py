@@ -43,8 +43,9 @@ class FitRows:
     statistic: NDArray[np.int64]
 
 
-#: ``recorder(run, estimator, X, y, rows)`` records a fitted final estimator in ``run``.
-FitRecorder = Callable[[Any, Any, Any, Any, FitRows], None]
+#: ``recorder(run, estimator, X, y, rows)`` records a fitted final estimator in ``run`` and
+#: returns what it recorded (the training layer's ``ConvexFit``, or ``None``).
+FitRecorder = Callable[[Any, Any, Any, Any, FitRows], Any]
 
 _runs: ContextVar[tuple[tuple[Any, FitRecorder], ...]] = ContextVar("rowtrail_runs", default=())
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from rowtrail.lineage._sklearn_runs import FitRows
-from rowtrail.training._convex import record_sklearn_fit
+from rowtrail.training._convex import ConvexFit, record_sklearn_fit
 from rowtrail.training._rows import SampleRows
 
 __all__ = ["record_estimator_fit"]
@@ -41,7 +41,13 @@ def _convex_ready(estimator: Any, X: Any, y: Any) -> bool:  # noqa: N803 - X as 
     return coef.shape[0] == 1 and binary and l2
 
 
-def record_estimator_fit(run: Any, estimator: Any, X: Any, y: Any, rows: FitRows) -> None:  # noqa: N803
+def record_estimator_fit(
+    run: Any,
+    estimator: Any,
+    X: Any,  # noqa: N803 - X as in sklearn
+    y: Any,
+    rows: FitRows,
+) -> ConvexFit | None:
     """Record ``estimator`` (fitted on ``X``, ``y``; samples ``rows``) in ``run``.
 
     Parameters
@@ -54,11 +60,19 @@ def record_estimator_fit(run: Any, estimator: Any, X: Any, y: Any, rows: FitRows
         Its design matrix and target, as it saw them.
     rows : FitRows
         One row id per sample and every sample's source rows.
+
+    Returns
+    -------
+    ConvexFit or None
+        The recorded fit (parameters and Hessian, for exact-influence attribution) for the
+        models ``record_sklearn_fit`` expresses; ``None`` when only the split was recorded.
     """
     lineage = SampleRows(rows.offsets, rows.ids, rows.aggregated, rows.statistic)
     extra = lineage if lineage.adds_to(rows.row_ids) else None
     if _convex_ready(estimator, X, y):
         design = np.asarray(X, dtype=np.float64)
-        record_sklearn_fit(estimator, design, y, run=run, row_ids=rows.row_ids, lineage=extra)
-    else:
-        run.log_split("train", rows.row_ids, lineage=extra)
+        return record_sklearn_fit(
+            estimator, design, y, run=run, row_ids=rows.row_ids, lineage=extra
+        )
+    run.log_split("train", rows.row_ids, lineage=extra)
+    return None

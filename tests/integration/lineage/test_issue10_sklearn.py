@@ -343,6 +343,34 @@ def test_issue10_training_run_records_the_final_fit(
     assert sample_usage(ws, source=SOURCE, rows=[unused]) == []
 
 
+def test_issue10_traced_fit_hands_back_the_recorded_convex_fit(
+    data: dict[str, Any], ws: Workspace
+) -> None:
+    """``model.training_fit_`` is the fit the run recorded: the sklearn model's own
+    parameters, the ledger entry of its training.fit, usable for exact influence."""
+    from rowtrail.attribution import ExactInfluenceScorer, convex_fit_query
+    from rowtrail.training import ConvexFit
+
+    X_train, _, y_train, _ = _split("pandas", data, ws)
+    model = rt.sklearn.trace(make_pipeline(_prep(), LogisticRegression(C=0.5, max_iter=1000)))
+    model.fit(X_train, y_train)
+    assert model.training_fit_ is None  # outside a run nothing is recorded
+    with ws.training_run("sk-logistic"):
+        model.fit(X_train, y_train)
+    fit = model.training_fit_
+    assert isinstance(fit, ConvexFit)
+    clf = model.estimator[-1]
+    np.testing.assert_allclose(fit.theta[:-1], clf.coef_.ravel())
+    np.testing.assert_allclose(fit.theta[-1], clf.intercept_[0])
+    assert fit.ledger_index is not None
+    assert ws.ledger.entry(fit.ledger_index).event.kind == "training.fit"
+    design = np.asarray(model[:-1].transform(X_train))
+    scorer = ExactInfluenceScorer.from_convex_fit(fit, design, y_train.to_numpy())
+    scores = scorer.scores([convex_fit_query(fit, design[:1])])
+    assert scores.shape == (1, len(design))
+    assert np.isfinite(scores).all()
+
+
 def test_issue10_training_run_records_the_split_of_any_final_estimator(
     data: dict[str, Any], ws: Workspace
 ) -> None:
