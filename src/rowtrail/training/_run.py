@@ -198,6 +198,9 @@ class TrainingRun:
         self._val_best: float | None = None
         self._hooks: list[Any] = []
         self.fits: list[dict[str, Any]] = []
+        # Fitted estimators without a convex fit record (rt.sklearn.trace): class and the
+        # digest of their pickled bytes, a blob; the seal names the last as the run's model.
+        self.estimators: list[dict[str, str]] = []
         self._writer = BackgroundWriter(f"rowtrail-run-{self.run_id}")
         self.started_index = self._start()
 

@@ -5,7 +5,8 @@ joined or aggregated into them and the rows of fitted statistics), the row-id bl
 splits (with ``row_ids: false`` for a split whose ids are stand-in positions) and, where the
 datasets carried one, the digest of their lineage DAG;
 ``code`` is the git commit and dirty flag; ``environment`` the Python version and packages
-lock digest; ``model`` the digest of the final weights blob (or of a convex fit's parameters).
+lock digest; ``model`` the digest of the final weights blob (or of a convex fit's parameters,
+or of a fitted scikit-learn estimator's pickled bytes).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def _model_section(run: TrainingRun) -> tuple[dict[str, Any] | None, list[str]]:
     if run.fits:
         fit = run.fits[-1]
         return {"kind": fit["model"], "digest": fit["blobs"]["theta"]}, [fit["blobs"]["theta"]]
+    if run.estimators:
+        estimator = run.estimators[-1]
+        return {"kind": "sklearn", **estimator}, [estimator["digest"]]
     return None, []
 
 

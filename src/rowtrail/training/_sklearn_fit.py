@@ -7,15 +7,19 @@ a predictor is fitted inside ``with ws.training_run(...)``. No new event kind: t
 recorded as a ``training.split`` (role ``"train"``, one row id per sample and each sample's
 source rows, fitted statistics included), and a model that :func:`record_sklearn_fit` can
 express (binary L2 ``LogisticRegression``, ``Ridge``) also as its ``training.fit`` (parameters
-and Hessian, whose parameters blob the run's seal names as the model digest).
+and Hessian, whose parameters blob the run's seal names as the model digest). Any other
+predictor is kept as a blob of its pickled bytes, whose digest the seal names instead.
 """
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from typing import Any
 
 import numpy as np
 
+from rowtrail.errors import RowtrailWarning
 from rowtrail.lineage._sklearn_runs import FitRows
 from rowtrail.training._convex import ConvexFit, record_sklearn_fit
 from rowtrail.training._rows import SampleRows
@@ -75,4 +79,25 @@ def record_estimator_fit(
             estimator, design, y, run=run, row_ids=rows.row_ids, lineage=extra
         )
     run.log_split("train", rows.row_ids, lineage=extra)
+    _keep_model(run, estimator)
     return None
+
+
+def _keep_model(run: Any, estimator: Any) -> None:
+    """Store the fitted estimator's pickled bytes as a blob; the run's seal names its digest.
+
+    The bytes are kept as evidence of exactly which model was fitted (content-addressed);
+    rowtrail never unpickles them.
+    """
+    try:
+        data = pickle.dumps(estimator, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        warnings.warn(
+            f"the fitted {type(estimator).__name__} of run {run.name!r} cannot be pickled "
+            f"({exc}); the run records its rows but no model digest",
+            RowtrailWarning,
+            stacklevel=4,
+        )
+        return
+    digest = run.ws.ledger.put_blob(data)
+    run.estimators.append({"class": type(estimator).__qualname__, "digest": digest})

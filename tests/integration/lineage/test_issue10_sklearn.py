@@ -381,6 +381,17 @@ def test_issue10_training_run_records_the_split_of_any_final_estimator(
     with ws.training_run("sk-forest") as run:
         model.fit(X_train, y_train)
     assert run.fits == []  # no convex fit to record; the split is the record
+    # The run's seal names the fitted forest itself: the digest of its pickled bytes.
+    (sealed,) = ws.ledger.entries_of_kind("training.completed")
+    digest = sealed.event.payload["model"]["digest"]
+    assert sealed.event.payload["model"]["kind"] == "sklearn"
+    assert sealed.event.payload["model"]["class"] == "RandomForestClassifier"
+    assert digest in sealed.event.blobs
+    forest = pickle.loads(ws.ledger.blobs.get(digest))  # the blob this test stored
+    np.testing.assert_array_equal(
+        forest.predict_proba(model[:-1].transform(X_train)),
+        model.estimator[-1].predict_proba(model[:-1].transform(X_train)),
+    )
     (split,) = run.splits.values()
     info = get_source(ws, SOURCE)
     assert split.row_ids.tolist() == [info.row_id(r) for r in _rows(X_train, data)]

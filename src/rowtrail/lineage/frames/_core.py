@@ -221,6 +221,9 @@ class RowLineage:
     def csr(self) -> tuple[NDArray[np.int64], IdArray]:
         """Return ``(offsets, ids)``: the sorted unique source row ids of every row."""
         k, ids = self.pairs(np.arange(self.n_rows, dtype=np.intp))
+        if k.size == self.n_rows and (k.size < 2 or bool(np.all(k[1:] > k[:-1]))):
+            # One id a row, in row order (a single table, or 1:1 joins): nothing to sort.
+            return np.arange(self.n_rows + 1, dtype=np.int64), np.asarray(ids, dtype=np.int64)
         order = np.lexsort((ids, k))
         k, ids = k[order], ids[order]
         if k.size:
