@@ -7,16 +7,16 @@ has a ``shape`` (a traced polars frame, whose ``__getitem__`` accepts that form)
 applies ``KFold`` indices with ``X.iloc[train_idx]`` / ``y.iloc[train_idx]``. Each of these
 maps the frame's lineage through the very positions the engine gathered (one ``int64``
 gather, pending until queried), so the rows keep their exact source rows. A label column read
-from a traced frame (``df["TARGET"]``) is a traced Series, so a split's target keeps its
-lineage too; the Series calls that select or reorder rows (``s[mask]``, ``dropna``,
+from a traced frame (``df["TARGET"]``) is a traced Series (its ``[]``, ``loc`` and ``iloc``
+and its statistic-recording reductions are the Series class's own), so a split's target keeps
+its lineage too; the Series calls installed here that select or reorder rows (``dropna``,
 ``sort_values``, ``drop_duplicates``, ``nlargest``, ...) map it through the index labels they
 kept, which name the rows exactly when the index is unique (else they fall back and warn);
-its summaries (``quantile``, ``describe``, ``mode``) depend on every row, and ``groupby``
-aggregates name the rows of their group, as the frame's do.
+``describe`` depends on every row, and ``groupby`` aggregates name the rows of their group, as
+the frame's do.
 
-The methods live here, installed on the adapter classes by :func:`install_pandas`, so that the
-pandas adapter modules change by one import line (they are edited in parallel for other
-operations).
+The methods live here, installed on the adapter classes by :func:`install_pandas`; a method the
+Series class defines itself is never replaced.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ from rowtrail.lineage.frames._pandas_base import (
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["install_pandas", "series_of_column"]
+__all__ = ["install_pandas"]
 
 _ROW_AXES = (0, "index", "rows")
 # Series reductions whose result rows each summarise all input rows.
-_SERIES_SUMMARIES = ("quantile", "describe", "mode")
+# ``quantile`` and ``mode`` are TracedSeries' own statistic-recording reductions.
+_SERIES_SUMMARIES = ("describe",)
 # Series calls that select or reorder rows (their result's labels are input labels).
 _SERIES_SELECTIONS = (
     "dropna",
@@ -91,48 +92,6 @@ def _series_take(self: Any, indices: Any, axis: Any = 0, **kwargs: Any) -> Any:
     return _take(self, SERIES, indices, axis, kwargs)
 
 
-class _SeriesIndexer:
-    """``series.iloc`` / ``series.loc`` mapping lineage through the selected rows."""
-
-    def __init__(self, series: Any, kind: str) -> None:
-        self._series = series
-        self._kind = kind
-        self._real = getattr(pd.Series, kind).fget(series)
-
-    def __getitem__(self, key: Any) -> Any:
-        series = self._series
-        with quiet():
-            result = self._real[key]
-        found = lineage_of(series)
-        if found is None or is_quiet() or not isinstance(result, pd.Series):
-            return result
-        if isinstance(key, slice) and key == slice(None):
-            return attach(as_traced(result), found[0], found[1])
-        probe = pd.Series(np.arange(len(series)), index=series.index)
-        picked = getattr(probe, self._kind)[key]
-        rows = np.atleast_1d(np.asarray(picked, dtype=np.intp))
-        return derive(result, series, found[0].take(rows), self._kind, "filter")
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._real[key] = value
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._real(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-def _series_iloc(self: Any) -> Any:
-    """Position-based indexer; selected rows keep their lineage."""
-    return _SeriesIndexer(self, "iloc")
-
-
-def _series_loc(self: Any) -> Any:
-    """Label-based indexer; selected rows keep their lineage."""
-    return _SeriesIndexer(self, "loc")
-
-
 def _by_label(series: Any, name: str, op: Any, kwargs: dict[str, Any]) -> Any:
     """Run a row-selecting Series call; map lineage through the labels it kept.
 
@@ -174,13 +133,6 @@ def _series_method(name: str) -> Any:
     return method
 
 
-def _series_getitem(self: Any, key: Any) -> Any:
-    """``series[key]``; the selected rows keep their lineage."""
-    if callable(key):
-        key = key(self)
-    return _by_label(self, "getitem", lambda s: SERIES.__getitem__(s, key), {})
-
-
 def _series_summary(name: str) -> Any:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         with quiet():
@@ -209,23 +161,10 @@ def _series_groupby(self: Any, *args: Any, **kwargs: Any) -> Any:
     return TracedGroupBy(grouped, self, {"by": repr(kwargs.get("by", args[0] if args else None))})
 
 
-def series_of_column(result: Any, frame: Any) -> Any:
-    """Return a column read from a traced frame as a traced Series with the frame's rows."""
-    found = lineage_of(frame)
-    if found is None or is_quiet() or len(result) != len(frame):
-        return result
-    if not (result.index is frame.index or result.index.equals(frame.index)):
-        return result
-    return attach(as_traced(result), found[0], found[1])
-
-
 def install_pandas(frame_class: type, series_class: type) -> None:
     """Install the row gathers on the traced pandas classes (see module docstring)."""
     series_methods: dict[str, Any] = {
         "take": _series_take,
-        "iloc": property(_series_iloc),
-        "loc": property(_series_loc),
-        "__getitem__": _series_getitem,
         **{name: _series_method(name) for name in _SERIES_SELECTIONS},
         **{name: _series_summary(name) for name in _SERIES_SUMMARIES},
         "groupby": _series_groupby,
