@@ -406,23 +406,18 @@ class Ledger:
                 f"a checkpoint of size {signed.size} was signed but the log holds {size} "
                 "entries: it was truncated or rolled back"
             )
-        if root.checkpoint is not None:
-            if root.checkpoint.size > signed.size and self._overtaken(root.checkpoint, signed):
-                # This reader's snapshot is older than the trusted state, and the log as
-                # committed now extends both: check the snapshot's own tree against its head.
-                if not hmac.compare_digest(self.root(signed.size), signed.root):
-                    raise CheckpointError(
-                        f"stored tree at size {signed.size} no longer matches its signed "
-                        "checkpoint"
-                    )
-                return self._remember_trusted(latest.note, version, signed)
-            if root.checkpoint.size > signed.size:
+        old = root.checkpoint
+        if old is not None and old.size > signed.size and self._overtaken(old, signed):
+            # This reader's snapshot is older than the trusted state, and the log as committed
+            # now extends both: the snapshot's own tree is checked against its head below.
+            old = None
+        if old is not None:
+            if old.size > signed.size:
                 raise TrustRootError(
                     f"log {self.origin!r} holds signed checkpoints up to size {signed.size} but "
-                    f"{root.source} holds one of size {root.checkpoint.size}: the log was "
+                    f"{root.source} holds one of size {old.size}: the log was "
                     "truncated or rolled back (an older state was replayed)"
                 )
-            old = root.checkpoint
             proof = self.consistency(old.size, signed.size) if old.size else None
             if proof is not None:
                 proof.verify()
@@ -432,17 +427,14 @@ class Ledger:
                 ):
                     raise TrustRootError(
                         f"log {self.origin!r} is not an extension of the checkpoint of size "
-                        f"{root.checkpoint.size} in {root.source}: it was rewritten or forked"
+                        f"{old.size} in {root.source}: it was rewritten or forked"
                     )
         elif not hmac.compare_digest(self.root(signed.size), signed.root):
             raise CheckpointError(
                 f"stored tree at size {signed.size} no longer matches its signed checkpoint"
             )
-        return self._remember_trusted(latest.note, version, signed)
-
-    def _remember_trusted(self, note: str, version: int, signed: Checkpoint) -> TreeHead:
         head = TreeHead(signed.size, signed.root)
-        self._trusted_cache = ((note, version), head)
+        self._trusted_cache = ((latest.note, version), head)
         return head
 
     def _overtaken(self, trusted: Checkpoint, seen: Checkpoint) -> bool:

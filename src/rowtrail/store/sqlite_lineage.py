@@ -538,20 +538,26 @@ class SQLiteLineageStore:
         these are the records an answer cites).
         """
         checked = self._checked()
+        rows = self._subject_rows_where("subject", list(subjects))
+        if checked is not None:
+            self._check_rows(checked, rows)
         found: dict[str, set[int]] = {}
-        for chunk in range(0, len(subjects), 500):
-            part = list(subjects[chunk : chunk + 500])
+        for subject, _, index in rows:
+            found.setdefault(str(subject), set()).add(int(index))
+        return {subject: sorted(indices) for subject, indices in found.items()}
+
+    def _subject_rows_where(self, column: str, values: list[Any]) -> list[Any]:
+        """Return ``(subject, row id, ledger index)`` rows whose ``column`` is in ``values``."""
+        rows: list[Any] = []
+        for chunk in range(0, len(values), 500):
+            part = values[chunk : chunk + 500]
             marks = ",".join("?" * len(part))
-            rows = self.db.query(
-                "SELECT subject, row_id, ledger_index FROM subject_rows "
-                f"WHERE subject IN ({marks})",
+            rows += self.db.query(
+                f"SELECT subject, row_id, ledger_index FROM subject_rows WHERE {column} IN "
+                f"({marks})",
                 part,
             )
-            if checked is not None:
-                self._check_rows(checked, rows)
-            for subject, _, index in rows:
-                found.setdefault(str(subject), set()).add(int(index))
-        return {subject: sorted(indices) for subject, indices in found.items()}
+        return rows
 
     def _check_rows(self, checked: dict[int, _Registration], rows: Sequence[Sequence[Any]]) -> None:
         """Each ``(subject, row id, ledger index)`` row against the proven event it names."""
@@ -600,14 +606,7 @@ class SQLiteLineageStore:
     ) -> None:
         numbers = row_ids & _ROW_MASK
         row_ids = row_ids[numbers < reg.info.n_rows]  # beyond the source: no subject
-        rows = []
-        for chunk in range(0, row_ids.size, 500):
-            part = row_ids[chunk : chunk + 500].tolist()
-            marks = ",".join("?" * len(part))
-            rows += self.db.query(
-                f"SELECT subject, row_id, ledger_index FROM subject_rows WHERE row_id IN ({marks})",
-                part,
-            )
+        rows = self._subject_rows_where("row_id", row_ids.tolist())
         self._check_rows({reg.info.index: reg}, rows)
         have = {int(r[1]) for r in rows}
         if len(have) != len(rows):

@@ -109,9 +109,13 @@ def _check_row_ids(ws: LineageWorkspace, row_ids: ArrayLike) -> IdArray:
 
 def subject_targets(ws: LineageWorkspace, subject: object) -> SubjectRows:
     """Return a subject's rows with the records that show they are all (not yet proven)."""
-    pseudonym = subject if is_pseudonym(subject) else ws.pseudonymize(subject)
     store: LineageStore = ws.lineage_store
-    return store.subject_rows_records(str(pseudonym))
+    return store.subject_rows_records(_pseudonym(ws, subject))
+
+
+def _pseudonym(ws: LineageWorkspace, subject: object) -> str:
+    """Return ``subject`` if it is a pseudonym, else its keyed pseudonym."""
+    return str(subject if is_pseudonym(subject) else ws.pseudonymize(subject))
 
 
 def target_ids(ws: LineageWorkspace, row_ids: ArrayLike | None, subject: object,
@@ -124,8 +128,7 @@ def target_ids(ws: LineageWorkspace, row_ids: ArrayLike | None, subject: object,
             f"got row_ids={row_ids!r}, subject={subject!r}, source={source!r}, rows={rows!r}"
         )
     if subject is not None:
-        pseudonym = subject if is_pseudonym(subject) else ws.pseudonymize(subject)
-        return rows_of_subject(ws, str(pseudonym))
+        return rows_of_subject(ws, _pseudonym(ws, subject))
     if source is not None:
         return _source_ids(ws, source, rows)
     return _check_row_ids(ws, row_ids)  # type: ignore[arg-type]  # given == 1
