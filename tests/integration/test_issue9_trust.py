@@ -87,8 +87,16 @@ def _table_answers(ws: rt.Workspace) -> dict[str, object]:
 
     calls: dict[str, object] = {
         "list_sources": lambda: [
-            (s.index, s.name, s.version, s.digest, s.n_rows, s.path, s.subject_column,
-             s.ledger_index)
+            (
+                s.index,
+                s.name,
+                s.version,
+                s.digest,
+                s.n_rows,
+                s.path,
+                s.subject_column,
+                s.ledger_index,
+            )
             for s in list_sources(ws)
         ],
     }
@@ -342,15 +350,23 @@ def test_issue9_rolled_back_directory_fails_verify_and_refuses_to_sign(tmp_path:
 def test_issue9_third_party_trust_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = make(tmp_path / "ws")
     runner = CliRunner()
-    result = runner.invoke(app, ["ledger", "export-trust", str(tmp_path / "kept"),
-                                 "--workspace", str(tmp_path / "ws")])
+    result = runner.invoke(
+        app, ["ledger", "export-trust", str(tmp_path / "kept"), "--workspace", str(tmp_path / "ws")]
+    )
     assert result.exit_code == 0, result.output
     ws.ledger.append("note.added", {"n": 1})
     ws.close()
     # Another user: no trust state of their own, only what they kept.
     monkeypatch.setenv("ROWTRAIL_STATE_DIR", str(tmp_path / "auditor-state"))
-    args = ["verify", "--workspace", str(tmp_path / "ws"), "--vkey",
-            str(tmp_path / "kept" / "vkey"), "--checkpoint", str(tmp_path / "kept" / "checkpoint")]
+    args = [
+        "verify",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--vkey",
+        str(tmp_path / "kept" / "vkey"),
+        "--checkpoint",
+        str(tmp_path / "kept" / "checkpoint"),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["verify", "--workspace", str(tmp_path / "ws")])
@@ -359,8 +375,9 @@ def test_issue9_third_party_trust_files(tmp_path: Path, monkeypatch: pytest.Monk
     # A different key (a forger's) is refused.
     other = NoteSigner("x.example/log", Ed25519PrivateKey.generate())
     (tmp_path / "forged").write_text(other.verifier.vkey + "\n")
-    result = runner.invoke(app, ["verify", "--workspace", str(tmp_path / "ws"), "--vkey",
-                                 str(tmp_path / "forged")])
+    result = runner.invoke(
+        app, ["verify", "--workspace", str(tmp_path / "ws"), "--vkey", str(tmp_path / "forged")]
+    )
     assert result.exit_code == 1
     root = TrustRoot.from_files(tmp_path / "kept" / "vkey", tmp_path / "kept" / "checkpoint")
     assert root.checkpoint is not None
@@ -372,8 +389,7 @@ def test_issue9_replaced_signing_key_is_refused(tmp_path: Path) -> None:
 
     make(tmp_path / "ws").close()
     pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     (tmp_path / "ws" / "keys" / "ledger.pem").write_bytes(pem)
     ws = rt.open(tmp_path / "ws")
@@ -425,8 +441,14 @@ def test_issue9_cli_reads_change_nothing(tmp_path: Path) -> None:
     make(tmp_path / "ws").close()
     before = files_digest(tmp_path / "ws")
     runner = CliRunner()
-    for args in (["verify"], ["verify", "--json"], ["ledger", "head"], ["ledger", "entry", "1"],
-                 ["ledger", "prove", "1"], ["ledger", "consistency", "1", "3"]):
+    for args in (
+        ["verify"],
+        ["verify", "--json"],
+        ["ledger", "head"],
+        ["ledger", "entry", "1"],
+        ["ledger", "prove", "1"],
+        ["ledger", "consistency", "1", "3"],
+    ):
         result = runner.invoke(app, [*args, "--workspace", str(tmp_path / "ws")])
         assert result.exit_code == 0, (args, result.output)
         assert files_digest(tmp_path / "ws") == before, args
@@ -474,8 +496,14 @@ def test_issue9_register_source_killed_at_every_step(tmp_path: Path, point: str)
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "ROWTRAIL_TEST_CRASH_AT": point}
-    run = subprocess.run([sys.executable, str(script), str(tmp_path / "ws"), str(csv)],
-                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "ws"), str(csv)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 137, run.stderr
     ws = rt.open(tmp_path / "ws")
     sources = list_sources(ws)
@@ -484,8 +512,13 @@ def test_issue9_register_source_killed_at_every_step(tmp_path: Path, point: str)
     assert (len(sources), n_subject_events) in {(0, 0), (1, 2500)}
     ws.verify()
     ws.close()
-    again = subprocess.run([sys.executable, str(script), str(tmp_path / "ws"), str(csv)],
-                           capture_output=True, text=True, timeout=120, check=False)
+    again = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "ws"), str(csv)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr
     ws = rt.open(tmp_path / "ws")
     assert len(list_sources(ws)) == 1
@@ -596,6 +629,7 @@ def test_issue9_subject_index_edits_are_refused(tmp_path: Path, sql: str) -> Non
 def test_issue9_rolled_back_write_leaves_no_cached_entries(tmp_path: Path) -> None:
     ws = rt.init(tmp_path / "ws")
     ws.ledger.append("a.b", {"n": 0})
+
     def write_read_and_fail() -> None:
         with ws.ledger.transaction():
             ws.ledger.append("a.b", {"n": 1})
