@@ -121,3 +121,35 @@ def test_union_and_track(tables: tuple[Any, Any], ws: Any, spark: Any) -> None:
     view = rt.lineage(tracked.orderBy("a"))
     assert [dict(view.rows_of(i)) for i in range(3)] == [{"mem": [1]}, {"mem": [2]}, {"mem": [0]}]
     assert np.asarray(view.derived_from("mem", 0)).tolist() == [2]
+
+
+def test_issue10_collected_statistic_inlined_in_a_column_is_recorded(
+    tables: tuple[Any, Any],
+) -> None:
+    """``m = sdf.agg(F.mean(c)).first()[0]`` written into a Column keeps its fitted rows."""
+    from pyspark.sql import functions
+
+    app, _bureau = tables
+    train = app.filter(functions.col("k") <= 4)
+    mean = float(train.agg(functions.mean("x")).first()[0])  # a plain float: 70 / 3
+    std = train.agg(functions.stddev("x")).first()[0]
+    centred = app.withColumn("z", (functions.col("x") - mean) / std)
+    filled = app.select(
+        "gt_app",
+        functions.when(functions.col("x").isNull(), functions.lit(mean))
+        .otherwise(functions.col("x"))
+        .alias("x"),
+    )
+    for frame in (centred, filled):
+        check(frame)
+        view = rt.lineage(frame)
+        stats = view.statistics()
+        assert stats, "the inlined statistic was not recorded"
+        assert {s.op for s in stats} <= {"spark.collect"}
+        # Fitted on the training rows (k <= 4 holds for app rows 0..3; the aggregation read
+        # row 2 too, whose x is null), none other.
+        assert {table: sorted(rows) for s in stats for table, rows in s.fitted_on.items()} == {
+            "app": [0, 1, 2, 3]
+        }
+    # A literal that is no fitted value records nothing.
+    assert rt.lineage(app.withColumn("z", functions.col("x") * 2.5)).statistics() == []

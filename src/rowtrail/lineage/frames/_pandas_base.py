@@ -18,6 +18,7 @@ from rowtrail.lineage.frames._core import (
     fallback_lineage,
     record_op,
 )
+from rowtrail.lineage.frames._stats import MAX_NOTED_ROWS, note_rows, scope_of
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -77,6 +78,13 @@ def attach(obj: _T, lineage: RowLineage, state: FrameState) -> _T:
     """Set the lineage of a traced pandas object in place and return it."""
     object.__setattr__(obj, "_rt_lineage", lineage)
     object.__setattr__(obj, "_rt_state", state)
+    node = state.node
+    if node.kind == "aggregation" and not node.statistics and lineage.n_rows <= MAX_NOTED_ROWS:
+        # A small aggregate (a group-by's means) may be read back as plain numbers
+        # (``.to_dict()``, ``.item()``) and used as a fill or map value: note its values.
+        base = FRAME if isinstance(obj, pd.DataFrame) else SERIES
+        rows = base.to_numpy(obj, dtype=object).reshape(lineage.n_rows, -1).tolist()
+        note_rows(rows, lineage, node, scope_of(state.workspace))
     return obj
 
 

@@ -36,7 +36,10 @@ from rowtrail.lineage.frames._pandas_base import (
 from rowtrail.lineage.frames._stats import (
     TracedFloat,
     TracedInt,
+    fitted_slots,
     global_stat_slot,
+    note_fitted,
+    scope_of,
     traced_number,
     union_slots,
     with_slots,
@@ -58,9 +61,7 @@ def statistic_slots(value: Any, frame: Any) -> tuple[list[Slot], list[OpNode]]:
     ``value`` is a traced number, a dict of them, or a traced Series that is *not* one value
     per row of ``frame`` (a frame reduction indexed by column name).
     """
-    if isinstance(value, dict):
-        slots = [s for v in value.values() for s in getattr(v, "_rt_slots", ())]
-    elif isinstance(value, pd.Series) and not _is_rows_of(value, frame):
+    if isinstance(value, pd.Series) and not _is_rows_of(value, frame):
         found = lineage_of(value)
         if found is None:
             return [], []
@@ -70,10 +71,17 @@ def statistic_slots(value: Any, frame: Any) -> tuple[list[Slot], list[OpNode]]:
             cached = global_stat_slot(found[0], node)
             object.__setattr__(value, "_rt_stat_slot", cached)
         slots = [cached]
-    else:
-        slots = list(getattr(value, "_rt_slots", ()))
+    elif isinstance(value, pd.Series | pd.DataFrame):
+        slots = []
+    else:  # a traced number, or a plain value equal to one (see _stats.FittedValues)
+        slots = fitted_slots(value, scope=_scope(frame))
     slots = list(dict.fromkeys(slots))
     return slots, [s.stat for s in slots if s.stat is not None]
+
+
+def _scope(frame: Any) -> object:
+    found = lineage_of(frame)
+    return scope_of(found[1].workspace) if found is not None else None
 
 
 def _reduction(name: str) -> Callable[..., Any]:
@@ -86,6 +94,7 @@ def _reduction(name: str) -> Callable[..., Any]:
         with quiet():
             result = getattr(base, name)(self, *args, **kwargs)
         lineage, state = found
+        scope = scope_of(state.workspace)
         params: dict[str, Any] = {"column": str(self.name)} if not is_frame else {}
         if is_frame:
             params["columns"] = [str(c) for c in self.columns]
@@ -96,8 +105,13 @@ def _reduction(name: str) -> Callable[..., Any]:
         )
         if isinstance(result, pd.Series):  # one value per column (or per quantile)
             every = fallback_lineage(lineage, len(result), name, warn=False)
-            return attach(as_traced(result), every, state.derive(node))
-        return traced_number(result, (global_stat_slot(lineage, node),))
+            traced = attach(as_traced(result), every, state.derive(node))
+            # Its values may be read back as plain numbers (``.to_dict()``): one slot for all.
+            slot = global_stat_slot(lineage, node)
+            object.__setattr__(traced, "_rt_stat_slot", slot)
+            note_fitted(SERIES.to_numpy(result, dtype=object).tolist(), [slot], scope)
+            return traced
+        return traced_number(result, (global_stat_slot(lineage, node),), scope)
 
     method.__name__ = name
     method.__doc__ = f"``{name}``; the result records the rows it was fitted on (a statistic)."

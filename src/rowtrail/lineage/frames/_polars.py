@@ -44,6 +44,12 @@ from rowtrail.lineage.frames._polars_stats import (
     expression_lineage,
     fill_null_lineage,
 )
+from rowtrail.lineage.frames._polars_values import (
+    COLUMN_EXPORTS,
+    VALUED_EXPORTS,
+    traced_series,
+    valued_export,
+)
 from rowtrail.lineage.frames._query import FrameLineageView
 
 __all__ = [
@@ -364,6 +370,10 @@ class _Proxy:
         attr = getattr(self._inner, name)
         if name in _EXPORT or name.startswith(_EXPORT_PREFIXES):
             self._state.resolve()  # rows leave the plan: register pending sources
+            if isinstance(self._inner, pl.DataFrame) and (
+                name in VALUED_EXPORTS or name in COLUMN_EXPORTS
+            ):
+                return valued_export(self, name, lambda: _view(self).lineage)
             return getattr(self._visible(), name)
         if not callable(attr):
             return attr
@@ -431,7 +441,7 @@ class TracedPolarsFrame(_Proxy):
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
-            return self._inner[key]
+            return traced_series(self._inner[key], self, lambda: _view(self).lineage)
         if isinstance(key, list | tuple) and key and all(isinstance(k, str) for k in key):
             return self.select(list(key))
         if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:

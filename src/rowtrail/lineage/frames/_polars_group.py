@@ -91,8 +91,8 @@ def materialize(slots: HiddenSlots, frame: pl.DataFrame) -> RowLineage:
             values.append(ids)
         elif isinstance(slot.group, PolarsGroupNode):
             values.append(slot.group.codes_of(column))
-        else:  # pragma: no cover - polars frames only hold polars group nodes
-            values.append(column.cast(pl.Int64).to_numpy())
+        else:  # a statistic fitted elsewhere, used as a literal: a code column (0, or -1)
+            values.append(column.cast(pl.Int64).fill_null(-1).to_numpy())
     return RowLineage([s for _, s in slots], values, frame.height)
 
 

@@ -33,6 +33,7 @@ from rowtrail.errors import LineageFallbackWarning
 from rowtrail.lineage.frames._core import Slot, fresh_name, record_op
 from rowtrail.lineage.frames._ops import OpNode
 from rowtrail.lineage.frames._polars_group import HiddenSlots, PolarsGroupNode
+from rowtrail.lineage.frames._stats import fitted_slots, scope_of
 
 __all__ = ["ExpressionLineage", "expression_lineage", "fill_null_lineage"]
 
@@ -189,10 +190,64 @@ class ExpressionLineage:
         self.slots = (*self.slots, (hidden, slot_of(PolarsGroupNode(proxy, keys))))
         self.nodes.append(node)
 
+    def add_fitted(self, slot: Slot) -> None:
+        """Add a statistic fitted elsewhere whose value the call uses as a literal."""
+        self.columns.append(pl.lit(0, dtype=pl.Int64).alias(fresh_name()))
+        self.slots = (*self.slots, (self.columns[-1].meta.output_name(), slot))
+        if slot.stat is not None:
+            self.nodes.append(slot.stat)
+
 
 def expression_lineage(proxy: Any, exprs: Sequence[Any], call: str) -> ExpressionLineage:
-    """Return the statistics, windows and fallbacks of a row-wise ``call`` (module docstring)."""
-    return _lineage(proxy, _findings(exprs), call)
+    """Return the statistics, windows and fallbacks of a row-wise ``call`` (module docstring).
+
+    A literal equal to a value fitted on traced rows (``pl.col("a").fill_null(m)`` with
+    ``m = df.select(pl.col("a").mean()).item()``) records that statistic on every row (see
+    :class:`~rowtrail.lineage.frames._stats.FittedValues`).
+    """
+    out = _lineage(proxy, _findings(exprs), call)
+    values = [v for e in exprs for v in (literal_values(e) if isinstance(e, pl.Expr) else [e])]
+    for slot in fitted_slots(*values, scope=scope_of(proxy._state.workspace)):
+        out.add_fitted(slot)
+    return out
+
+
+def literal_values(expr: pl.Expr, limit: int = 100_000) -> list[Any]:
+    """Return the literal values inside ``expr`` (a mapping's values, a fill value, ...).
+
+    Read from the serialized tree: a float literal directly, any other literal (a list or a
+    Series, as ``replace_strict(mapping)`` holds) by evaluating that literal alone.
+    """
+    try:
+        tree = json.loads(expr.meta.serialize(format="json"))
+    except Exception:  # a Python function inside: its literals cannot be read
+        return []
+    found: list[Any] = []
+    stack: list[Any] = [tree]
+    while stack and len(found) < limit:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        literal = node.get("Literal")
+        if literal is None:
+            stack.extend(node.values())
+            continue
+        dynamic = literal.get("Dyn") if isinstance(literal, dict) else None
+        if isinstance(dynamic, dict) and "Float" in dynamic:
+            found.append(float(dynamic["Float"]))
+            continue
+        try:
+            series = pl.select(_expr(node)).to_series()
+        except Exception:  # pragma: no cover - a literal polars cannot evaluate alone
+            continue
+        if series.dtype.is_nested():
+            series = series.explode()
+        if series.dtype.is_float():
+            found.extend(series.head(limit).to_list())
+    return found
 
 
 def fill_null_lineage(proxy: Any, value: Any, strategy: Any) -> ExpressionLineage:

@@ -31,7 +31,7 @@ from rowtrail.lineage.frames._core import (
 )
 from rowtrail.lineage.frames._query import FrameLineageView
 from rowtrail.lineage.frames._spark_stats import window_functions
-from rowtrail.lineage.frames._stats import number_slots, with_slots
+from rowtrail.lineage.frames._stats import fitted_slots, scope_of, with_slots
 
 __all__ = ["SparkLineageView", "TracedSparkFrame", "materialize_rows"]
 
@@ -105,6 +105,10 @@ class TracedSparkFrame:
         object.__setattr__(self, "_state", state)
         # Statistics every row depends on (a fill value fitted on rows), kept per frame.
         object.__setattr__(self, "_stats", stats)
+
+    @property
+    def _scope(self) -> object:
+        return scope_of(self._state.workspace)
 
     @property
     def _names(self) -> list[str]:
@@ -190,7 +194,8 @@ class TracedSparkFrame:
         except AnalysisException:
             lists = self._as_lists()
             return self._aggregated(self._inner.select(*flat, *lists), "select", len(lists))
-        return self._derive(inner, "select", "transformation")
+        stats = fitted_slots(*flat, scope=self._scope)
+        return self._derive(inner, "select", "transformation", stats=stats)
 
     @property
     def na(self) -> _TracedNa:
@@ -213,20 +218,25 @@ class TracedSparkFrame:
         """``fillna`` of user columns only; a fill value fitted on rows is recorded."""
         subset = self.columns if subset is None and not isinstance(value, dict) else subset
         inner = self._inner.fillna(value, subset)
-        return self._derive(inner, "fillna", "transformation", stats=number_slots(value))
+        stats = fitted_slots(value, scope=self._scope)
+        return self._derive(inner, "fillna", "transformation", stats=stats)
 
     def withColumn(self, colName: str, col: Any) -> TracedSparkFrame:  # noqa: N802, N803
         """``withColumn``; a window function falls back to all rows (warns)."""
         if window_functions([col]):
             return self._windowed(self._visible().withColumn(colName, col), "withColumn", [col])
-        return self._derive(self._inner.withColumn(colName, col), "withColumn", "transformation")
+        inner = self._inner.withColumn(colName, col)
+        stats = fitted_slots(col, scope=self._scope)
+        return self._derive(inner, "withColumn", "transformation", stats=stats)
 
     def withColumns(self, *colsMap: Any) -> TracedSparkFrame:  # noqa: N802, N803
         """``withColumns``; a window function falls back to all rows (warns)."""
         columns = [c for m in colsMap for c in m.values()]
         if window_functions(columns):
             return self._windowed(self._visible().withColumns(*colsMap), "withColumns", columns)
-        return self._derive(self._inner.withColumns(*colsMap), "withColumns", "transformation")
+        inner = self._inner.withColumns(*colsMap)
+        stats = fitted_slots(*columns, scope=self._scope)
+        return self._derive(inner, "withColumns", "transformation", stats=stats)
 
     def _windowed(self, inner: Any, name: str, columns: Sequence[Any]) -> TracedSparkFrame:
         functions = "; ".join(window_functions(columns))

@@ -13,9 +13,12 @@ Not followed, with a :class:`~rowtrail.errors.LineageFallbackWarning` naming the
 a sound fallback to all input rows: window functions (``F.mean("a").over(w)``,
 ``F.lag``, ``F.rank``, ...) in ``select`` / ``withColumn`` / ``withColumns``.
 
-Not seen at all: a traced number inlined into a Column expression
-(``F.col("a") - m``): Spark turns it into a literal that carries no identity, so use
-``fillna`` or compute the statistic with pandas/polars where it must be recorded.
+A number fitted on traced rows and written into a Column expression (``F.col("a") - m``,
+``F.when(F.col("a").isNull(), m)``) becomes a Spark literal without identity; ``select`` /
+``withColumn`` / ``withColumns`` / ``fillna`` read the float literals of their Columns and
+record the statistic whose fitted value they equal (see
+:class:`~rowtrail.lineage.frames._stats.FittedValues`: a match can add a statistic, never
+miss one that was copied exactly).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from rowtrail.lineage.frames._core import RowLineage, Slot, record_op
-from rowtrail.lineage.frames._stats import global_stat_slot, traced_number
+from rowtrail.lineage.frames._stats import global_stat_slot, scope_of, traced_number
 
 __all__ = ["traced_rows", "window_functions"]
 
@@ -57,6 +60,7 @@ def traced_rows(frame: Any, rows: list[Any], lineage: RowLineage, name: str) -> 
     for i, row in enumerate(rows):
         own = RowLineage.from_ids(lineage.ids_of_rows(np.array([i], dtype=np.intp)))
         slot: Slot = global_stat_slot(own, node)
-        values = {k: traced_number(v, (slot,)) for k, v in row.asDict().items()}
+        scope = scope_of(frame._state.workspace)
+        values = {k: traced_number(v, (slot,), scope) for k, v in row.asDict().items()}
         out.append(Row(**values))
     return out
