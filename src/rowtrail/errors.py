@@ -25,7 +25,8 @@ keep ``except ValueError`` / ``except RuntimeError`` / ``except ImportError`` wo
     │   └── FileIntegrityError
     └── MissingDependencyError (ImportError)
 
-Warnings: ``RowtrailWarning`` > ``LineageFallbackWarning``, ``SecurityWarning``.
+Warnings: ``RowtrailWarning`` > ``LineageFallbackWarning``, ``LineageLostWarning``,
+``SecurityWarning``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidInputError",
     "LineageError",
     "LineageFallbackWarning",
+    "LineageLostWarning",
     "LogIntegrityError",
     "MissingDependencyError",
     "MissingKeyError",
@@ -182,6 +184,14 @@ class FileIntegrityError(VerificationError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class LineageLostWarning(RowtrailWarning):
+    """Traced rows left rowtrail's view: what is computed from them carries no lineage.
+
+    Raised, for example, when scikit-learn converts a traced frame to a plain array outside
+    ``rt.sklearn.trace``; the warning says how to keep the lineage.
+    """
 
 
 class SecurityWarning(RowtrailWarning):

@@ -502,3 +502,33 @@ def test_issue10_pipeline_slice_transforms_with_its_own_statistics(
     _assert_exact(proba, _rows(X_test, data))
     assert rt.lineage(proba).statistics()[-1].op == "LogisticRegression.fit"
     assert np.array_equal(np.asarray(proba), np.asarray(model.predict_proba(X_test)))
+
+
+def test_issue10_unwrapped_sklearn_on_a_traced_frame_warns_lineage_lost(
+    tmp_path: Path,
+) -> None:
+    """An estimator not wrapped by rt.sklearn.trace gets a plain array: never silently."""
+    import pandas as pd
+    import polars as pl
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import StandardScaler
+
+    from rowtrail.errors import LineageLostWarning
+
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"a": [1.0, 2.0, 4.0, 8.0], "b": [3.0, 1.0, 2.0, 5.0]}).to_csv(csv, index=False)
+    with rt.init(tmp_path / "ws") as ws:
+        frame = rt.pandas.read_csv(csv, workspace=ws)
+        with pytest.warns(LineageLostWarning, match=r"rt\.sklearn\.trace"):
+            ColumnTransformer([("s", StandardScaler(), ["a", "b"])]).fit_transform(frame)
+        lazy = rt.polars.read_csv(csv, workspace=ws)
+        with pytest.warns(LineageLostWarning, match="polars frame"):
+            out = StandardScaler().fit_transform(lazy)
+        # The user's columns only: the hidden lineage columns never reach the estimator.
+        assert out.shape == (4, 2)
+        plain = StandardScaler().fit_transform(pl.read_csv(csv))
+        np.testing.assert_array_equal(out, plain)
+        # Wrapped, nothing is lost and nothing warns; np.asarray in user code never warns.
+        traced = rt.sklearn.trace(StandardScaler()).fit_transform(frame)
+        assert dict(rt.lineage(traced).rows_of(2)) == {"t.csv": [2]}
+        assert np.asarray(frame).shape == (4, 2)

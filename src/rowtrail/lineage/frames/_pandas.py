@@ -28,6 +28,7 @@ from rowtrail.lineage.frames._core import (
     fallback_lineage,
     record_op,
 )
+from rowtrail.lineage.frames._escape import warn_if_sklearn_converts
 from rowtrail.lineage.frames._pandas_base import (
     FRAME,
     POS,
@@ -109,6 +110,12 @@ class TracedDataFrame(StatisticsMixin, pd.DataFrame):  # type: ignore[misc]  # o
     @property
     def _constructor(self) -> Callable[..., TracedDataFrame]:
         return TracedDataFrame
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        """``numpy.asarray(frame)``; warns when unwrapped scikit-learn does it (see _escape)."""
+        if self._rt_lineage is not None and not is_quiet():
+            warn_if_sklearn_converts("pandas DataFrame")
+        return pd.DataFrame.__array__(self, dtype, copy)
 
     @property
     def _constructor_expanddim(self) -> Callable[..., Any]:  # pragma: no cover - pandas API

@@ -28,6 +28,7 @@ from rowtrail.lineage.frames._core import (
     fresh_name,
     record_op,
 )
+from rowtrail.lineage.frames._escape import warn_if_sklearn_converts
 from rowtrail.lineage.frames._polars_group import (
     HiddenSlots,
     PolarsGroupNode,
@@ -382,6 +383,18 @@ class _Proxy:
         if name in _REDUCE:
             return lambda *a, **k: self._reduce(name, a, k)
         return UnknownCall(self, name)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        """``numpy.asarray(frame)`` of the user's columns (never the hidden ones).
+
+        Warns when unwrapped scikit-learn does it (see :mod:`._escape`).
+        """
+        warn_if_sklearn_converts("polars frame")
+        self._state.resolve()
+        visible = self._visible()
+        if isinstance(visible, pl.LazyFrame):
+            visible = visible.collect()
+        return visible.__array__(dtype, copy)
 
     def __repr__(self) -> str:
         return repr(self._visible())
