@@ -227,6 +227,13 @@ def _edit_leaf(statement: dict[str, Any]) -> None:
     event["leaf"] = base64.b64encode(leaf).decode()
 
 
+def _checkpoint_root(statement: dict[str, Any]) -> None:
+    ledger = statement["predicate"]["ledger"]
+    origin, size, _root, rest = ledger["checkpoint"].split("\n", 3)
+    other = base64.b64encode(bytes(32)).decode()
+    ledger["checkpoint"] = "\n".join([origin, size, other, rest])
+
+
 def _drop_event(statement: dict[str, Any]) -> None:
     del statement["predicate"]["ledger"]["events"][1]
 
@@ -270,13 +277,14 @@ def test_other_key_is_refused(issued: Issued, tmp_path: Path) -> None:
         (_first_path, "inclusion proof of ledger entry"),
         (_edit_leaf, "inclusion proof of ledger entry"),
         (_drop_event, "proofs cover entries"),
+        (_checkpoint_root, "checkpoint is not signed by the given key"),
         (_fail_figure, "failed verification figures \\['gap_closed_pct'\\]"),
         (_wrong_type, "_type of the Statement"),
         (_extra_field, "unknown \\['note'\\]"),
         (_other_subject, "subject of the Statement"),
     ],
-    ids=["proof-path", "leaf", "dropped-event", "figure-failed", "statement-type",
-         "predicate-field", "subject"],
+    ids=["proof-path", "leaf", "dropped-event", "checkpoint-root", "figure-failed",
+         "statement-type", "predicate-field", "subject"],
 )
 def test_evidence_tampering_is_refused_even_when_resigned(
     issued: Issued, edit: Any, message: str

@@ -261,6 +261,30 @@ def issue_certificate(
         (a failed erasure gets no certificate).
     VerificationError
         The ledger's head is not trusted (see ``Ledger.trusted_head``).
+
+    Examples
+    --------
+    >>> import tempfile, rowtrail as rt
+    >>> from datetime import UTC, datetime
+    >>> from rowtrail.unlearning._certificate_content import (CertificateContent,
+    ...     ErasureCounts, ErasureRequest, MethodRecord, ModelDigests, VerificationFigure)
+    >>> from rowtrail.unlearning._commitments import commit_rows
+    >>> ws = rt.init(tempfile.mkdtemp())
+    >>> done = ws.ledger.append("erasure.completed", {"job_id": "job-1"})
+    >>> t = datetime(2026, 1, 5, tzinfo=UTC)
+    >>> content = CertificateContent(
+    ...     request=ErasureRequest("job-1", "GDPR Art. 17", t, t,
+    ...                            subjects=(ws.pseudonymize("applicant-7"),)),
+    ...     row_commitments=tuple(commit_rows(ws, [42], job_id="job-1")),
+    ...     counts=ErasureCounts(n_removed_samples=1),
+    ...     methods=(MethodRecord("scorecard", "newton-removal", True),),
+    ...     figures=(VerificationFigure("gap_closed_pct", 100.4, True, "100 ± 3"),),
+    ...     models=(ModelDigests("scorecard", "sha256:" + "a" * 64, "sha256:" + "b" * 64),),
+    ...     event_indices=(done,))
+    >>> data = issue_certificate(ws, content)
+    >>> verify_certificate(data, ws.ledger.verifier.vkey).request.job_id
+    'job-1'
+    >>> ws.close()
     """
     if not isinstance(content, CertificateContent):
         raise InvalidInputError(f"content of issue_certificate must be a CertificateContent; "

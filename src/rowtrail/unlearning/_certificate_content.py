@@ -102,14 +102,6 @@ def _check_time(value: object, name: str) -> datetime:
     return value
 
 
-def _strings(values: object, name: str) -> tuple[str, ...]:
-    if isinstance(values, str) or not isinstance(values, Sequence):
-        raise InvalidInputError(
-            f"{name} of the erasure certificate must be a sequence of str; got {values!r}"
-        )
-    return tuple(_check_text(value, name) for value in values)
-
-
 @dataclass(frozen=True, slots=True)
 class ErasureRequest:
     """The request a certificate answers.
@@ -140,10 +132,11 @@ class ErasureRequest:
         _check_text(self.reason, "reason")
         _check_time(self.requested_at, "requested_at")
         _check_time(self.received_at, "received_at")
-        subjects = tuple(sorted({check_pseudonym(s, name="subjects") for s in
-                                 _strings_any(self.subjects, "subjects")}))
+        subjects = tuple(sorted({check_pseudonym(s, name="subjects")
+                                 for s in _strings_any(self.subjects, "subjects")}))
         object.__setattr__(self, "subjects", subjects)
-        object.__setattr__(self, "sources", tuple(sorted(set(_strings(self.sources, "sources")))))
+        sources = {_check_text(s, "sources") for s in _strings_any(self.sources, "sources")}
+        object.__setattr__(self, "sources", tuple(sorted(sources)))
         if not subjects and not self.sources:
             raise InvalidInputError(
                 "subjects and sources of the erasure request are both empty; name the subject "

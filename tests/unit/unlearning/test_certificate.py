@@ -14,11 +14,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
 from rowtrail.errors import CertificateError, InvalidInputError
-from rowtrail.hashing import canonical_json
+from rowtrail.hashing import canonical_json, decode_canonical_json
 from rowtrail.ledger import Event, NoteSigner, format_checkpoint_body
 from rowtrail.unlearning._certificate import (
     PAYLOAD_TYPE,
@@ -229,3 +231,40 @@ def test_html_escapes_hostile_text_and_is_self_contained() -> None:
     assert "rowtrail certificate verify certificate.json --vkey vkey" in page
     assert "approximate" in page  # the SISA record above is labelled approximate
     assert "NOT VERIFIED" in render_certificate_html(_issued(), verified=False)
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(
+    str.strip
+)
+_FINITE = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reason=_TEXT,
+    model=_TEXT,
+    exact=st.booleans(),
+    residual=st.none() | _FINITE,
+    value=_FINITE,
+    counts=st.tuples(*[st.integers(0, 2**53)] * 4),
+    indices=st.lists(st.integers(0, 2**40), min_size=1, max_size=5),
+)
+def test_predicate_round_trip_property(
+    reason: str,
+    model: str,
+    exact: bool,
+    residual: float | None,
+    value: float,
+    counts: tuple[int, int, int, int],
+    indices: list[int],
+) -> None:
+    content = replace(
+        _issued(reason=reason, model=model),
+        counts=ErasureCounts(*counts),
+        methods=(MethodRecord(model, "m", exact, {"k": [value]}, residual, value),),
+        figures=(VerificationFigure(reason, value, True, reason),),
+        event_indices=tuple(indices),
+    )
+    predicate = content.to_json()
+    assert CertificateContent.from_json(predicate) == content
+    assert CertificateContent.from_json(decode_canonical_json(canonical_json(predicate))) == content
