@@ -4,6 +4,7 @@ nothing but the file and the exported verifier key, including every way to tampe
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from typer.testing import CliRunner
 
 import rowtrail as rt
@@ -145,6 +146,21 @@ def test_statement_is_in_toto_v1_about_the_erased_model(issued: Issued) -> None:
     assert statement["subject"] == [
         {"name": "scorecard", "digest": {"sha256": sha256_digest(b"after").split(":")[1]}}
     ]
+
+
+def test_signature_checks_by_hand_per_dsse_protocol(issued: Issued) -> None:
+    """Interop: a verifier with only an Ed25519 library and the DSSE spec accepts it."""
+    envelope = json.loads(issued.data)
+    payload = base64.b64decode(envelope["payload"])
+    kind = envelope["payloadType"].encode()
+    pae = b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+    (signature,) = envelope["signatures"]
+    key = Ed25519PublicKey.from_public_bytes(issued.ws.ledger.verifier.public_key)
+    key.verify(base64.b64decode(signature["sig"]), pae)
+    assert signature["keyid"] == hashlib.sha256(
+        b'{"keytype":"ed25519","keyval":{"public":"%b"},"scheme":"ed25519"}'
+        % issued.ws.ledger.verifier.public_key.hex().encode()
+    ).hexdigest()
 
 
 def test_certificate_holds_no_raw_ids(issued: Issued) -> None:

@@ -144,7 +144,7 @@ class CertificateKey:
         return cls(verifier.public_key, verifier.name)
 
 
-def _as_key(vkey: object) -> CertificateKey:
+def _as_key(vkey: str | bytes | CertificateKey | NoteVerifier | Ed25519PublicKey) -> CertificateKey:
     if isinstance(vkey, CertificateKey):
         return vkey
     if isinstance(vkey, NoteVerifier):
@@ -416,7 +416,9 @@ def read_certificate(data: bytes) -> CertificateContent:
     return CertificateContent.from_json(_statement(envelope.payload)["predicate"])
 
 
-def verify_certificate(data: bytes, vkey: object) -> CertificateContent:
+def verify_certificate(
+    data: bytes, vkey: str | bytes | CertificateKey | NoteVerifier | Ed25519PublicKey
+) -> CertificateContent:
     """Verify an erasure certificate with nothing but its bytes and a public key.
 
     Parameters
