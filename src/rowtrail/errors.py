@@ -22,7 +22,8 @@ keep ``except ValueError`` / ``except RuntimeError`` / ``except ImportError`` wo
     │   │   └── TrustRootError
     │   ├── LogIntegrityError
     │   │   └── TableIntegrityError
-    │   └── FileIntegrityError
+    │   ├── FileIntegrityError
+    │   └── CertificateError
     └── MissingDependencyError (ImportError)
 
 Warnings: ``RowtrailWarning`` > ``LineageFallbackWarning``, ``LineageLostWarning``,
@@ -34,6 +35,7 @@ from __future__ import annotations
 __all__ = [
     "BlobNotFoundError",
     "CanonicalEncodingError",
+    "CertificateError",
     "CheckpointError",
     "ConsistencyProofError",
     "FileIntegrityError",
@@ -184,6 +186,16 @@ class FileIntegrityError(VerificationError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class CertificateError(VerificationError):
+    """An erasure certificate does not verify.
+
+    Raised for any reason a certificate must not be believed: its envelope or statement is
+    malformed, its signature does not verify with the given key, its ledger checkpoint is not
+    signed by that key, an inclusion proof does not lead to the checkpoint's root, an event it
+    cites is not an erasure event of its job, or a verification figure it reports failed.
+    """
 
 
 class LineageLostWarning(RowtrailWarning):

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from rowtrail.cli._certificate import certificate_app
 from rowtrail.cli._common import (
     JsonOption,
     TracebackOption,
@@ -35,6 +36,7 @@ app.command("verify")(verify)
 app.command("trust")(trust)
 app.command("explain")(explain)
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(certificate_app, name="certificate")
 
 
 @app.command("demo")
