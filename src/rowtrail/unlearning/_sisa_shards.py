@@ -1,0 +1,275 @@
+"""Shard assignment and the training of one shard, for sharded (SISA) training.
+
+**Assignment.** Sample ``i`` goes to shard ``int(HMAC-SHA256(key, label_i)[:8]) mod n_shards``
+where ``label_i`` is the sample's subject pseudonym (``"ps:..."``) or, for a sample without a
+subject, ``"row:<row id>"``, and ``key`` is derived from the run's seed. A subject therefore
+touches exactly one shard, and a sample's shard depends on nothing but its own label: removing
+samples moves no other sample to another shard.
+
+**One shard's training** (:func:`train_shard_run`) is a pure function of the shard's samples in
+ascending dataset position, the shard seed, the batch size and the number of torch threads:
+
+1. the global torch RNG is forked and seeded with the shard seed, then ``make_model()`` builds
+   the model (its initial weights, and later dropout, draw from that stream);
+2. the loader is ``DataLoader(shard samples, batch_size, shuffle=True,
+   generator=torch.Generator().manual_seed(shard seed))``;
+3. ``train_shard(model, loader, run)`` runs inside ``ws.training_run(...)`` with
+   ``torch.use_deterministic_algorithms(True)`` and the recorded thread count.
+
+So retraining a shard without some samples *is* training that shard from scratch on the
+retained samples: the same computation, bit for bit on CPU (Bourtoule et al. 2021, "Machine
+Unlearning", §IV: SISA training).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rowtrail._optional import require
+from rowtrail._types import IdArray
+from rowtrail.errors import InvalidInputError, StateError, UnknownSourceError
+from rowtrail.ids import ROW_BITS
+from rowtrail.lineage import get_source
+
+if TYPE_CHECKING:
+    from rowtrail.lineage import LineageWorkspace
+    from rowtrail.training import TrainingRun
+
+__all__ = [
+    "ShardTraining",
+    "TrainedShard",
+    "assign_shards",
+    "check_known_rows",
+    "shard_seed",
+    "subjects_of",
+    "train_shard_run",
+]
+
+_KEY_DOMAIN = b"rowtrail.sisa.v1:"
+_ROW_MASK = (1 << ROW_BITS) - 1
+
+
+def _key(seed: int) -> bytes:
+    return hashlib.sha256(_KEY_DOMAIN + str(int(seed)).encode()).digest()
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """Return the deterministic 63-bit seed of ``shard`` of a sharded run seeded with ``seed``."""
+    digest = hmac.new(_key(seed), f"shard:{int(shard)}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def assign_shards(
+    row_ids: IdArray, subjects: Sequence[str | None], *, n_shards: int, seed: int
+) -> IdArray:
+    """Return the shard of every sample: a keyed hash of its subject pseudonym, else its row id.
+
+    Parameters
+    ----------
+    row_ids : ndarray of int64
+        One row id per sample.
+    subjects : sequence of str or None
+        The subject pseudonym of every sample (``None``: the sample has no subject).
+    n_shards : int
+        Number of shards.
+    seed : int
+        Seed of the sharded run; it keys the hash.
+
+    Returns
+    -------
+    ndarray of int64
+        Shard index in ``[0, n_shards)`` per sample.
+    """
+    key = _key(seed)
+    out = np.empty(len(row_ids), dtype=np.int64)
+    cache: dict[str, int] = {}
+    for i, (row, subject) in enumerate(zip(row_ids.tolist(), subjects, strict=True)):
+        label = subject if subject is not None else f"row:{row}"
+        found = cache.get(label)
+        if found is None:
+            digest = hmac.new(key, label.encode(), hashlib.sha256).digest()
+            found = cache[label] = int.from_bytes(digest[:8], "little") % n_shards
+        out[i] = found
+    return out
+
+
+@dataclass(frozen=True)
+class ShardTraining:
+    """What determines the training of every shard of one sharded model (besides its samples).
+
+    Attributes
+    ----------
+    name : str
+        Name of the sharded model; shard ``k``'s runs are named ``"<name>/shard-<k>"``.
+    make_model : callable
+        ``make_model() -> torch.nn.Module``, called with the torch RNG seeded by the shard seed.
+    train_shard : callable
+        ``train_shard(model, loader, run)``: an ordinary PyTorch loop over ``run.track(loader)``.
+    dataset : torch.utils.data.Dataset
+        The map-style dataset all shards draw their samples from.
+    batch_size : int
+        Batch size of every shard's loader.
+    n_threads : int
+        ``torch.set_num_threads`` value every shard is trained (and retrained) with.
+    to_proba : callable
+        Maps a shard model's output tensor to probabilities (aggregated by their mean).
+    """
+
+    name: str
+    make_model: Callable[[], Any]
+    train_shard: Callable[[Any, Any, TrainingRun], Any]
+    dataset: Any
+    batch_size: int
+    n_threads: int
+    to_proba: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class TrainedShard:
+    """One trained shard: its samples, seed, recorded run and final weights.
+
+    Attributes
+    ----------
+    index : int
+        Shard number.
+    seed : int
+        Shard seed (model init, loader order, dropout).
+    positions : ndarray of int64
+        Dataset positions of the shard's samples, ascending.
+    row_ids : ndarray of int64
+        Row id of each of those samples.
+    run_id : str
+        The recorded training run that produced the weights.
+    model_digest : str
+        Digest of the final weights blob (``training.completed``'s model digest).
+    model : torch.nn.Module
+        The trained model (not modified after training).
+    """
+
+    index: int
+    seed: int
+    positions: IdArray
+    row_ids: IdArray
+    run_id: str
+    model_digest: str
+    model: Any
+
+
+def _subset(torch: Any, dataset: Any, positions: IdArray, row_ids: IdArray) -> Any:
+    """Return ``Subset(dataset, positions)`` whose ``row_ids`` attribute the run records."""
+    subset = torch.utils.data.Subset(dataset, positions.tolist())
+    # Subset has a __dict__, so the row ids ride along; TrainingRun.track reads them first.
+    subset.row_ids = row_ids
+    return subset
+
+
+@contextmanager
+def _deterministic(torch: Any, n_threads: int, seed: int) -> Iterator[None]:
+    """Seed a forked global RNG, pin the thread count, require deterministic kernels."""
+    threads = torch.get_num_threads()
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.set_num_threads(n_threads)
+        torch.use_deterministic_algorithms(True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(threads)
+
+
+def train_shard_run(
+    workspace: LineageWorkspace,
+    spec: ShardTraining,
+    index: int,
+    seed: int,
+    positions: IdArray,
+    *,
+    row_ids: IdArray,
+    params: dict[str, Any],
+    initial_state: Any = None,
+) -> TrainedShard:
+    """Train one shard from scratch (or from ``initial_state``) as its own recorded run.
+
+    Raises :class:`~rowtrail.errors.StateError` when ``train_shard`` drew no batch through
+    ``run.track(loader)`` (the run would not record what the shard was trained on).
+    """
+    from rowtrail.training import TrainingRun, model_digest
+
+    torch = require("torch", extra="torch", feature="train_sharded()")
+    if positions.size == 0:
+        raise InvalidInputError(
+            f"shard {index} of train_sharded must hold at least one sample; got none. "
+            "Use fewer shards or keep at least one sample per shard."
+        )
+    with _deterministic(torch, spec.n_threads, seed):
+        model = spec.make_model()
+        if initial_state is not None:
+            model.load_state_dict(initial_state)
+        loader = torch.utils.data.DataLoader(
+            _subset(torch, spec.dataset, positions, row_ids),
+            batch_size=spec.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        with TrainingRun(workspace, f"{spec.name}/shard-{index}", model=model,
+                         params=params) as run:
+            spec.train_shard(model, loader, run)
+            run.flush(wait=True)
+            if run.batches.get("train", 0) == 0:
+                raise StateError(
+                    f"train_shard of train_sharded drew no batch of shard {index} through "
+                    "run.track(loader); iterate `for batch in run.track(loader):` so the "
+                    "shard's training is recorded"
+                )
+    model.eval()
+    return TrainedShard(index, seed, positions, row_ids, run.run_id, model_digest(model), model)
+
+
+def check_known_rows(workspace: LineageWorkspace, row_ids: IdArray, caller: str) -> None:
+    """Raise :class:`UnknownSourceError` unless every id is a row of a registered source."""
+    for source in np.unique(row_ids >> ROW_BITS).tolist():
+        try:
+            info = get_source(workspace, int(source))
+        except UnknownSourceError as exc:
+            bad = row_ids[(row_ids >> ROW_BITS) == source][:5].tolist()
+            raise UnknownSourceError(
+                f"row_ids of {caller} must be row ids of registered sources; got {bad!r} "
+                f"of source index {source}, which the workspace does not know"
+            ) from exc
+        rows = row_ids[(row_ids >> ROW_BITS) == source] & _ROW_MASK
+        if rows.size and int(rows.max()) >= info.n_rows:
+            raise UnknownSourceError(
+                f"row_ids of {caller} must name existing rows; got row {int(rows.max())} of "
+                f"source {info.name!r}, which has {info.n_rows} rows"
+            )
+
+
+def subjects_of(
+    workspace: LineageWorkspace, ids: IdArray, subjects: Sequence[str | None] | None
+) -> list[str | None]:
+    """Return the subject pseudonym (or None) of every sample, given or looked up by row id."""
+    if subjects is None:
+        found = workspace.lineage_store.subjects_of_rows(ids.tolist())
+        return [found.get(r) for r in ids.tolist()]
+    given: list[object] = list(subjects)
+    if len(given) != ids.size:
+        raise InvalidInputError(
+            f"subjects of train_sharded must give one pseudonym (or None) per sample "
+            f"({ids.size}); got {len(given)}"
+        )
+    for value in given:
+        if value is not None and not (isinstance(value, str) and value.startswith("ps:")):
+            raise InvalidInputError(
+                f"subjects of train_sharded must be subject pseudonyms ('ps:...') or None; got "
+                f"{value!r}. Pass ws.pseudonymize(identifier) instead of the raw identifier."
+            )
+    return [None if value is None else str(value) for value in given]
