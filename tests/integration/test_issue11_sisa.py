@@ -33,7 +33,7 @@ from rowtrail.unlearning._sisa_shards import shard_seed
 
 torch = pytest.importorskip("torch")
 
-N_SUBJECTS, ROWS_EACH, N_FEATURES, N_SHARDS, SEED = 40, 4, 6, 4, 7
+N_SUBJECTS, ROWS_EACH, N_FEATURES, N_SHARDS, SEED = 40, 4, 6, 3, 7
 
 
 class Data:
@@ -129,6 +129,7 @@ def test_unlearn_retrains_only_the_subjects_shard_bit_identical_to_retraining(
     assert done.method == METHOD_SHARD_RETRAIN
     assert done.exact
     assert done.affected_shards == done.retrained_shards == (k,)
+    assert done.resumed_from_stage == {k: 0}
     assert done.n_removed_samples == ROWS_EACH
     assert done.model_digest_before == sharded.digest != done.model_digest_after
     after = done.model
@@ -178,6 +179,7 @@ def test_shard_retrain_equals_the_documented_from_scratch_recipe(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = make_model()
+            torch.manual_seed(seed)  # stage 0's seed is the shard seed
             subset = torch.utils.data.Subset(data.dataset, kept.tolist())
             loader = torch.utils.data.DataLoader(
                 subset, batch_size=16, shuffle=True,
@@ -205,7 +207,8 @@ def test_ledger_records_training_and_unlearning_and_verifies(
     assert [s["model_digest"] for s in p["shards"]] == [s.model_digest for s in sharded.shards]
     assert p["assignment_blob"] in trained.blobs
     blob = np.frombuffer(ws.ledger.blobs.get(p["assignment_blob"]), dtype="<i8")
-    ids, which = blob[: blob.size // 2], blob[blob.size // 2 :]
+    ids, which, stage = blob.reshape(3, -1)
+    assert not stage.any()  # one slice
     assert np.array_equal(ids, sharded.row_ids)
     for s in sharded.shards:
         assert set(which[np.isin(ids, s.row_ids)].tolist()) == {s.index}
@@ -300,3 +303,60 @@ def test_bad_training_arguments_raise(ws: Any, data: Data) -> None:
 
     with pytest.raises(StateError, match=r"run\.track\(loader\)"):
         train_sharded(ws, "x", train_shard=untracked, n_shards=2, **common)
+
+
+def test_sliced_shards_resume_from_the_checkpoint_before_the_removed_slice(
+    ws: Any, data: Data
+) -> None:
+    """With slices, retraining starts at the removed subject's slice and is still exact."""
+    calls: list[int] = []
+
+    def counting(model: Any, loader: Any, run: Any) -> None:
+        calls.append(len(loader.dataset))
+        train_shard(model, loader, run)
+
+    common = {"make_model": make_model, "train_shard": counting, "n_shards": 2, "seed": SEED,
+              "batch_size": 16, "slices": 3}
+    sliced = train_sharded(ws, "sliced", dataset=data.dataset, row_ids=data.row_ids, **common)
+    assert len(calls) == 2 * 3
+    for shard in sliced.shards:
+        assert len(shard.stage_digests) == 3
+        assert set(shard.slices.tolist()) == {0, 1, 2}
+    # a subject whose slice is the last one: only the last stage is retrained
+    late = next(
+        i for i in range(N_SUBJECTS)
+        if {int(s.slices[np.isin(s.row_ids, rows_of_subject(ws, f"person-{i}"))].max(initial=-1))
+            for s in sliced.shards} - {-1} == {2}
+    )
+    forget = rows_of_subject(ws, f"person-{late}")
+    calls.clear()
+    done = sliced.unlearn(forget)
+    (k,) = done.affected_shards
+    assert done.resumed_from_stage == {k: 2}
+    assert len(calls) == 1
+    payload = ws.ledger.entry(done.ledger_index).event.payload
+    assert payload["resumed_from_stage"] == {str(k): 2}
+    new = done.model.shards[k]
+    assert new.stage_digests[:2] == sliced.shards[k].stage_digests[:2]
+    assert new.stage_digests[2] != sliced.shards[k].stage_digests[2]
+    keep = np.flatnonzero(~np.isin(data.row_ids, forget))
+    scratch = train_sharded(
+        ws, "sliced-scratch", dataset=torch.utils.data.Subset(data.dataset, keep.tolist()),
+        row_ids=data.row_ids[keep], **common,
+    )
+    for ours, theirs in zip(done.model.shards, scratch.shards, strict=True):
+        assert params_equal(ours.model, theirs.model)
+        assert ours.stage_digests == theirs.stage_digests
+    assert done.model.digest == scratch.digest
+    ws.verify()
+
+
+def test_removing_a_whole_shard_is_refused(ws: Any, data: Data) -> None:
+    sharded = train_sharded(
+        ws, "two", make_model=make_model, train_shard=train_shard, dataset=data.dataset,
+        row_ids=data.row_ids, n_shards=2, seed=SEED, batch_size=16,
+    )
+    size = ws.ledger.size
+    with pytest.raises(InvalidInputError, match="at least one sample"):
+        sharded.unlearn(sharded.shards[0].row_ids)
+    assert ws.ledger.size == size

@@ -10,16 +10,27 @@ training run, and records a ``sharded.trained`` ledger event. The returned
 their recorded seeds. Because a shard's training is a pure function of its retained samples (in
 ascending dataset position), its seed, batch size and thread count, the result is bit-identical
 to training that shard from scratch without the removed samples: exact unlearning, not an
-approximation (Bourtoule et al. 2021, "Machine Unlearning", IEEE S&P, §IV). Each step records a
-``sharded.unlearned`` event.
+approximation (Bourtoule et al. 2021, "Machine Unlearning", IEEE S&P, §IV). With ``slices=R``
+each shard trains in R incremental stages whose weights are checkpointed, and retraining
+resumes from the checkpoint before the first stage that used a removed sample. Each step
+records a ``sharded.unlearned`` event. :meth:`ShardedModel.full_retrain` retrains every shard
+(exact), or continues every shard from its current weights (``warm_start=True``: labelled
+approximate, since the starting weights still carry the removed rows' influence).
+
+Determinism: CPU only (the models are used where ``make_model`` puts them; retraining on a GPU
+is not claimed bit-identical); ``train_shard`` must draw randomness only from the torch global
+RNG or the loader, and an op with no deterministic kernel raises under
+``torch.use_deterministic_algorithms(True)``.
 
 Events (``sharded`` is the id of the sharded model, kept across unlearning steps):
 
-``sharded.trained``    name, n_shards, seed, aggregation rule, batch size, thread count, the
-                       assignment blob (row id and shard of every sample) and per shard its
-                       seed, run id, sample count and final model digest; the model digest
-``sharded.unlearned``  the event it follows, method, affected shards, the removed row ids
-                       (blob), the new assignment blob and shard table, digests before/after
+``sharded.trained``    name, n_shards, n_slices, seed, aggregation rule, batch size, thread
+                       count, the assignment blob (row id, shard and slice of every sample)
+                       and per shard its seed, run id, sample count, final model digest and
+                       slice-stage checkpoint digests; the sharded model's digest
+``sharded.unlearned``  the event it follows, method, exact flag, affected and retrained shards,
+                       the stage each retraining resumed from, the removed row ids (blob), the
+                       new assignment blob and shard table, model digests before and after
 """
 
 from __future__ import annotations
@@ -41,7 +52,10 @@ from rowtrail.unlearning._sisa_shards import (
     ShardTraining,
     TrainedShard,
     assign_shards,
+    assign_slices,
     check_known_rows,
+    default_to_proba,
+    put_assignment,
     shard_seed,
     subjects_of,
     train_shard_run,
@@ -67,14 +81,6 @@ METHOD_FULL_RETRAIN = "sisa-full-retrain (exact)"
 METHOD_WARM_START = "warm-start-retrain (approximate)"
 
 
-def default_to_proba(output: Any) -> Any:
-    """Sigmoid of a single logit (P(y=1), shape ``(n,)``), else softmax over the last axis."""
-    torch = require("torch", extra="torch", feature="ShardedModel.predict_proba()")
-    if output.dim() == 1 or output.shape[-1] == 1:
-        return torch.sigmoid(output.reshape(output.shape[0]))
-    return torch.softmax(output, dim=-1)
-
-
 @dataclass(frozen=True)
 class ShardUnlearning:
     """The outcome of removing rows from a :class:`ShardedModel`.
@@ -90,6 +96,9 @@ class ShardUnlearning:
         Shards that held a removed row (and were retrained).
     retrained_shards : tuple of int
         Shards actually retrained (all of them for the full methods).
+    resumed_from_stage : dict of int to int
+        For each retrained shard, its first slice stage retrained (0: from scratch; with
+        slices, shard retraining resumes from the recorded checkpoint before that stage).
     removed_row_ids : ndarray of int64
         The removed row ids, ascending, without repeats.
     n_removed_samples : int
@@ -108,6 +117,7 @@ class ShardUnlearning:
     exact: bool
     affected_shards: tuple[int, ...]
     retrained_shards: tuple[int, ...]
+    resumed_from_stage: dict[int, int]
     removed_row_ids: IdArray
     n_removed_samples: int
     seconds: float
@@ -268,6 +278,13 @@ class ShardedModel:
                 f"({self.row_ids.size} samples); got {missing.size} that are not, e.g. "
                 f"{missing[:5].tolist()!r}. They were never trained on or were already removed."
             )
+        for shard in self.shards:
+            if np.isin(shard.row_ids, forget).all():
+                raise InvalidInputError(
+                    f"row_ids of {caller} must leave every shard at least one sample; got all "
+                    f"{shard.row_ids.size} samples of shard {shard.index}. Retrain the sharded "
+                    "model from scratch with fewer shards."
+                )
         return forget
 
     def _retrain(
@@ -282,14 +299,23 @@ class ShardedModel:
         started = time.perf_counter()
         shards = list(self.shards)
         n_removed = 0
+        resumed: dict[int, int] = {}
         for k in retrain:
             old = shards[k]
             keep = ~np.isin(old.row_ids, forget)
             n_removed += int((~keep).sum())
+            # Only the exact shard retraining resumes after the last stage the rows missed.
+            sliced = method == METHOD_SHARD_RETRAIN and self.spec.n_slices > 1
+            start = int(old.slices[~keep].min()) if sliced else 0
+            resumed[k] = start
+            params = _run_params(self.sharded_id, self.spec, k, old.seed, method)
+            params["sisa"]["resumed_from_stage"] = start
+            if start:
+                params["sisa"]["resumed_from_digest"] = old.stage_digests[start - 1]
             shards[k] = train_shard_run(
                 self.workspace, self.spec, k, old.seed, old.positions[keep],
-                row_ids=old.row_ids[keep],
-                params=_run_params(self.sharded_id, self.spec, k, old.seed, method),
+                row_ids=old.row_ids[keep], slices=old.slices[keep], params=params,
+                resume=old, start=start,
                 initial_state=old.model.state_dict() if warm else None,
             )
         after = ShardedModel(
@@ -297,7 +323,7 @@ class ShardedModel:
             ledger_index=-1, assignment_digest="",
         )
         removed_digest = self.workspace.ledger.put_blob(forget.astype("<i8").tobytes())
-        assignment = _put_assignment(self.workspace, shards)
+        assignment = put_assignment(self.workspace, shards)
         payload = {
             **_state_payload(after, assignment),
             "follows": self.ledger_index,
@@ -305,6 +331,7 @@ class ShardedModel:
             "exact": method != METHOD_WARM_START,
             "affected_shards": list(affected),
             "retrained_shards": list(retrain),
+            "resumed_from_stage": {str(k): v for k, v in resumed.items()},
             "removed": {"n_rows": int(forget.size), "n_samples": n_removed,
                         "row_ids_blob": removed_digest},
             "model_digest_before": self.digest,
@@ -319,6 +346,7 @@ class ShardedModel:
             exact=method != METHOD_WARM_START,
             affected_shards=affected,
             retrained_shards=retrain,
+            resumed_from_stage=resumed,
             removed_row_ids=forget,
             n_removed_samples=n_removed,
             seconds=time.perf_counter() - started,
@@ -344,20 +372,13 @@ def _run_params(
                      "retrain": method}}
 
 
-def _put_assignment(workspace: LineageWorkspace, shards: Sequence[TrainedShard]) -> str:
-    """Store the assignment (row ids, then shard of each, int64 little-endian); return digest."""
-    ids = np.concatenate([s.row_ids for s in shards]).astype("<i8")
-    which = np.concatenate([np.full(s.row_ids.size, s.index, dtype="<i8") for s in shards])
-    digest: str = workspace.ledger.put_blob(ids.tobytes() + which.tobytes())
-    return digest
-
-
 def _state_payload(model: ShardedModel, assignment: str) -> dict[str, Any]:
     spec = model.spec
     return {
         "sharded": model.sharded_id,
         "name": spec.name,
         "n_shards": model.n_shards,
+        "n_slices": spec.n_slices,
         "seed": model.seed,
         "aggregation": AGGREGATION,
         "batch_size": spec.batch_size,
@@ -367,7 +388,7 @@ def _state_payload(model: ShardedModel, assignment: str) -> dict[str, Any]:
         "n_samples": int(model.row_ids.size),
         "shards": [
             {"shard": s.index, "seed": s.seed, "run": s.run_id, "n_samples": int(s.row_ids.size),
-             "model_digest": s.model_digest}
+             "model_digest": s.model_digest, "stage_digests": list(s.stage_digests)}
             for s in model.shards
         ],
         "model_digest": model.digest,
@@ -386,6 +407,7 @@ def train_sharded(
     row_ids: Any = None,
     subjects: Sequence[str | None] | None = None,
     batch_size: int = 64,
+    slices: int = 1,
     to_proba: Callable[[Any], Any] | None = None,
 ) -> ShardedModel:
     """Train ``n_shards`` models on disjoint shards of ``dataset``, each as a recorded run.
@@ -414,7 +436,12 @@ def train_sharded(
         The subject pseudonym of every sample; default: looked up for each row id in the
         workspace's subject rows. Samples without one are sharded by row id.
     batch_size : int
-        Batch size of every shard's loader (shuffled by a generator seeded per shard).
+        Batch size of every shard's loader (shuffled by a generator seeded per stage).
+    slices : int
+        Slices per shard (SISA's slicing): stage ``s`` trains on slices ``0..s`` (calling
+        ``train_shard`` once per stage) and its weights are checkpointed, so unlearning
+        resumes from the checkpoint before the first stage that used a removed sample.
+        1 (default): no slicing, ``train_shard`` is called once per shard.
     to_proba : callable, optional
         Maps a shard model's output to probabilities (default: sigmoid of one logit, softmax
         of several); :meth:`ShardedModel.predict_proba` averages them.
@@ -439,12 +466,13 @@ def train_sharded(
     from rowtrail.training._rows import dataset_row_ids
 
     torch = require("torch", extra="torch", feature="train_sharded()")
-    _check_counts(n_shards, batch_size, seed)
+    _check_counts(n_shards, batch_size, seed, slices)
     ids = dataset_row_ids(workspace, dataset, row_ids=row_ids, name=name, caller="train_sharded")
-    which = assign_shards(ids, subjects_of(workspace, ids, subjects), n_shards=n_shards,
-                          seed=seed)
+    labels = subjects_of(workspace, ids, subjects)
+    which = assign_shards(ids, labels, n_shards=n_shards, seed=seed)
+    stage_of = assign_slices(ids, labels, n_slices=slices, seed=seed)
     spec = ShardTraining(name, make_model, train_shard, dataset, batch_size,
-                         torch.get_num_threads(), to_proba or default_to_proba)
+                         torch.get_num_threads(), to_proba or default_to_proba, slices)
     sharded_id = uuid.uuid4().hex[:16]
     shards = []
     for k in range(n_shards):
@@ -452,10 +480,11 @@ def train_sharded(
         k_seed = shard_seed(seed, k)
         params = _run_params(sharded_id, spec, k, k_seed, None)
         shards.append(train_shard_run(workspace, spec, k, k_seed, positions,
-                                      row_ids=ids[positions], params=params))
+                                      row_ids=ids[positions], slices=stage_of[positions],
+                                      params=params))
     model = ShardedModel(workspace, spec, shards, sharded_id=sharded_id, seed=seed,
                          ledger_index=-1, assignment_digest="")
-    assignment = _put_assignment(workspace, shards)
+    assignment = put_assignment(workspace, shards)
     index = workspace.ledger.append(
         "sharded.trained", _state_payload(model, assignment), blobs=[assignment]
     )
@@ -464,9 +493,9 @@ def train_sharded(
     return model
 
 
-def _check_counts(n_shards: object, batch_size: object, seed: object) -> None:
+def _check_counts(n_shards: object, batch_size: object, seed: object, slices: object) -> None:
     for label, value, low in (("n_shards", n_shards, 1), ("batch_size", batch_size, 1),
-                              ("seed", seed, 0)):
+                              ("seed", seed, 0), ("slices", slices, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InvalidInputError(
                 f"{label} of train_sharded must be an int >= {low}; got {value!r}"

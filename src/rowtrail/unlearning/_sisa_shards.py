@@ -6,19 +6,28 @@ subject, ``"row:<row id>"``, and ``key`` is derived from the run's seed. A subje
 touches exactly one shard, and a sample's shard depends on nothing but its own label: removing
 samples moves no other sample to another shard.
 
-**One shard's training** (:func:`train_shard_run`) is a pure function of the shard's samples in
-ascending dataset position, the shard seed, the batch size and the number of torch threads:
+**Slices.** Within its shard, a sample goes to slice ``HMAC-SHA256(key, "slice:" + label_i)
+mod n_slices``, so a subject also touches one slice, and removing samples moves no other sample.
+
+**One shard's training** (:func:`train_shard_run`) runs ``n_slices`` stages; stage ``s`` trains
+on the samples of slices ``0..s`` (SISA's incremental slicing) and is a pure function of the
+weights after stage ``s - 1``, those samples in ascending dataset position, the stage seed
+(:func:`stage_seed`; stage 0's is the shard seed), the batch size and the torch thread count:
 
 1. the global torch RNG is forked and seeded with the shard seed, then ``make_model()`` builds
-   the model (its initial weights, and later dropout, draw from that stream);
-2. the loader is ``DataLoader(shard samples, batch_size, shuffle=True,
-   generator=torch.Generator().manual_seed(shard seed))``;
-3. ``train_shard(model, loader, run)`` runs inside ``ws.training_run(...)`` with
-   ``torch.use_deterministic_algorithms(True)`` and the recorded thread count.
+   the model (its initial weights draw from that stream);
+2. for each stage ``s``: the global RNG is seeded with the stage seed (dropout draws from it),
+   the loader is ``DataLoader(samples of slices 0..s, batch_size, shuffle=True,
+   generator=torch.Generator().manual_seed(stage seed))`` and ``train_shard(model, loader,
+   run)`` is called (so an optimizer created inside it starts afresh at every stage);
+3. all of it inside one recorded ``TrainingRun`` with ``torch.use_deterministic_algorithms(True)``
+   and the recorded thread count; with several slices the weights after every stage are a
+   recorded checkpoint.
 
-So retraining a shard without some samples *is* training that shard from scratch on the
-retained samples: the same computation, bit for bit on CPU (Bourtoule et al. 2021, "Machine
-Unlearning", §IV: SISA training).
+So retraining a shard without some samples, from the checkpoint before the first stage that
+used them, *is* training that shard from scratch on the retained samples: the same
+computation, bit for bit on CPU (Bourtoule et al. 2021, "Machine Unlearning", IEEE S&P, §IV:
+sharded, isolated, sliced, aggregated training).
 """
 
 from __future__ import annotations
@@ -46,8 +55,12 @@ __all__ = [
     "ShardTraining",
     "TrainedShard",
     "assign_shards",
+    "assign_slices",
     "check_known_rows",
+    "default_to_proba",
+    "put_assignment",
     "shard_seed",
+    "stage_seed",
     "subjects_of",
     "train_shard_run",
 ]
@@ -64,6 +77,29 @@ def shard_seed(seed: int, shard: int) -> int:
     """Return the deterministic 63-bit seed of ``shard`` of a sharded run seeded with ``seed``."""
     digest = hmac.new(_key(seed), f"shard:{int(shard)}".encode(), hashlib.sha256).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def stage_seed(shard_seed: int, stage: int) -> int:
+    """Return the seed of slice stage ``stage`` of a shard (stage 0: the shard seed itself)."""
+    if stage == 0:
+        return shard_seed
+    digest = hmac.new(_key(shard_seed), f"stage:{int(stage)}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _keyed_buckets(
+    row_ids: IdArray, subjects: Sequence[str | None], n: int, key: bytes, prefix: str
+) -> IdArray:
+    out = np.empty(len(row_ids), dtype=np.int64)
+    cache: dict[str, int] = {}
+    for i, (row, subject) in enumerate(zip(row_ids.tolist(), subjects, strict=True)):
+        label = prefix + (subject if subject is not None else f"row:{row}")
+        found = cache.get(label)
+        if found is None:
+            digest = hmac.new(key, label.encode(), hashlib.sha256).digest()
+            found = cache[label] = int.from_bytes(digest[:8], "little") % n
+        out[i] = found
+    return out
 
 
 def assign_shards(
@@ -87,17 +123,14 @@ def assign_shards(
     ndarray of int64
         Shard index in ``[0, n_shards)`` per sample.
     """
-    key = _key(seed)
-    out = np.empty(len(row_ids), dtype=np.int64)
-    cache: dict[str, int] = {}
-    for i, (row, subject) in enumerate(zip(row_ids.tolist(), subjects, strict=True)):
-        label = subject if subject is not None else f"row:{row}"
-        found = cache.get(label)
-        if found is None:
-            digest = hmac.new(key, label.encode(), hashlib.sha256).digest()
-            found = cache[label] = int.from_bytes(digest[:8], "little") % n_shards
-        out[i] = found
-    return out
+    return _keyed_buckets(row_ids, subjects, n_shards, _key(seed), "")
+
+
+def assign_slices(
+    row_ids: IdArray, subjects: Sequence[str | None], *, n_slices: int, seed: int
+) -> IdArray:
+    """Return the slice of every sample, keyed like :func:`assign_shards` (domain ``slice:``)."""
+    return _keyed_buckets(row_ids, subjects, n_slices, _key(seed), "slice:")
 
 
 @dataclass(frozen=True)
@@ -120,6 +153,8 @@ class ShardTraining:
         ``torch.set_num_threads`` value every shard is trained (and retrained) with.
     to_proba : callable
         Maps a shard model's output tensor to probabilities (aggregated by their mean).
+    n_slices : int
+        Slice stages per shard (1: no slicing).
     """
 
     name: str
@@ -129,6 +164,7 @@ class ShardTraining:
     batch_size: int
     n_threads: int
     to_proba: Callable[[Any], Any]
+    n_slices: int = 1
 
 
 @dataclass(frozen=True)
@@ -145,21 +181,33 @@ class TrainedShard:
         Dataset positions of the shard's samples, ascending.
     row_ids : ndarray of int64
         Row id of each of those samples.
+    slices : ndarray of int64
+        Slice of each of those samples.
     run_id : str
         The recorded training run that produced the weights.
     model_digest : str
         Digest of the final weights blob (``training.completed``'s model digest).
     model : torch.nn.Module
         The trained model (not modified after training).
+    stage_states : tuple of dict
+        Weights after each slice stage (empty without slicing): where a retraining resumes.
+    stage_digests : tuple of str
+        Digests of those weights, each a recorded ``training.checkpoint``.
+    resumed_from : int
+        First stage this shard's latest run trained (0: from scratch).
     """
 
     index: int
     seed: int
     positions: IdArray
     row_ids: IdArray
+    slices: IdArray
     run_id: str
     model_digest: str
     model: Any
+    stage_states: tuple[Any, ...] = ()
+    stage_digests: tuple[str, ...] = ()
+    resumed_from: int = 0
 
 
 def _subset(torch: Any, dataset: Any, positions: IdArray, row_ids: IdArray) -> Any:
@@ -194,11 +242,16 @@ def train_shard_run(
     positions: IdArray,
     *,
     row_ids: IdArray,
+    slices: IdArray,
     params: dict[str, Any],
+    resume: TrainedShard | None = None,
+    start: int = 0,
     initial_state: Any = None,
 ) -> TrainedShard:
-    """Train one shard from scratch (or from ``initial_state``) as its own recorded run.
+    """Train one shard as its own recorded run: stages ``start..n_slices-1`` (see module doc).
 
+    ``start > 0`` resumes from ``resume``'s weights after stage ``start - 1``;
+    ``initial_state`` (a warm start, not exact) replaces the initial weights.
     Raises :class:`~rowtrail.errors.StateError` when ``train_shard`` drew no batch through
     ``run.track(loader)`` (the run would not record what the shard was trained on).
     """
@@ -210,19 +263,24 @@ def train_shard_run(
             f"shard {index} of train_sharded must hold at least one sample; got none. "
             "Use fewer shards or keep at least one sample per shard."
         )
+    states = [] if resume is None else list(resume.stage_states[:start])
+    digests = [] if resume is None else list(resume.stage_digests[:start])
     with _deterministic(torch, spec.n_threads, seed):
         model = spec.make_model()
-        if initial_state is not None:
+        if start > 0:
+            model.load_state_dict(states[-1])
+        elif initial_state is not None:
             model.load_state_dict(initial_state)
-        loader = torch.utils.data.DataLoader(
-            _subset(torch, spec.dataset, positions, row_ids),
-            batch_size=spec.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
-        )
-        with TrainingRun(workspace, f"{spec.name}/shard-{index}", model=model,
-                         params=params) as run:
-            spec.train_shard(model, loader, run)
+        with TrainingRun(
+            workspace, f"{spec.name}/shard-{index}", model=model, params=params
+        ) as run:
+            for stage in range(start, spec.n_slices):
+                _train_stage(torch, spec, model, run, stage_seed(seed, stage),
+                             positions[slices <= stage], row_ids[slices <= stage])
+                if spec.n_slices > 1:
+                    run.checkpoint(reason=f"slice stage {stage}")
+                    states.append({k: v.clone() for k, v in model.state_dict().items()})
+                    digests.append(run.checkpoints[-1]["model_digest"])
             run.flush(wait=True)
             if run.batches.get("train", 0) == 0:
                 raise StateError(
@@ -231,7 +289,25 @@ def train_shard_run(
                     "shard's training is recorded"
                 )
     model.eval()
-    return TrainedShard(index, seed, positions, row_ids, run.run_id, model_digest(model), model)
+    return TrainedShard(index, seed, positions, row_ids, slices, run.run_id, model_digest(model),
+                        model, tuple(states), tuple(digests), start)
+
+
+def _train_stage(
+    torch: Any, spec: ShardTraining, model: Any, run: Any, seed: int, positions: IdArray,
+    row_ids: IdArray,
+) -> None:
+    """Run one slice stage: reseed, build its loader, call the user's loop (none if empty)."""
+    if positions.size == 0:
+        return  # no sample in slices 0..s yet: nothing to train (a sampler refuses n = 0)
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        _subset(torch, spec.dataset, positions, row_ids),
+        batch_size=spec.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    spec.train_shard(model, loader, run)
 
 
 def check_known_rows(workspace: LineageWorkspace, row_ids: IdArray, caller: str) -> None:
@@ -273,3 +349,24 @@ def subjects_of(
                 f"{value!r}. Pass ws.pseudonymize(identifier) instead of the raw identifier."
             )
     return [None if value is None else str(value) for value in given]
+
+
+def default_to_proba(output: Any) -> Any:
+    """Sigmoid of a single logit (P(y=1), shape ``(n,)``), else softmax over the last axis."""
+    torch = require("torch", extra="torch", feature="ShardedModel.predict_proba()")
+    if output.dim() == 1 or output.shape[-1] == 1:
+        return torch.sigmoid(output.reshape(output.shape[0]))
+    return torch.softmax(output, dim=-1)
+
+
+def put_assignment(workspace: LineageWorkspace, shards: Sequence[TrainedShard]) -> str:
+    """Store the assignment and return its digest.
+
+    Three int64 little-endian arrays of one entry per sample, shard by shard: row ids, shard,
+    slice.
+    """
+    ids = np.concatenate([s.row_ids for s in shards]).astype("<i8")
+    which = np.concatenate([np.full(s.row_ids.size, s.index, dtype="<i8") for s in shards])
+    stage = np.concatenate([s.slices for s in shards]).astype("<i8")
+    digest: str = workspace.ledger.put_blob(ids.tobytes() + which.tobytes() + stage.tobytes())
+    return digest
