@@ -44,7 +44,7 @@ ROW_MASK = (1 << ROW_BITS) - 1
 
 SIZES: dict[str, dict[str, int]] = {
     "small": {"n_train": 12000, "n_test": 6000, "shards": 5, "epochs": 6, "hidden": 64,
-              "batch": 128, "repeats": 5},
+              "batch": 128, "repeats": 4},
     "large": {"n_train": 24000, "n_test": 8000, "shards": 8, "epochs": 10, "hidden": 128,
               "batch": 128, "repeats": 7},
 }

@@ -18,7 +18,12 @@ import numpy as np
 import pytest
 
 import rowtrail as rt
-from rowtrail.errors import InvalidInputError, StateError, UnknownSourceError
+from rowtrail.errors import (
+    InvalidInputError,
+    StateError,
+    UnknownSourceError,
+    VerificationError,
+)
 from rowtrail.hashing import sha256_digest
 from rowtrail.ids import ROW_BITS
 from rowtrail.lineage import register_source, rows_of_subject
@@ -29,6 +34,7 @@ from rowtrail.unlearning._sisa import (
     ShardedModel,
     train_sharded,
 )
+from rowtrail.unlearning._sisa_load import load_sharded, verify_sharded
 from rowtrail.unlearning._sisa_shards import shard_seed
 
 torch = pytest.importorskip("torch")
@@ -290,7 +296,9 @@ def test_bad_requests_raise_typed_errors_and_record_nothing(
 
 
 def test_bad_training_arguments_raise(ws: Any, data: Data) -> None:
-    common = {"make_model": make_model, "dataset": data.dataset, "row_ids": data.row_ids}
+    common: dict[str, Any] = {
+        "make_model": make_model, "dataset": data.dataset, "row_ids": data.row_ids,
+    }
     with pytest.raises(InvalidInputError, match="n_shards of train_sharded"):
         train_sharded(ws, "x", train_shard=train_shard, n_shards=0, **common)
     with pytest.raises(InvalidInputError, match="pseudonyms"):
@@ -315,8 +323,10 @@ def test_sliced_shards_resume_from_the_checkpoint_before_the_removed_slice(
         calls.append(len(loader.dataset))
         train_shard(model, loader, run)
 
-    common = {"make_model": make_model, "train_shard": counting, "n_shards": 2, "seed": SEED,
-              "batch_size": 16, "slices": 3}
+    common: dict[str, Any] = {
+        "make_model": make_model, "train_shard": counting, "n_shards": 2, "seed": SEED,
+        "batch_size": 16, "slices": 3,
+    }
     sliced = train_sharded(ws, "sliced", dataset=data.dataset, row_ids=data.row_ids, **common)
     assert len(calls) == 2 * 3
     for shard in sliced.shards:
@@ -360,3 +370,37 @@ def test_removing_a_whole_shard_is_refused(ws: Any, data: Data) -> None:
     with pytest.raises(InvalidInputError, match="at least one sample"):
         sharded.unlearn(sharded.shards[0].row_ids)
     assert ws.ledger.size == size
+
+
+def test_load_sharded_rebuilds_the_recorded_model_and_unlearns_exactly(
+    ws: Any, data: Data, sharded: ShardedModel
+) -> None:
+    first = sharded.unlearn(rows_of_subject(ws, "person-4"))
+    common: dict[str, Any] = {
+        "make_model": make_model, "train_shard": train_shard, "dataset": data.dataset,
+        "row_ids": data.row_ids,
+    }
+    loaded = load_sharded(ws, first.ledger_index, **common)
+    assert loaded.digest == first.model.digest
+    assert loaded.sharded_id == sharded.sharded_id
+    assert np.array_equal(loaded.predict_proba(data.x), first.model.predict_proba(data.x))
+    assert load_sharded(ws, sharded.ledger_index, **common).digest == sharded.digest
+    forget = rows_of_subject(ws, "person-9")
+    assert loaded.unlearn(forget).model.digest == first.model.unlearn(forget).model.digest
+
+
+def test_verify_sharded_refuses_altered_models_and_bad_loads(
+    ws: Any, data: Data, sharded: ShardedModel
+) -> None:
+    verify_sharded(ws, sharded)
+    common: dict[str, Any] = {"make_model": make_model, "train_shard": train_shard}
+    with pytest.raises(InvalidInputError, match="sharded"):
+        load_sharded(ws, 0, dataset=data.dataset, row_ids=data.row_ids, **common)
+    with pytest.raises(InvalidInputError, match="recorded samples"):
+        load_sharded(ws, sharded.ledger_index, **common,
+                     dataset=torch.utils.data.Subset(data.dataset, list(range(100))),
+                     row_ids=data.row_ids[:100])
+    with torch.no_grad():
+        next(sharded.shards[1].model.parameters()).add_(1e-3)
+    with pytest.raises(VerificationError, match="shard 1's weights"):
+        verify_sharded(ws, sharded)

@@ -70,12 +70,14 @@ __all__ = [
     "METHOD_FULL_RETRAIN",
     "METHOD_SHARD_RETRAIN",
     "METHOD_WARM_START",
+    "SHARDED_EVENT_KINDS",
     "ShardUnlearning",
     "ShardedModel",
     "train_sharded",
 ]
 
 AGGREGATION = "mean-probability"
+SHARDED_EVENT_KINDS = ("sharded.trained", "sharded.unlearned")
 METHOD_SHARD_RETRAIN = "sisa-shard-retrain (exact)"
 METHOD_FULL_RETRAIN = "sisa-full-retrain (exact)"
 METHOD_WARM_START = "warm-start-retrain (approximate)"
