@@ -454,16 +454,30 @@ def train_sharded(
 
     Examples
     --------
-    >>> def train_shard(model, loader, run):  # doctest: +SKIP
-    ...     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    ...     for _ in range(5):
-    ...         for x, y in run.track(loader):
-    ...             opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
-    >>> sharded = train_sharded(ws, "mlp", make_model=lambda: make_mlp(), dataset=ds,
-    ...                         train_shard=train_shard, n_shards=5, seed=0)  # doctest: +SKIP
-    >>> done = sharded.unlearn(rows_of_subject(ws, pseudonym))  # doctest: +SKIP
-    >>> done.method, done.affected_shards  # doctest: +SKIP
-    ('sisa-shard-retrain (exact)', (3,))
+    >>> import tempfile, numpy as np, torch, rowtrail as rt
+    >>> from rowtrail.lineage import register_source, rows_of_subject
+    >>> ws = rt.init(tempfile.mkdtemp())
+    >>> x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    >>> y = (x[:, 0] > 0).float()
+    >>> people = register_source(ws, name="people.csv", digest="sha256:" + "0" * 64,
+    ...     format="csv", schema={"a": "float"}, n_rows=40, subject_column="id",
+    ...     subject_ids=[f"p{i % 10}" for i in range(40)])
+    >>> def train_shard(model, loader, run):
+    ...     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    ...     for _ in range(2):
+    ...         for xb, yb in run.track(loader):
+    ...             loss = torch.nn.functional.binary_cross_entropy_with_logits(
+    ...                 model(xb).squeeze(1), yb)
+    ...             opt.zero_grad(); loss.backward(); opt.step()
+    >>> sharded = train_sharded(ws, "mlp", make_model=lambda: torch.nn.Linear(3, 1),
+    ...     train_shard=train_shard, dataset=torch.utils.data.TensorDataset(x, y),
+    ...     row_ids=people.row_ids(), n_shards=3, seed=0, batch_size=8)
+    >>> sharded.predict_proba(x[:2]).shape
+    (2,)
+    >>> done = sharded.unlearn(rows_of_subject(ws, "p3"))
+    >>> done.method, len(done.affected_shards)
+    ('sisa-shard-retrain (exact)', 1)
+    >>> ws.close()
     """
     from rowtrail.training._rows import dataset_row_ids
 
