@@ -53,9 +53,11 @@ from rowtrail.unlearning._sisa_shards import (
     TrainedShard,
     assign_shards,
     assign_slices,
+    check_counts,
     check_known_rows,
     default_to_proba,
     put_assignment,
+    run_params,
     shard_seed,
     subjects_of,
     train_shard_run,
@@ -310,7 +312,7 @@ class ShardedModel:
             sliced = method == METHOD_SHARD_RETRAIN and self.spec.n_slices > 1
             start = int(old.slices[~keep].min()) if sliced else 0
             resumed[k] = start
-            params = _run_params(self.sharded_id, self.spec, k, old.seed, method)
+            params = run_params(self.sharded_id, self.spec, k, old.seed, method)
             params["sisa"]["resumed_from_stage"] = start
             if start:
                 params["sisa"]["resumed_from_digest"] = old.stage_digests[start - 1]
@@ -363,15 +365,6 @@ def sharded_digest(shard_digests: Sequence[str]) -> str:
     """Return the digest of a sharded model: its aggregation rule and shard model digests."""
     return sha256_digest(canonical_json({"aggregation": AGGREGATION,
                                          "shards": list(shard_digests)}))
-
-
-def _run_params(
-    sharded_id: str, spec: ShardTraining, k: int, seed: int, method: str | None
-) -> dict[str, Any]:
-    """Return the params recorded with shard ``k``'s run (``method``: why it was retrained)."""
-    return {"sisa": {"sharded": sharded_id, "shard": k, "shard_seed": seed,
-                     "batch_size": spec.batch_size, "torch_threads": spec.n_threads,
-                     "retrain": method}}
 
 
 def _state_payload(model: ShardedModel, assignment: str) -> dict[str, Any]:
@@ -482,7 +475,7 @@ def train_sharded(
     from rowtrail.training._rows import dataset_row_ids
 
     torch = require("torch", extra="torch", feature="train_sharded()")
-    _check_counts(n_shards, batch_size, seed, slices)
+    check_counts(n_shards, batch_size, seed, slices)
     ids = dataset_row_ids(workspace, dataset, row_ids=row_ids, name=name, caller="train_sharded")
     labels = subjects_of(workspace, ids, subjects)
     which = assign_shards(ids, labels, n_shards=n_shards, seed=seed)
@@ -494,7 +487,7 @@ def train_sharded(
     for k in range(n_shards):
         positions = np.flatnonzero(which == k).astype(np.int64)
         k_seed = shard_seed(seed, k)
-        params = _run_params(sharded_id, spec, k, k_seed, None)
+        params = run_params(sharded_id, spec, k, k_seed, None)
         shards.append(train_shard_run(workspace, spec, k, k_seed, positions,
                                       row_ids=ids[positions], slices=stage_of[positions],
                                       params=params))
@@ -507,13 +500,3 @@ def train_sharded(
     workspace.ledger.checkpoint()
     model.ledger_index, model.assignment_digest = index, assignment
     return model
-
-
-def _check_counts(n_shards: object, batch_size: object, seed: object, slices: object) -> None:
-    for label, value, low in (("n_shards", n_shards, 1), ("batch_size", batch_size, 1),
-                              ("seed", seed, 0), ("slices", slices, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidInputError(
-                f"{label} of train_sharded must be an int >= {low}; got {value!r}"
-            )
-

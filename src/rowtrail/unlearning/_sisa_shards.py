@@ -56,9 +56,11 @@ __all__ = [
     "TrainedShard",
     "assign_shards",
     "assign_slices",
+    "check_counts",
     "check_known_rows",
     "default_to_proba",
     "put_assignment",
+    "run_params",
     "shard_seed",
     "stage_seed",
     "subjects_of",
@@ -370,3 +372,22 @@ def put_assignment(workspace: LineageWorkspace, shards: Sequence[TrainedShard]) 
     stage = np.concatenate([s.slices for s in shards]).astype("<i8")
     digest: str = workspace.ledger.put_blob(ids.tobytes() + which.tobytes() + stage.tobytes())
     return digest
+
+
+def run_params(
+    sharded_id: str, spec: ShardTraining, k: int, seed: int, method: str | None
+) -> dict[str, Any]:
+    """Return the params recorded with shard ``k``'s run (``method``: why it was retrained)."""
+    return {"sisa": {"sharded": sharded_id, "shard": k, "shard_seed": seed,
+                     "batch_size": spec.batch_size, "torch_threads": spec.n_threads,
+                     "retrain": method}}
+
+
+def check_counts(n_shards: object, batch_size: object, seed: object, slices: object) -> None:
+    """Raise :class:`InvalidInputError` unless the counts of ``train_sharded`` are valid."""
+    for label, value, low in (("n_shards", n_shards, 1), ("batch_size", batch_size, 1),
+                              ("seed", seed, 0), ("slices", slices, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidInputError(
+                f"{label} of train_sharded must be an int >= {low}; got {value!r}"
+            )
