@@ -20,14 +20,40 @@ from rowtrail.hashing import canonical_json, sha256_digest
 __all__ = ["code_info", "environment_info", "packages_lock"]
 
 
+_LOCK_CACHE: dict[tuple[tuple[str, int], ...], list[str]] = {}
+
+
+def _path_state() -> tuple[tuple[str, int], ...]:
+    """``(entry, mtime_ns)`` of every import path directory (installs change the mtime)."""
+    state = []
+    for entry in sys.path:
+        try:
+            state.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            state.append((entry, -1))
+    return tuple(state)
+
+
 def packages_lock() -> list[str]:
-    """Return the sorted ``name==version`` list of installed distributions."""
+    """Return the sorted ``name==version`` list of installed distributions.
+
+    Reading every distribution's metadata takes ~0.1 s, paid by every recorded run; the list
+    is kept while no import path directory changes (installing or removing a package adds or
+    removes a ``*.dist-info`` entry, which changes its directory's mtime).
+    """
+    key = _path_state()
+    cached = _LOCK_CACHE.get(key)
+    if cached is not None:
+        return list(cached)
     seen: set[str] = set()
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]
         if name:
             seen.add(f"{name.lower().replace('_', '-')}=={dist.version}")
-    return sorted(seen)
+    lock = sorted(seen)
+    _LOCK_CACHE.clear()
+    _LOCK_CACHE[key] = lock
+    return list(lock)
 
 
 def environment_info() -> dict[str, Any]:
