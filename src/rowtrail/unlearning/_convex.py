@@ -51,7 +51,8 @@ import copy
 import hmac
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,7 +61,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from rowtrail.errors import InvalidInputError
 from rowtrail.training import ConvexFit, record_sklearn_fit, solve_logistic
-from rowtrail.training._convex import _check_X, _check_y, _data_digest, _numerics, _penalty
+from rowtrail.training._convex import _check_X, _check_y, _data_digest, _penalty
 from rowtrail.unlearning._objective import RetainedObjective
 
 __all__ = ["ConvexUnlearning", "unlearn_convex", "unlearn_sklearn"]
@@ -146,6 +147,20 @@ class ConvexUnlearning:
         return self._fit
 
 
+@contextmanager
+def _numerics() -> Iterator[None]:
+    """Turn an overflow or invalid value into a typed error; nothing is returned then."""
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            yield
+    except (FloatingPointError, np.linalg.LinAlgError) as exc:
+        raise InvalidInputError(
+            f"X of {_CALLER} must be finite data whose arithmetic stays finite; got a "
+            f"{type(exc).__name__}: {exc}. Pass the fit's own training data (check_data=True "
+            "verifies it against the fit's digest). The model was not changed."
+        ) from exc
+
+
 def _check_positions(value: Any, n: int, name: str) -> NDArray[np.int64]:
     positions = np.asarray([] if value is None else value)
     ok = positions.ndim == 1 and (positions.size == 0 or positions.dtype.kind in "iu")
@@ -197,15 +212,17 @@ def _check_data(
             f"fit of {_CALLER} must be a rowtrail.training.ConvexFit; got "
             f"{type(fit).__name__}. Fit with fit_logistic/fit_ridge or record_sklearn_fit."
         )
-    data = _check_X(X, _CALLER)
-    target = _check_y(y, data.shape[0], _CALLER, binary=fit.model == "logistic")
+    # Shapes only: with check_data the digest proves X, y are the fit's (finite) data;
+    # without it, a non-finite X shows up as a non-finite residual, which raises below.
+    data = np.asarray(X, dtype=np.float64)
+    n, dim = fit.row_ids.size, fit.theta.size - int(fit.fit_intercept)
+    if data.shape != (n, dim):
+        raise InvalidInputError(
+            f"X of {_CALLER} must have shape ({n}, {dim}) like the fit's training data; got "
+            f"{data.shape}. Pass the design matrix the model was fitted on."
+        )
+    target = _check_y(y, n, _CALLER, binary=fit.model == "logistic")
     if not check_data:
-        if data.shape[0] != fit.row_ids.size or data.shape[1] + fit.fit_intercept != fit.theta.size:
-            raise InvalidInputError(
-                f"X of {_CALLER} must have shape ({fit.row_ids.size}, "
-                f"{fit.theta.size - fit.fit_intercept}) like the fit's training data; got "
-                f"{data.shape}"
-            )
         return data, target
     digest = _data_digest(np.ascontiguousarray(data), target)
     if not hmac.compare_digest(digest, fit.data_digest):
@@ -281,6 +298,8 @@ class _State:
     refreshes: int = 0
     row_norm: float = -1.0  # max_i ‖x̃_i‖ over retained samples, computed on first use
     lam: float = math.nan  # λ_min(hessian), computed on first use
+    certificate: tuple[float, float] | None = None  # (bound, mu) at ``certified``
+    certified: F64 | None = None
 
     @property
     def residual(self) -> float:
@@ -320,8 +339,10 @@ def _newton(
 ) -> None:
     """Chord/Newton steps until ``‖∇J'‖ <= tol`` and the bound is certified (≤ max_steps)."""
     while state.steps < max_steps:
-        if state.exact and state.residual <= tol and math.isfinite(_bound(fit, obj, state)[0]):
-            return
+        if state.exact and state.residual <= tol:
+            state.certificate, state.certified = _bound(fit, obj, state), state.theta
+            if math.isfinite(state.certificate[0]):
+                return
         candidate = state.theta - np.linalg.solve(state.hessian, state.grad)
         grad = obj.gradient(candidate)
         state.steps += 1
@@ -355,22 +376,35 @@ def _retrain_warm(obj: RetainedObjective, state: _State, tol: float) -> None:
     state.refresh(obj, state.theta)
 
 
+def _certify(residual: float, lam: float, shift: float, row_norm: float) -> tuple[float, float]:
+    """Return ``(bound, mu)`` for ``‖g‖``, ``λ_ref``, ``M`` and ``R``, or ``(inf, 0)``."""
+    if not lam > 0:
+        return math.inf, 0.0
+    radius = 4.0 * residual * math.exp(min(shift, 700.0)) / lam
+    reach = row_norm * radius
+    if not reach < math.log(2.0):
+        return math.inf, 0.0
+    mu = lam * math.exp(-(shift + reach))
+    return residual / mu, mu
+
+
 def _bound(fit: ConvexFit, obj: RetainedObjective, state: _State) -> tuple[float, float]:
-    """Return ``(bound, mu)`` as the module docstring derives them."""
+    """Return ``(bound, mu)`` as the module docstring derives them.
+
+    ``M`` is first bounded by ``R ‖θ - θ_ref‖`` (no pass over the data) and computed exactly
+    only when that is too loose to certify.
+    """
     residual = state.residual
     lam = state.min_eigenvalue()
     if obj.model == "ridge":
         return (residual / lam, lam) if lam > 0 else (math.inf, 0.0)
-    bound, mu = math.inf, 0.0
-    if lam > 0:
+    if state.row_norm < 0:
+        state.row_norm = obj.max_row_norm()
+    distance = float(np.linalg.norm(state.theta - state.reference))
+    bound, mu = _certify(residual, lam, state.row_norm * distance, state.row_norm)
+    if not math.isfinite(bound) and distance > 0:
         shift = obj.max_margin_change(state.theta, state.reference)
-        radius = 4.0 * residual * math.exp(min(shift, 700.0)) / lam
-        if state.row_norm < 0:
-            state.row_norm = obj.max_row_norm()
-        reach = state.row_norm * radius
-        if reach < math.log(2.0):
-            mu = lam * math.exp(-(shift + reach))
-            bound = residual / mu
+        bound, mu = _certify(residual, lam, shift, state.row_norm)
     if not fit.fit_intercept and residual / fit.l2 < bound:
         bound, mu = residual / fit.l2, fit.l2
     return bound, mu
@@ -441,7 +475,7 @@ def unlearn_convex(
     data, target = _check_data(fit, X, y, check_data)
     obj = _objective(fit, data, target, remove, replace)
     tolerance = float(tol) if tol is not None else 1e-6 * obj.n_samples
-    with _numerics(_CALLER):
+    with _numerics():
         state = _start_state(fit, obj, tolerance)
         _newton(fit, obj, state, tolerance, max_steps)
         method: Literal["newton", "retrain-warm"] = "newton"
@@ -454,7 +488,15 @@ def unlearn_convex(
                 f"residual of {state.residual:.3g} > {tolerance:.3g}. Pass a larger tol. "
                 "The model was not changed."
             )
-        bound, mu = _bound(fit, obj, state)
+        if not (np.isfinite(state.theta).all() and math.isfinite(state.residual)):
+            raise InvalidInputError(
+                f"X of {_CALLER} must be finite; unlearning reached a non-finite "
+                f"{'residual' if np.isfinite(state.theta).all() else 'θ'}. Pass the fit's "
+                "own (finite) training data. The model was not changed."
+            )
+        if state.certificate is None or state.certified is not state.theta:
+            state.certificate = _bound(fit, obj, state)
+        bound, mu = state.certificate
     return ConvexUnlearning(
         state.theta, method, EXACT_LABEL, state.steps, state.residual, tolerance, bound, mu,
         time.perf_counter() - start, state.refreshes, int(obj.removed.sum()),

@@ -240,3 +240,21 @@ def test_scikit_learn_rejects_class_weights() -> None:
     model = LogisticRegression(class_weight="balanced").fit(xs, y)
     with pytest.raises(InvalidInputError, match="without class_weight"):
         unlearn_sklearn(model, xs, y, remove=[0])
+
+
+def test_default_tolerance_is_the_fits_convergence_criterion() -> None:
+    xs, y = data(seed=14)
+    fit = fit_logistic(xs, y, l2=1.0)
+    out = unlearn_convex(fit, xs, y, remove=np.arange(10))
+    assert out.tolerance == pytest.approx(1e-6 * 390)
+    assert out.residual <= out.tolerance
+    assert out.seconds > 0
+
+
+def test_non_finite_data_is_rejected_without_the_digest_check() -> None:
+    xs, y = data(seed=15)
+    fit = fit_logistic(xs, y, l2=1.0)
+    bad = xs.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(InvalidInputError, match="X of unlearn_convex must"):
+        unlearn_convex(fit, bad, y, remove=[0], check_data=False)
