@@ -5,7 +5,8 @@ import pytest
 
 from rowtrail.errors import InvalidInputError
 from rowtrail.training import ConvexFit, fit_logistic, fit_ridge
-from rowtrail.unlearning._convex import unlearn_convex, unlearn_sklearn
+from rowtrail.unlearning._convex import unlearn_convex
+from rowtrail.unlearning._sklearn import unlearn_sklearn
 
 
 def data(n: int = 400, d: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
