@@ -259,3 +259,15 @@ def test_non_finite_data_is_rejected_without_the_digest_check() -> None:
     bad[7, 1] = np.nan
     with pytest.raises(InvalidInputError, match="X of unlearn_convex must"):
         unlearn_convex(fit, bad, y, remove=[0], check_data=False)
+
+
+def test_a_second_request_unlearns_from_the_first_ones_fit() -> None:
+    xs, y = data(seed=16)
+    fit = fit_logistic(xs, y, l2=1.0)
+    first = unlearn_convex(fit, xs, y, remove=[0, 1, 2], tol=1e-10)
+    keep = np.arange(3, 400)
+    second = unlearn_convex(first.fit, xs[keep], y[keep], remove=[0, 10], tol=1e-10)
+    ref = fit_logistic(np.delete(xs, [0, 1, 2, 3, 13], axis=0), np.delete(y, [0, 1, 2, 3, 13]),
+                       l2=1.0, tol=1e-14)
+    assert np.linalg.norm(second.theta - ref.theta) <= second.bound
+    assert second.fit.row_ids.tolist() == np.delete(np.arange(400), [0, 1, 2, 3, 13]).tolist()
