@@ -415,7 +415,8 @@ def record_sklearn_fit(
             objective = float(0.5 * residual @ residual + 0.5 * np.sum(pen * theta**2))
         grad_norm = float(np.linalg.norm(gradient))
     digest = _data_digest(data, target)
-    n_iter = int(np.max(getattr(estimator, "n_iter_", [0])))
+    raw_iter = getattr(estimator, "n_iter_", None)  # None for Ridge's direct solvers
+    n_iter = 0 if raw_iter is None else int(np.max(raw_iter))
     fit = ConvexFit(
         model, theta, hessian, lam, intercept, n_iter, grad_norm,
         objective, digest, np.empty(0, dtype=np.int64),
