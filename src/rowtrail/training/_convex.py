@@ -50,6 +50,15 @@ class ConvexFit:
     row_ids: NDArray[np.int64]
     ledger_index: int | None = None
     blobs: dict[str, str] = field(default_factory=dict)
+    # ``max_i ‖x̃_i‖`` over the training rows, kept when the fit saw them (unlearning's bound).
+    max_row_norm: float | None = None
+    _min_eigenvalue: float | None = field(default=None, repr=False, compare=False)
+
+    def min_eigenvalue(self) -> float:
+        """Return ``λ_min`` of the stored Hessian (computed once, O(d³))."""
+        if self._min_eigenvalue is None:
+            self._min_eigenvalue = float(np.linalg.eigvalsh(self.hessian)[0])
+        return self._min_eigenvalue
 
     @property
     def converged(self) -> bool:
@@ -271,6 +280,12 @@ def _finish_fit(
     return fit
 
 
+def _max_row_norm(data: F64, fit_intercept: bool) -> float:
+    """Return ``max_i ‖x̃_i‖`` (``x̃ = [x, 1]`` with an intercept)."""
+    squares = np.einsum("ij,ij->i", data, data) if data.size else np.zeros(1)
+    return float(np.sqrt(float(squares.max(initial=0.0)) + (1.0 if fit_intercept else 0.0)))
+
+
 def fit_logistic(
     X: ArrayLike,  # noqa: N803 - X as in sklearn
     y: ArrayLike,
@@ -322,6 +337,7 @@ def fit_logistic(
         "logistic", theta, hessian, lam, fit_intercept, n_iter, grad_norm,
         objective, digest, np.empty(0, dtype=np.int64),
     )
+    fit.max_row_norm = _max_row_norm(data, fit.fit_intercept)
     _check_fitted(fit, "fit_logistic")  # before _resolve_ids, which may register a source
     fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
     return _finish_fit(fit, run, "fit_logistic")
@@ -362,6 +378,7 @@ def fit_ridge(
         "ridge", theta, hessian, lam, fit_intercept, 1, grad_norm,
         objective, digest, np.empty(0, dtype=np.int64),
     )
+    fit.max_row_norm = _max_row_norm(data, fit.fit_intercept)
     _check_fitted(fit, "fit_ridge")  # before _resolve_ids, which may register a source
     fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
     return _finish_fit(fit, run, "fit_ridge")
@@ -421,6 +438,7 @@ def record_sklearn_fit(
         model, theta, hessian, lam, intercept, n_iter, grad_norm,
         objective, digest, np.empty(0, dtype=np.int64),
     )
+    fit.max_row_norm = _max_row_norm(data, fit.fit_intercept)
     _check_fitted(fit, "record_sklearn_fit")  # before _resolve_ids, which may write
     fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
     return _finish_fit(fit, run, f"sklearn.{name}", lineage)

@@ -279,13 +279,20 @@ def _objective(
     )
 
 
-def _start_hessian(fit: ConvexFit, obj: RetainedObjective) -> F64:
-    """Exact Hessian of ``J'`` at the fitted θ, from the stored one (no pass over the data)."""
+def _start_hessian(fit: ConvexFit, obj: RetainedObjective) -> tuple[F64, float]:
+    """Exact Hessian of ``J'`` at the fitted θ, from the stored one (no pass over the data).
+
+    Also returns a lower bound on its smallest eigenvalue without an eigendecomposition
+    (Weyl: ``λ_min(H - A + B) ≥ λ_min(H) - tr(A)`` for positive semi-definite ``A``, ``B``),
+    with ``λ_min(H)`` of the stored Hessian computed once per fit.
+    """
     out = obj.X[obj.weights == 0]  # removed and replaced samples, with their old rows
-    hess = fit.hessian - obj.rows_hessian(out, obj.y[obj.weights == 0], fit.theta)
+    removed = obj.rows_hessian(out, obj.y[obj.weights == 0], fit.theta)
+    hess = fit.hessian - removed
     if obj.X_new.shape[0]:
         hess = hess + obj.rows_hessian(obj.X_new, obj.y_new, fit.theta)
-    return np.asarray((hess + hess.T) / 2, dtype=np.float64)
+    lower = fit.min_eigenvalue() - float(np.trace(removed))
+    return np.asarray((hess + hess.T) / 2, dtype=np.float64), lower
 
 
 @dataclass
@@ -299,6 +306,7 @@ class _State:
     refreshes: int = 0
     row_norm: float = -1.0  # max_i ‖x̃_i‖ over retained samples, computed on first use
     lam: float = math.nan  # λ_min(hessian), computed on first use
+    lam_lower: float = math.nan  # a cheaper lower bound on it (Weyl), when known
     certificate: tuple[float, float] | None = None  # (bound, mu) at ``certified``
     certified: F64 | None = None
 
@@ -309,6 +317,7 @@ class _State:
     def refresh(self, obj: RetainedObjective, theta: F64) -> None:
         """Make the exact Hessian at ``theta`` the reference (O(n d²))."""
         self.hessian, self.reference, self.lam = obj.hessian(theta), theta, math.nan
+        self.lam_lower = math.nan
         self.refreshes += 1
 
     def min_eigenvalue(self) -> float:
@@ -325,14 +334,17 @@ def _start_state(fit: ConvexFit, obj: RetainedObjective, tol: float) -> _State:
     pass over the data (the residual is always measured exactly after a step).
     """
     theta = fit.theta.copy()
-    hess = _start_hessian(fit, obj)
+    hess, lower = _start_hessian(fit, obj)
     if fit.grad_norm > tol / 10:
-        return _State(theta, obj.gradient(theta), hess, theta.copy(), exact=True)
-    out = obj.weights == 0
-    estimate = obj.rows_gradient(obj.X_new, obj.y_new, theta) - obj.rows_gradient(
-        obj.X[out], obj.y[out], theta
-    )
-    return _State(theta, estimate, hess, theta.copy(), exact=False)
+        state = _State(theta, obj.gradient(theta), hess, theta.copy(), exact=True)
+    else:
+        out = obj.weights == 0
+        estimate = obj.rows_gradient(obj.X_new, obj.y_new, theta) - obj.rows_gradient(
+            obj.X[out], obj.y[out], theta
+        )
+        state = _State(theta, estimate, hess, theta.copy(), exact=False)
+    state.lam_lower = lower
+    return state
 
 
 def _newton(
@@ -390,17 +402,36 @@ def _certify(residual: float, lam: float, shift: float, row_norm: float) -> tupl
 
 
 def _bound(fit: ConvexFit, obj: RetainedObjective, state: _State) -> tuple[float, float]:
-    """Return ``(bound, mu)`` as the module docstring derives them.
+    """Return ``(bound, mu)``: with the cheap eigenvalue bound first, else the exact one."""
+    if math.isnan(state.lam) and state.lam_lower > 0:
+        found = _bound_at(fit, obj, state, state.lam_lower)
+        if math.isfinite(found[0]):
+            return found
+    return _bound_at(fit, obj, state, state.min_eigenvalue())
+
+
+def _row_norm(fit: ConvexFit, obj: RetainedObjective) -> float:
+    """``R``: the fit's own ``max ‖x̃_i‖`` (retained rows are a subset) and the new rows'."""
+    if fit.max_row_norm is None:
+        return obj.max_row_norm()
+    extra = 1.0 if obj.fit_intercept else 0.0
+    new = np.einsum("ij,ij->i", obj.X_new, obj.X_new) if obj.X_new.shape[0] else np.zeros(1)
+    return max(fit.max_row_norm, float(np.sqrt(float(new.max()) + extra)))
+
+
+def _bound_at(
+    fit: ConvexFit, obj: RetainedObjective, state: _State, lam: float
+) -> tuple[float, float]:
+    """Return ``(bound, mu)`` as the module docstring derives them, for ``λ_ref ≥ lam``.
 
     ``M`` is first bounded by ``R ‖θ - θ_ref‖`` (no pass over the data) and computed exactly
     only when that is too loose to certify.
     """
     residual = state.residual
-    lam = state.min_eigenvalue()
     if obj.model == "ridge":
         return (residual / lam, lam) if lam > 0 else (math.inf, 0.0)
     if state.row_norm < 0:
-        state.row_norm = obj.max_row_norm()
+        state.row_norm = _row_norm(fit, obj)
     distance = float(np.linalg.norm(state.theta - state.reference))
     bound, mu = _certify(residual, lam, state.row_norm * distance, state.row_norm)
     if not math.isfinite(bound) and distance > 0:
