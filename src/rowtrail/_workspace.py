@@ -68,6 +68,7 @@ from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQL
 if TYPE_CHECKING:
     from rowtrail.attribution import Attributor, Explanation
     from rowtrail.training import TrainingRun
+    from rowtrail.unlearning._job import ErasureJob
 
 __all__ = ["Workspace", "init_workspace", "open_workspace"]
 
@@ -324,6 +325,37 @@ class Workspace:
         from rowtrail.attribution import explain
 
         return explain(self, prediction, top_k=top_k, proofs=proofs, attributor=attributor)
+
+    # ------------------------------------------------------------ unlearning
+    def erase(
+        self,
+        *,
+        subject: object = None,
+        source: str | int | tuple[str, int] | None = None,
+        rows: Any = None,
+        reason: str,
+        requested_at: datetime | str | None = None,
+    ) -> ErasureJob:
+        """Resolve an erasure request into a job (nothing is written until ``job.run()``).
+
+        See :mod:`rowtrail.unlearning._job`. Give ``subject=`` (pseudonym or raw id) or
+        ``source=`` with ``rows=``; a bad request raises a typed error and writes nothing.
+        """
+        self._check_open()
+        from rowtrail.unlearning._job import new_job
+
+        request: dict[str, Any] = {"subject": subject, "source": source, "rows": rows,
+                                   "reason": reason}
+        if requested_at is not None:
+            request["requested_at"] = requested_at
+        return new_job(self, [request], now=self.ledger.now())
+
+    def erase_batch(self, requests: list[dict[str, Any]]) -> ErasureJob:
+        """Resolve several requests received within one month into one erasure job."""
+        self._check_open()
+        from rowtrail.unlearning._job import new_job
+
+        return new_job(self, requests, now=self.ledger.now())
 
     # ------------------------------------------------------------ verification
     def verify(
