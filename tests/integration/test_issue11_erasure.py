@@ -11,6 +11,7 @@ must be unreadable while ``ws.verify()`` still passes; bad requests must change 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -367,4 +368,58 @@ def test_issue11_a_batch_spans_at_most_one_month(
     payload = ws.ledger.entry(result.events["erasure.requested"][0]).event.payload
     assert [r["reason"] for r in payload["requests"]] == ["x", "y"]
     assert set(job.pseudonyms) == {ws.pseudonymize(a), ws.pseudonymize(b)}
+    ws.verify()
+
+
+# ---------------------------------------------------------------------- the CLI
+def test_issue11_cli_erase_dry_run_run_and_bad_requests(
+    fitted: dict[str, Any], truth: dict[str, Any]
+) -> None:
+    from typer.testing import CliRunner
+
+    from rowtrail.cli import app
+
+    ws = fitted["ws"]
+    ws.ledger.checkpoint()
+    where = ["--workspace", str(ws.path)]
+    runner = CliRunner()
+    before = digest_files(ws.path)
+    bad = runner.invoke(app, ["erase", "--subject", "999999999", "--reason", "x", *where])
+    assert bad.exit_code == 1
+    assert "no rows of this subject are recorded" in " ".join(bad.output.split())
+    bad = runner.invoke(
+        app, ["erase", "--source", "bureau", "--rows", "1,x", "--reason", "x", *where]
+    )
+    assert bad.exit_code == 1
+    key = applicant(fitted, truth, "train")
+    plan = runner.invoke(
+        app, ["erase", "--subject", str(key), "--reason", "x", "--dry-run", "--json", *where]
+    )
+    assert plan.exit_code == 0, plan.output
+    shown = json.loads(plan.stdout)
+    assert shown["models"][0]["n_removed"] == 1
+    assert str(key) not in plan.stdout  # only the pseudonym
+    refused = runner.invoke(app, ["erase", "--subject", str(key), "--reason", "x", *where])
+    assert refused.exit_code == 1
+    assert "must be updated with their rebuilt training data" in " ".join(refused.output.split())
+    assert digest_files(ws.path) == before
+    held_out = applicant(fitted, truth, "test")
+    done = runner.invoke(
+        app,
+        [
+            "erase",
+            "--subject",
+            str(held_out),
+            "--reason",
+            "GDPR Art. 17",
+            "--requested-at",
+            "2026-05-04T09:00:00+00:00",
+            "--json",
+            *where,
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)["result"]
+    entry = ws.ledger.entry(result["completed"])
+    assert entry.event.kind == "erasure.completed"
     ws.verify()
