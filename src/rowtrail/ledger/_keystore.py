@@ -27,9 +27,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from rowtrail.errors import InvalidInputError, ShreddedError, StorageError
+from rowtrail.errors import InvalidInputError, ShreddedError, StorageError, VerificationError
 
 __all__ = [
     "SubjectKeyStore",
@@ -188,4 +189,9 @@ def decrypt_payload(store: SubjectKeyStore, blob: bytes) -> bytes:
     key_id = key_id_of(blob)
     header = blob[: len(_MAGIC) + _ID_LEN]
     nonce = blob[len(header) : len(header) + _NONCE]
-    return AESGCM(store.get(key_id)).decrypt(nonce, blob[len(header) + _NONCE :], header)
+    try:
+        return AESGCM(store.get(key_id)).decrypt(nonce, blob[len(header) + _NONCE :], header)
+    except InvalidTag:
+        raise VerificationError(
+            f"an encrypted payload under data key {key_id} fails authentication: it was altered"
+        ) from None

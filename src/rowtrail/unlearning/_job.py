@@ -272,7 +272,7 @@ class ErasureJob:
         matched = self._match(given)
         for run, item in matched.items():
             work = self.models[run]
-            choose(method, item.model, work.refits_statistics)
+            choose(method, item, work.refits_statistics)
             check_rebuilt(item, self.row_ids, work.removed_ids)
         updates = [
             update_model(

@@ -18,9 +18,10 @@ Methods (labels recorded in ``erasure.model_updated``):
 - ``"sisa"`` (exact): retraining the affected shards of a sharded model
   (:class:`rowtrail.unlearning._sisa.ShardedModel`).
 
-``method="auto"`` picks ``"newton"`` for a convex fit whose fitted statistics the rows did not
-enter, ``"retrain"`` when they did (every sample's features change) or for an estimator, and
-``"sisa"`` for a sharded model.
+``method="auto"`` picks ``"newton"`` for a convex fit given with its training data whose fitted
+statistics the rows did not enter, ``"retrain"`` when they did (every sample's features
+change), when only rebuilt data is given, or for an estimator, and ``"sisa"`` for a sharded
+model.
 """
 
 from __future__ import annotations
@@ -192,15 +193,16 @@ def check_rebuilt(given: ModelInput, erased: NDArray[np.int64], removed: NDArray
 
 
 # ---------------------------------------------------------------------- methods
-def choose(method: str, model: Any, statistics: bool) -> str:
-    """Return the method ``method`` resolves to for ``model``."""
+def choose(method: str, given: ModelInput, statistics: bool) -> str:
+    """Return the method ``method`` resolves to for the model of ``given``."""
+    model = given.model
     if method not in METHODS:
         raise InvalidInputError(f"method of erase must be one of {list(METHODS)}; got {method!r}")
     if method != "auto":
         return method
     if hasattr(model, "unlearn") and callable(model.unlearn):
         return "sisa"
-    if isinstance(model, ConvexFit) and not statistics:
+    if isinstance(model, ConvexFit) and not statistics and given.X is not None:
         return "newton"
     return "retrain"
 
@@ -280,7 +282,7 @@ def update_model(
     tol: float | None = None,
 ) -> ModelUpdate:
     """Apply the chosen method to one model and return its :class:`ModelUpdate`."""
-    chosen = choose(method, given.model, statistics)
+    chosen = choose(method, given, statistics)
     before = params_digest(given.model)
     fit = _convex_of(given.model)
     start = time.perf_counter()
