@@ -177,13 +177,27 @@ def test_issue11_bureau_rows_aggregated_into_an_application_are_recomputed(
     ws = fitted["ws"]
     key = applicant(fitted, truth, "train")
     bureau = truth["rows"]["bureau"][key]
-    plan = ws.erase(source="bureau", rows=bureau, reason="rectification").plan
+    job = ws.erase(source="bureau", rows=bureau, reason="rectification")
+    plan = job.plan
     assert set(plan.row_ids.tolist()) == {row_id(ws, "bureau", n) for n in bureau}
     (work,) = plan.models
     assert work.removed_ids.size == 0
     own = row_id(ws, "application", truth["rows"]["application"][key][0])
     assert work.recomputed_ids.tolist() == [own]
     assert set(work.statistic_ids.tolist()) == set(plan.row_ids.tolist())
+    with job.excluding():
+        rebuilt = frames(ws, truth["paths"])
+    mine = rebuilt[rebuilt["SK_ID_CURR"] == key]
+    assert len(rebuilt) == 240  # the applicant stays, its aggregates are recomputed
+    assert np.isnan(np.asarray(mine["n_loans"], dtype=np.float64)).all()
+    train = rebuilt[rebuilt["SK_ID_CURR"].isin(fitted["train"])]
+    result = job.run(
+        ModelInput(
+            fitted["model"], X_rebuilt=train[FEATURES], y_rebuilt=np.asarray(train["TARGET"])
+        )
+    )
+    reference = scorecard().fit(pd.DataFrame(train[FEATURES]), np.asarray(train["TARGET"]))
+    np.testing.assert_allclose(result.updates[0].model[-1].coef_, reference[-1].coef_, rtol=1e-6)
 
 
 def test_issue11_a_held_out_subject_has_rows_and_no_model_work(
@@ -229,7 +243,9 @@ def test_issue11_the_job_retrains_exactly_records_events_and_verifies(
     key = applicant(fitted, truth, "train")
     job = ws.erase(subject=key, reason="GDPR Art. 17", requested_at=REQUESTED)
     keep = sorted(set(fitted["train"]) - {key})
-    rebuilt = frames(ws, truth["paths"], without=frozenset({key}))
+    with job.excluding():  # the user's own pipeline, re-run: the rows are left out on read
+        rebuilt = frames(ws, truth["paths"])
+    assert len(rebuilt) == 239
     rebuilt = rebuilt[rebuilt["SK_ID_CURR"].isin(keep)]
     y_rebuilt = np.asarray(rebuilt["TARGET"])
     result = job.run(ModelInput(model, X_rebuilt=rebuilt[FEATURES], y_rebuilt=y_rebuilt))

@@ -135,3 +135,20 @@ def test_issue11_source_row_request_records_no_raw_rows(setting: dict[str, Any])
 
     assert [e.row_ids for e in find_erasures(ws, ids[9:13])] == [tuple(ids[10:12].tolist())]
     ws.verify()
+
+
+def test_issue11_load_csv_excluding_keeps_every_other_row_id(tmp_path: Path) -> None:
+    path = tmp_path / "apps.csv"
+    path.write_text(
+        "applicant,income,debt\n" + "".join(f"A{i // 2},{i}.5,{i * 2}.0\n" for i in range(10))
+    )
+    ws = rt.init(tmp_path / "ws")
+    full = rt.load_csv(path, workspace=ws, subject="applicant", columns=["income", "debt"])
+    job = ws.erase(subject="A1", reason="GDPR Art. 17")
+    with job.excluding():
+        rebuilt = rt.load_csv(path, workspace=ws, subject="applicant", columns=["income", "debt"])
+    assert np.asarray(rebuilt)[:, 0].tolist() == [0.5, 1.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5]
+    ids = rt.lineage(full).sources()
+    kept = rt.lineage(rebuilt).sources()
+    (name,) = ids
+    assert sorted(set(ids[name]) - set(kept[name])) == [2, 3]

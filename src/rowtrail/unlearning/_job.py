@@ -31,6 +31,7 @@ import calendar
 import contextlib
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,7 @@ from numpy.typing import NDArray
 
 from rowtrail.errors import InvalidInputError
 from rowtrail.ledger import subject_keys
+from rowtrail.lineage import excluding_rows
 from rowtrail.training._erased import SCHEME, row_commitments
 from rowtrail.unlearning._methods import (
     ModelInput,
@@ -206,6 +208,15 @@ class ErasureJob:
             "models": [w.to_json() for _, w in sorted(self.models.items())],
             "n_rows": int(self.row_ids.size),
         }
+
+    def excluding(self) -> AbstractContextManager[None]:
+        """Return ``with job.excluding():``, under which the source readers drop the rows.
+
+        Re-run the pipeline that built the training data inside it (``rt.pandas.read_csv``,
+        ``read_parquet``, ``rt.load_csv``): every other row keeps its row id, so the rebuilt
+        data is the data without the erased rows, and its lineage is checked by :meth:`run`.
+        """
+        return excluding_rows(self.row_ids)
 
     # ------------------------------------------------------------------ checks
     def _match(self, inputs: Sequence[ModelInput]) -> dict[str, ModelInput]:
