@@ -152,3 +152,25 @@ def test_issue11_load_csv_excluding_keeps_every_other_row_id(tmp_path: Path) -> 
     kept = rt.lineage(rebuilt).sources()
     (name,) = ids
     assert sorted(set(ids[name]) - set(kept[name])) == [2, 3]
+
+
+def test_issue11_the_plan_names_per_sample_signal_blobs_of_a_network_run(
+    setting: dict[str, Any],
+) -> None:
+    from torch.utils.data import DataLoader
+
+    ws, X, y, ids = (setting[k] for k in ("ws", "X", "y", "ids"))
+    dataset = TensorDataset(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y).long())
+    dataset.row_ids = ids  # type: ignore[attr-defined]
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    with ws.training_run("net", model=model) as run:
+        for inputs, _ in run.track(DataLoader(dataset, batch_size=20)):
+            run.log_signal("first", inputs[:, 0])
+    job = ws.erase(subject="A3", reason="GDPR Art. 17")
+    signals = [e.index for e in ws.ledger.entries_of_kind("training.signals")]
+    assert signals
+    assert job.plan.signals == tuple(signals)  # the chunk that drew rows 6 and 7
+    assert len(job.models) == 2  # the convex fit and the network
+    net = job.models[run.run_id]
+    assert net.removed_ids.tolist() == ids[6:8].tolist()
+    assert net.fit_indices == ()  # a network trained batch by batch: no convex fit

@@ -397,9 +397,12 @@ class ErasureJob:
             "job": self.job_id,
             "key_ids": key_ids,
             "predictions": sorted(i for i, k in encrypted.items() if k in key_ids),
+            # Decisions stored in clear (logged without subject=) cannot be shredded, nor can
+            # per-sample signal blobs (one blob per chunk, many subjects): named, not hidden.
             "not_shredded": sorted(
                 i for i in predictions if i not in encrypted or encrypted[i] not in key_ids
             ),
+            "signals_not_shredded": sorted({i for r in self.requests for i in r.plan.signals}),
         }
         # The event is written before the keys go: a crash between leaves keys to destroy
         # again, never destroyed keys without a record.

@@ -126,6 +126,9 @@ class ErasurePlan:
         that name the subject (their stored inputs are shredded).
     feature_sets : tuple of str
         Ids of stored gradient-feature sets holding a row of a removed or recomputed sample.
+    signals : tuple of int
+        Ledger indices of ``training.signals`` events (per-sample signal blobs) of chunks
+        that drew a sample built from the rows.
     """
 
     request: dict[str, Any]
@@ -136,6 +139,7 @@ class ErasurePlan:
     unknown_runs: tuple[tuple[str, str], ...] = ()
     predictions: tuple[int, ...] = ()
     feature_sets: tuple[str, ...] = field(default_factory=tuple)
+    signals: tuple[int, ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -161,6 +165,7 @@ class ErasurePlan:
             "unknown_runs": [{"run": r, "reason": why} for r, why in self.unknown_runs],
             "predictions": list(self.predictions),
             "feature_sets": list(self.feature_sets),
+            "signals": list(self.signals),
         }
 
 
@@ -285,6 +290,22 @@ def _predictions(ws: Any, row_ids: NDArray[np.int64], pseudonym: str | None) -> 
     return found
 
 
+def _signals(ws: Any, uses: list[SampleUse]) -> list[int]:
+    """Return the per-sample signal events of the chunks that drew the rows' samples."""
+    from rowtrail.training._status import prove_verified
+
+    chunks = {u.chunk_proof.index for u in uses if u.chunk_proof is not None}
+    if not chunks:
+        return []
+    found = [
+        e.index
+        for e in ws.ledger.entries_of_kind("training.signals")
+        if e.event.payload.get("chunk") in chunks
+    ]
+    prove_verified(ws, found)
+    return found
+
+
 def _feature_sets(ws: Any, models: list[ModelWork]) -> list[str]:
     """Return the ids of feature sets holding a removed or recomputed sample's features."""
     from rowtrail.training import list_feature_sets, open_feature_set
@@ -353,6 +374,7 @@ def resolve_request(
         models, unknown = _models(uses)
         predictions = _predictions(ws, row_ids, pseudonym)
         feature_sets = _feature_sets(ws, models)
+        signals = _signals(ws, uses)
     return ErasurePlan(
         request,
         pseudonym,
@@ -362,6 +384,7 @@ def resolve_request(
         tuple(unknown),
         tuple(predictions),
         tuple(feature_sets),
+        tuple(signals),
     )
 
 
