@@ -338,8 +338,44 @@ class Workspace:
     ) -> ErasureJob:
         """Resolve an erasure request into a job (nothing is written until ``job.run()``).
 
-        See :mod:`rowtrail.unlearning._job`. Give ``subject=`` (pseudonym or raw id) or
-        ``source=`` with ``rows=``; a bad request raises a typed error and writes nothing.
+        Parameters
+        ----------
+        subject : str or int, optional
+            A subject pseudonym (``ps:...``) or raw identifier: all of its recorded rows.
+        source : str, int or (str, int), optional
+            A source name, index or ``(name, version)``, with ``rows``.
+        rows : sequence of int, optional
+            0-based data row numbers of ``source``.
+        reason : str
+            Why (recorded with the request).
+        requested_at : datetime or str, optional
+            When the request was made (aware datetime or ISO 8601 with offset); default now.
+
+        Returns
+        -------
+        ErasureJob
+            Its ``plan`` says what the rows reached; ``job.run(ModelInput(...))`` updates
+            the models, shreds the subject's payloads and records the ``erasure.*`` events
+            (see :mod:`rowtrail.unlearning._job`).
+
+        Raises
+        ------
+        InvalidInputError
+            No rows of the subject are recorded, rows out of range, a malformed request.
+        UnknownSourceError
+            ``source`` is not registered. Nothing is written on any error.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, rowtrail as rt
+        >>> ws = rt.init(tempfile.mkdtemp())
+        >>> _ = rt.track(np.zeros((4, 2)), source="t", workspace=ws)
+        >>> job = ws.erase(source="t", rows=[1], reason="GDPR Art. 17")
+        >>> job.plan.n_rows, job.plan.has_model_work
+        (1, False)
+        >>> result = job.run()
+        >>> ws.ledger.entry(result.completed_index).event.kind
+        'erasure.completed'
         """
         self._check_open()
         from rowtrail.unlearning._job import new_job

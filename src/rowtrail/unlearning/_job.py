@@ -329,6 +329,9 @@ class ErasureJob:
             "status": "completed",
             "n_requests": len(self.requests),
             "n_models": len(updates),
+            # Runs that trained without row ids: whether they used the rows is unknown, so
+            # this job cannot have changed them; said here, never hidden.
+            "unknown_runs": sorted({run for r in self.requests for run, _ in r.plan.unknown_runs}),
             "events": {k: v for k, v in sorted(events.items())},
         }
         events["erasure.completed"] = [
