@@ -217,7 +217,7 @@ def test_issue11_bad_requests_raise_and_change_no_file(fitted: dict[str, Any]) -
     before = digest_files(ws.path)
     with pytest.raises(InvalidInputError, match="no rows of this subject are recorded"):
         ws.erase(subject=999_999_999, reason="GDPR Art. 17")
-    with pytest.raises(InvalidInputError, match=r"rows of sample_usage must be row numbers"):
+    with pytest.raises(InvalidInputError, match=r"rows of erase must be row numbers"):
         ws.erase(source="bureau", rows=[10**6], reason="x")
     with pytest.raises(UnknownSourceError, match="burau"):
         ws.erase(source="burau", rows=[1], reason="x")

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from rowtrail.errors import InvalidInputError
+from rowtrail.errors import InvalidInputError, UnknownSourceError
 from rowtrail.ids import ROW_BITS, is_pseudonym
 from rowtrail.lineage import list_sources
 
@@ -210,7 +210,12 @@ def _request_rows(
             "Give rows=[...] (erasing a whole source is not a request about a person)."
         )
     numbers = _check_rows(rows)
-    ids = np.unique(target_ids(ws, None, None, source, numbers))  # type: ignore[arg-type]
+    try:
+        ids = np.unique(target_ids(ws, None, None, source, numbers))  # type: ignore[arg-type]
+    except (InvalidInputError, UnknownSourceError) as exc:
+        # The shared check names its own caller; say which call was refused.
+        text = str(exc).replace(" of sample_usage ", " of erase ")
+        raise type(exc)(f"{text} Nothing was written.") from None
     return (
         {"source": source if not isinstance(source, tuple) else list(source), "rows": numbers},
         None,
