@@ -232,6 +232,9 @@ def test_issue11_bad_requests_raise_and_change_no_file(fitted: dict[str, Any]) -
         job.run()  # the model that used the rows was not given
     with pytest.raises(InvalidInputError, match="whose training rowtrail recorded"):
         job.run(ModelInput(LogisticRegression().fit(np.eye(2), [0, 1])))
+    z = np.asarray(fitted["model"][:-1].transform(fitted["X_train"][FEATURES]))
+    with pytest.raises(InvalidInputError, match="must not be 'newton'"):  # statistics moved
+        job.run(ModelInput(fitted["model"], X=z, y=fitted["y_train"]), method="newton")
     assert digest_files(ws.path) == before
 
 

@@ -62,6 +62,9 @@ class ModelInput:
         The training data rebuilt without the erased rows (retraining; replacement features).
     row_ids : array_like of int64, optional
         Sample row ids of ``X_rebuilt`` (default: its ``row_ids`` when traced).
+    test : (X, y), optional
+        Held-out data: with it, Newton removal is verified against the model retrained
+        without the forget set (:func:`rowtrail.unlearning._verify.compare_with_retraining`).
     """
 
     model: Any
@@ -70,6 +73,7 @@ class ModelInput:
     X_rebuilt: Any = None
     y_rebuilt: Any = None
     row_ids: Any = None
+    test: tuple[Any, Any] | None = None
 
 
 @dataclass
@@ -198,11 +202,17 @@ def choose(method: str, given: ModelInput, statistics: bool) -> str:
     model = given.model
     if method not in METHODS:
         raise InvalidInputError(f"method of erase must be one of {list(METHODS)}; got {method!r}")
+    if method == "newton" and statistics:
+        raise InvalidInputError(
+            "method of erase must not be 'newton' here: the erased rows entered fitted "
+            "statistics (a scaler's mean), so every sample's features change; use 'retrain' "
+            "(or 'auto') with the rebuilt data. Nothing was written."
+        )
     if method != "auto":
         return method
     if hasattr(model, "unlearn") and callable(model.unlearn):
         return "sisa"
-    if isinstance(model, ConvexFit) and not statistics and given.X is not None:
+    if _convex_of(model) is not None and not statistics and given.X is not None:
         return "newton"
     return "retrain"
 
@@ -271,6 +281,56 @@ def _newton(
     return unlearn(fit, given.X, given.y, **options)
 
 
+def _verification(
+    fit: ConvexFit,
+    theta: NDArray[np.float64],
+    given: ModelInput,
+    remove: NDArray[np.int64],
+    replace: NDArray[np.int64],
+) -> dict[str, Any]:
+    """Compare Newton removal with exact retraining on the retained data (when ``test``).
+
+    Calls ``_verify.compare_with_retraining``, which lands with its own change; without it,
+    or without ``test``, no figures are recorded (the event then says ``"not verified"``).
+    """
+    if given.test is None:
+        return {"status": "not verified: no test data given"}
+    try:
+        from rowtrail.unlearning import _verify  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return {"status": "not verified: comparison with retraining unavailable in this build"}
+    X = np.asarray(given.X, dtype=np.float64)  # noqa: N806 - X as in sklearn
+    y = np.asarray(given.y, dtype=np.float64).reshape(-1)
+    keep = np.setdiff1d(np.arange(X.shape[0]), remove)
+    retained = X.copy()
+    if replace.size:  # the recomputed samples enter the reference with their new features
+        rebuilt = np.asarray(given.X_rebuilt, dtype=np.float64)
+        ids = _rebuilt_ids(given, rebuilt.shape[0])
+        if ids is not None:
+            lookup = {int(r): i for i, r in enumerate(ids.tolist())}
+            for position in replace.tolist():
+                retained[position] = rebuilt[lookup[int(fit.row_ids[position])]]
+    reference, _, _ = _retrain_convex(
+        fit, ModelInput(fit, X_rebuilt=retained[keep], y_rebuilt=y[keep])
+    )
+    view = _verify.ModelView.from_linear
+    result = _verify.compare_with_retraining(
+        view(fit.theta, fit_intercept=fit.fit_intercept),
+        view(theta, fit_intercept=fit.fit_intercept),
+        view(reference.theta, fit_intercept=fit.fit_intercept),
+        forget=(X[remove], y[remove]),
+        test=(np.asarray(given.test[0], np.float64), np.asarray(given.test[1], np.float64)),
+    )
+    figures: dict[str, Any] = {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+        for k, v in vars(result).items()
+        if isinstance(v, int | float | bool | str) or v is None
+    }
+    figures["failures"] = list(getattr(result, "failures", ()))
+    figures["status"] = "passed" if getattr(result, "passed", False) else "failed"
+    return figures
+
+
 def update_model(
     run_id: str,
     given: ModelInput,
@@ -314,7 +374,8 @@ def update_model(
         out = _newton(fit, given, remove, replace, tol)
         new = copy.copy(fit)
         new.theta = np.asarray(out.theta, dtype=np.float64)
-        exact = False
+        exact = str(out.method) != "newton"  # "retrain-warm": retrained to convergence
+        figures = _verification(fit, new.theta, given, remove, replace)
         return ModelUpdate(
             run_id,
             fit.ledger_index,
@@ -328,6 +389,7 @@ def update_model(
             int(out.steps),
             time.perf_counter() - start,
             new,
+            figures | {"exact_label": str(getattr(out, "exact_label", ""))},
             theta=new.theta,
         )
     if given.X_rebuilt is None or given.y_rebuilt is None:
