@@ -153,6 +153,23 @@ def _union(parts: Iterable[NDArray[np.int64]]) -> NDArray[np.int64]:
     return np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, np.int64)
 
 
+def _merged(run_id: str, parts: Sequence[ModelWork]) -> ModelWork:
+    """Return one :class:`ModelWork` for several (requests of a batch, shards of a model)."""
+    if len(parts) == 1:
+        return parts[0]
+    removed = _union(p.removed_ids for p in parts)
+    return ModelWork(
+        run_id,
+        parts[0].run_status,
+        tuple(sorted({i for p in parts for i in p.fit_indices})),
+        tuple(sorted({i for p in parts for i in p.split_indices})),
+        removed,
+        np.setdiff1d(_union(p.recomputed_ids for p in parts), removed).astype(np.int64),
+        _union(p.statistic_ids for p in parts),
+        tuple(sorted({r for p in parts for r in p.roles})),
+    )
+
+
 class ErasureJob:
     """An erasure of one or more requests; see the module docstring.
 
@@ -178,24 +195,10 @@ class ErasureJob:
         return sorted({r.plan.pseudonym for r in self.requests if r.plan.pseudonym})
 
     def _merge_models(self) -> dict[str, ModelWork]:
-        merged: dict[str, ModelWork] = {}
+        parts: dict[str, list[ModelWork]] = {}
         for work in (w for r in self.requests for w in r.plan.models):
-            old = merged.get(work.run_id)
-            if old is None:
-                merged[work.run_id] = work
-                continue
-            removed = _union([old.removed_ids, work.removed_ids])
-            merged[work.run_id] = ModelWork(
-                work.run_id,
-                work.run_status,
-                tuple(sorted({*old.fit_indices, *work.fit_indices})),
-                tuple(sorted({*old.split_indices, *work.split_indices})),
-                removed,
-                np.setdiff1d(_union([old.recomputed_ids, work.recomputed_ids]), removed),
-                _union([old.statistic_ids, work.statistic_ids]),
-                tuple(sorted({*old.roles, *work.roles})),
-            )
-        return merged
+            parts.setdefault(work.run_id, []).append(work)
+        return {run: _merged(run, works) for run, works in parts.items()}
 
     def to_json(self) -> dict[str, Any]:
         """Return the job's plan as JSON (what ``rowtrail erase --dry-run`` prints)."""
@@ -219,22 +222,33 @@ class ErasureJob:
         return excluding_rows(self.row_ids)
 
     # ------------------------------------------------------------------ checks
-    def _match(self, inputs: Sequence[ModelInput]) -> dict[str, ModelInput]:
-        """Map each affected run to the input given for it; raise on any mismatch."""
-        by_fit = {i: run for run, w in self.models.items() for i in w.fit_indices}
-        matched: dict[str, ModelInput] = {}
+    def _runs_of(self, model: Any) -> tuple[list[str], int | None]:
+        """Return the affected runs a model's training was recorded as, and its fit index."""
+        index = fit_index_of(model)
+        if index is not None:
+            by_fit = {i: run for run, w in self.models.items() for i in w.fit_indices}
+            return ([by_fit[index]] if index in by_fit else []), index
+        shards = getattr(model, "shards", None)
+        if shards is not None:  # a sharded model: one training run per shard
+            return sorted({str(s.run_id) for s in shards} & set(self.models)), None
+        run = getattr(model, "run_id", None)
+        return ([str(run)] if run in self.models else []), None
+
+    def _match(self, inputs: Sequence[ModelInput]) -> list[tuple[list[str], ModelInput]]:
+        """Pair each input with the affected runs it covers; raise on any mismatch."""
+        matched: list[tuple[list[str], ModelInput]] = []
         for given in inputs:
-            index = fit_index_of(given.model)
-            run = by_fit.get(index) if index is not None else getattr(given.model, "run_id", None)
-            if run is None or run not in self.models:
+            runs, index = self._runs_of(given.model)
+            if not runs:
                 raise InvalidInputError(
                     f"model of erase must be a model whose training rowtrail recorded and "
                     f"that used the erased rows; got {type(given.model).__name__} (training.fit "
                     f"{index}). Affected runs: {sorted(self.models)}. Nothing was written."
                 )
-            matched[run] = given
+            matched.append((runs, given))
+        covered = {run for runs, _ in matched for run in runs}
         missing = [
-            run for run, w in self.models.items() if run not in matched and needs_model(w.roles)
+            run for run, w in self.models.items() if run not in covered and needs_model(w.roles)
         ]
         if missing:
             raise InvalidInputError(
@@ -243,6 +257,10 @@ class ErasureJob:
                 "each (rowtrail keeps no training matrices). Nothing was written."
             )
         return matched
+
+    def _work(self, runs: list[str]) -> ModelWork:
+        """Return the merged work of the runs one model covers (a sharded model's shards)."""
+        return _merged(",".join(runs), [self.models[r] for r in runs])
 
     def _commitment(self, row_ids: NDArray[np.int64]) -> dict[str, Any]:
         """Keyed per-row commitments to the rows, as a blob (no raw ids in the log)."""
@@ -280,22 +298,21 @@ class ErasureJob:
             erased rows: nothing is written.
         """
         given = [models] if isinstance(models, ModelInput) else list(models or [])
-        matched = self._match(given)
-        for run, item in matched.items():
-            work = self.models[run]
+        matched = [(self._work(runs), item) for runs, item in self._match(given)]
+        for work, item in matched:
             choose(method, item, work.refits_statistics)
             check_rebuilt(item, self.row_ids, work.removed_ids)
         updates = [
             update_model(
-                run,
+                work.run_id,
                 item,
                 method=method,
-                removed=self.models[run].removed_ids,
-                recomputed=self.models[run].recomputed_ids,
-                statistics=self.models[run].refits_statistics,
+                removed=work.removed_ids,
+                recomputed=work.recomputed_ids,
+                statistics=work.refits_statistics,
                 tol=tol,
             )
-            for run, item in sorted(matched.items())
+            for work, item in sorted(matched, key=lambda pair: pair[0].run_id)
         ]
         return self._record(updates)
 

@@ -136,8 +136,8 @@ def params_digest(model: Any) -> str:
     """Return ``sha256:`` of a model's parameters (θ, or coef_ and intercept_, little-endian)."""
     if isinstance(model, ConvexFit):
         data = np.ascontiguousarray(model.theta, dtype="<f8").tobytes()
-    elif hasattr(model, "digest") and callable(model.digest):
-        return str(model.digest())
+    elif isinstance(getattr(model, "digest", None), str):  # a sharded model's own digest
+        return str(model.digest)
     else:
         final = model.steps[-1][1] if hasattr(model, "steps") else model
         final = getattr(final, "estimator", final)
@@ -210,7 +210,7 @@ def choose(method: str, given: ModelInput, statistics: bool) -> str:
         )
     if method != "auto":
         return method
-    if hasattr(model, "unlearn") and callable(model.unlearn):
+    if hasattr(model, "shards") and callable(getattr(model, "unlearn", None)):
         return "sisa"
     if _convex_of(model) is not None and not statistics and given.X is not None:
         return "newton"
@@ -281,6 +281,44 @@ def _newton(
     return unlearn(fit, given.X, given.y, **options)
 
 
+def _sisa(
+    run_id: str,
+    given: ModelInput,
+    removed: NDArray[np.int64],
+    recomputed: NDArray[np.int64],
+    before: str,
+    start: float,
+) -> ModelUpdate:
+    """Retrain the affected shards (``ShardedModel.unlearn``, which lands with its change)."""
+    if recomputed.size:
+        raise InvalidInputError(
+            f"model of erase: sharded retraining removes samples but cannot recompute the "
+            f"{recomputed.size} sample(s) built from the erased rows by a join or aggregation; "
+            "rebuild the dataset and train the sharded model again. Nothing was written."
+        )
+    out = given.model.unlearn(removed)
+    after = getattr(out, "model", given.model)
+    figures: dict[str, Any] = {
+        "affected_shards": list(getattr(out, "affected_shards", ())),
+        "sharded_event": getattr(out, "ledger_index", None),
+    }
+    return ModelUpdate(
+        run_id,
+        None,
+        str(getattr(out, "method", "sisa")),
+        bool(getattr(out, "exact", True)),
+        str(getattr(out, "model_digest_before", before)),
+        str(getattr(out, "model_digest_after", None) or params_digest(after)),
+        None,
+        None,
+        None,
+        None,
+        time.perf_counter() - start,
+        after,
+        figures,
+    )
+
+
 def _verification(
     fit: ConvexFit,
     theta: NDArray[np.float64],
@@ -347,22 +385,7 @@ def update_model(
     fit = _convex_of(given.model)
     start = time.perf_counter()
     if chosen == "sisa":
-        after_model = given.model.unlearn(removed)
-        after_model = given.model if after_model is None else after_model
-        return ModelUpdate(
-            run_id,
-            None,
-            "sisa",
-            True,
-            before,
-            params_digest(after_model),
-            None,
-            None,
-            None,
-            None,
-            time.perf_counter() - start,
-            after_model,
-        )
+        return _sisa(run_id, given, removed, recomputed, before, start)
     if chosen == "newton":
         if fit is None or given.X is None or given.y is None:
             raise InvalidInputError(
