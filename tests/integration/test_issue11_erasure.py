@@ -28,7 +28,7 @@ from rowtrail.attribution import (
     log_prediction,
 )
 from rowtrail.datasets import credit
-from rowtrail.errors import InvalidInputError, ShreddedError, UnknownSourceError
+from rowtrail.errors import InvalidInputError, ShreddedError, StateError, UnknownSourceError
 from rowtrail.ids import ROW_BITS
 from rowtrail.lineage import get_source
 from rowtrail.training import sample_usage
@@ -282,6 +282,8 @@ def test_issue11_sample_usage_answers_erased_with_proof(
     other = applicant(fitted, truth, "train")
     job = ws.erase(subject=key, reason="GDPR Art. 17")
     result = job.run()
+    with pytest.raises(StateError, match="already ran"):
+        job.run()
     bureau = truth["rows"]["bureau"][key][0]
     from rowtrail.training._erased import find_erasures
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from rowtrail.errors import InvalidInputError
+from rowtrail.errors import InvalidInputError, StateError
 from rowtrail.ledger import subject_keys
 from rowtrail.lineage import excluding_rows
 from rowtrail.training._erased import SCHEME, row_commitments
@@ -183,6 +183,7 @@ class ErasureJob:
         self.job_id = "erasure-" + secrets.token_hex(8)
         self.row_ids = _union(r.plan.row_ids for r in self.requests)
         self.models = self._merge_models()
+        self.result: ErasureResult | None = None
 
     @property
     def plan(self) -> ErasurePlan:
@@ -296,7 +297,14 @@ class ErasureJob:
         InvalidInputError
             A model rowtrail did not see trained, a missing model, rebuilt data still holding
             erased rows: nothing is written.
+        StateError
+            The job already ran.
         """
+        if self.result is not None:
+            raise StateError(
+                f"job {self.job_id} already ran (erasure.completed at ledger entry "
+                f"{self.result.completed_index}); make a new job with ws.erase(...)"
+            )
         given = [models] if isinstance(models, ModelInput) else list(models or [])
         matched = [(self._work(runs), item) for runs, item in self._match(given)]
         for work, item in matched:
@@ -355,6 +363,7 @@ class ErasureJob:
             ledger.append("erasure.completed", done, subjects=self.pseudonyms)
         ]
         ledger.checkpoint()
+        self.result = result
         return result
 
     def _requested_payload(self) -> dict[str, Any]:
