@@ -33,6 +33,7 @@ from rowtrail.ids import ROW_BITS
 from rowtrail.lineage import get_source
 from rowtrail.training import sample_usage
 from rowtrail.unlearning._methods import ModelInput
+from rowtrail.unlearning._resolve import erasure_status
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("sklearn")
@@ -292,6 +293,12 @@ def test_issue11_sample_usage_answers_erased_with_proof(
     assert erasure.completed_index == result.completed_index
     assert erasure.text() == f"erased on {erasure.erased_on} by job {job.job_id}"
     assert find_erasures(ws, sorted(ids_of(ws, truth, other))) == []
+    # A subject no training used: its audit still answers "erased on D by job J".
+    assert sample_usage(ws, subject=key) == []
+    (status,) = erasure_status(ws, subject=key)
+    assert status.job_id == job.job_id
+    assert status.row_ids == tuple(sorted(ids_of(ws, truth, key)))
+    status.proof.verify()
     # A training applicant's uses carry the erasure once it is done.
     job2 = ws.erase(subject=other, reason="GDPR Art. 17")
     keep = sorted(set(fitted["train"]) - {other})

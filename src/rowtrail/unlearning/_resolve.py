@@ -36,8 +36,9 @@ from rowtrail.lineage import list_sources
 
 if TYPE_CHECKING:
     from rowtrail.training import SampleUse
+    from rowtrail.training._erased import Erasure
 
-__all__ = ["ErasurePlan", "ModelWork", "resolve_request"]
+__all__ = ["ErasurePlan", "ModelWork", "erasure_status", "resolve_request"]
 
 _EMPTY: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
@@ -400,3 +401,33 @@ def merge_rows(plans: Sequence[ErasurePlan]) -> Mapping[str, NDArray[np.int64]]:
         for work in plan.models:
             found[work.run_id].update(work.removed_ids.tolist())
     return {run: _ids(ids) for run, ids in found.items()}
+
+
+def erasure_status(
+    ws: Any,
+    *,
+    subject: object = None,
+    source: str | int | tuple[str, int] | None = None,
+    rows: ArrayLike | None = None,
+) -> list[Erasure]:
+    """Return the completed erasure jobs that erased the rows of a subject or source rows.
+
+    Each answer reads "erased on D by job J" (:meth:`Erasure.text`) and carries the verified
+    proofs of the job's ``erasure.completed`` and ``erasure.requested`` events; an empty list
+    means no completed job erased them. Raises like :func:`resolve_request` for a subject
+    with no recorded rows, rows out of range or an unknown source.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, rowtrail as rt
+    >>> ws = rt.init(tempfile.mkdtemp())
+    >>> _ = rt.track(np.zeros((4, 2)), source="t", workspace=ws)
+    >>> job = ws.erase(source="t", rows=[1], reason="GDPR Art. 17")
+    >>> _ = job.run()
+    >>> [e.job_id == job.job_id for e in erasure_status(ws, source="t", rows=[1, 2])]
+    [True]
+    """
+    from rowtrail.training._erased import find_erasures
+
+    _, _, row_ids, _ = _request_rows(ws, subject, source, rows)
+    return find_erasures(ws, row_ids)
