@@ -409,6 +409,49 @@ def _is_input_row(value: object) -> bool:
     return array.ndim >= 1 and array.size > 0
 
 
+def verify_decision_keys(ws: AttributionWorkspace) -> int:
+    """Check the data key store, and that every encrypted decision input has its key.
+
+    A decision input logged for a subject is encrypted under the subject's data key; its key
+    must be alive, or destroyed by a recorded erasure (``erasure.shredded`` names its id). A
+    key file that is altered, truncated or missing otherwise is a tampered workspace.
+
+    Returns
+    -------
+    int
+        The number of live data keys checked.
+
+    Raises
+    ------
+    FileIntegrityError
+        A key file fails its seal, or an encrypted input's key is missing without a record.
+    """
+    store = subject_keys(ws)
+    n_keys = store.verify()
+    shredded = {
+        str(k)
+        for e in ws.ledger.entries_of_kind("erasure.shredded")
+        for k in e.event.payload.get("key_ids", ())
+    }
+    for entry in ws.ledger.entries_of_kind("prediction.made"):
+        info = entry.event.payload.get("attribution")
+        digest = info.get("query_blob") if isinstance(info, dict) else None
+        if not isinstance(digest, str):
+            continue
+        blob = ws.ledger.blobs.get(digest)
+        if (
+            is_encrypted(blob)
+            and not store.has(key_id_of(blob))
+            and key_id_of(blob) not in shredded
+        ):
+            raise FileIntegrityError(
+                f"the data key {key_id_of(blob)} of prediction {entry.index}'s input is missing "
+                f"from {store.root}, and no erasure destroyed it. Restore keys/ from your backup.",
+                path=str(store.root),
+            )
+    return n_keys
+
+
 def _query_bytes(ws: AttributionWorkspace, prediction: int, digest: str) -> bytes:
     """Return a logged input vector's bytes, decrypted; say which erasure shredded it."""
     data = ws.ledger.blobs.get(digest)

@@ -95,7 +95,10 @@ def find_erasures(ws: Any, row_ids: ArrayLike) -> list[Erasure]:
         }
         hit: set[int] = set()
         for request in asked.event.payload.get("requests", []):
-            blob = ws.ledger.blobs.get(str(request["rows"]["blob"]))  # re-hashed on read
+            rows = request.get("rows") if isinstance(request, dict) else None
+            if not isinstance(rows, dict) or rows.get("scheme") != SCHEME:
+                continue  # not a record this version wrote: it names no rows to match
+            blob = ws.ledger.blobs.get(str(rows["blob"]))  # re-hashed on read
             stored = {blob[i : i + _MAC] for i in range(0, len(blob), _MAC)}
             hit.update(int(r) for mac, r in macs.items() if mac in stored)
         if hit:
