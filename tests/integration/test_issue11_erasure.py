@@ -28,7 +28,13 @@ from rowtrail.attribution import (
     log_prediction,
 )
 from rowtrail.datasets import credit
-from rowtrail.errors import InvalidInputError, ShreddedError, StateError, UnknownSourceError
+from rowtrail.errors import (
+    FileIntegrityError,
+    InvalidInputError,
+    ShreddedError,
+    StateError,
+    UnknownSourceError,
+)
 from rowtrail.ids import ROW_BITS
 from rowtrail.lineage import get_source
 from rowtrail.training import sample_usage
@@ -366,10 +372,16 @@ def test_issue11_a_shredded_decision_input_is_unreadable_and_the_log_verifies(
     with pytest.raises(ShreddedError, match=f"shredded by erasure job {job.job_id}"):
         ws.explain(index, top_k=2)
     assert ws.explain(other, top_k=2).decision.status == "recorded"  # others untouched
-    keys_file = ws.path / "keys" / "subjects.db"
-    assert all(k.encode() not in keys_file.read_bytes() for k in result.key_ids)
+    names = {p.stem for p in (ws.path / "keys" / "subjects").rglob("*.key")}
+    assert names  # the other subject's key stays
+    assert not names & set(result.key_ids)  # the erased subject's key files are gone
     report = ws.verify()  # the ciphertext still hashes to its digest; chain and proofs hold
     assert report.size == ws.ledger.size
+    assert report.counts["data_keys"] == 1
+    for path in (ws.path / "keys" / "subjects").rglob("*.key"):
+        path.unlink()  # a live key lost without an erasure record: tampering, caught
+    with pytest.raises(FileIntegrityError, match="no erasure destroyed it"):
+        ws.verify()
 
 
 def test_issue11_a_batch_spans_at_most_one_month(
