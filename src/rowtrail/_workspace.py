@@ -68,6 +68,7 @@ from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQL
 if TYPE_CHECKING:
     from rowtrail.attribution import Attributor, Explanation
     from rowtrail.training import TrainingRun
+    from rowtrail.unlearning._job import ErasureJob
 
 __all__ = ["Workspace", "init_workspace", "open_workspace"]
 
@@ -325,6 +326,73 @@ class Workspace:
 
         return explain(self, prediction, top_k=top_k, proofs=proofs, attributor=attributor)
 
+    # ------------------------------------------------------------ unlearning
+    def erase(
+        self,
+        *,
+        subject: object = None,
+        source: str | int | tuple[str, int] | None = None,
+        rows: Any = None,
+        reason: str,
+        requested_at: datetime | str | None = None,
+    ) -> ErasureJob:
+        """Resolve an erasure request into a job (nothing is written until ``job.run()``).
+
+        Parameters
+        ----------
+        subject : str or int, optional
+            A subject pseudonym (``ps:...``) or raw identifier: all of its recorded rows.
+        source : str, int or (str, int), optional
+            A source name, index or ``(name, version)``, with ``rows``.
+        rows : sequence of int, optional
+            0-based data row numbers of ``source``.
+        reason : str
+            Why (recorded with the request).
+        requested_at : datetime or str, optional
+            When the request was made (aware datetime or ISO 8601 with offset); default now.
+
+        Returns
+        -------
+        ErasureJob
+            Its ``plan`` says what the rows reached; ``job.run(ModelInput(...))`` updates
+            the models, shreds the subject's payloads and records the ``erasure.*`` events
+            (see :mod:`rowtrail.unlearning._job`).
+
+        Raises
+        ------
+        InvalidInputError
+            No rows of the subject are recorded, rows out of range, a malformed request.
+        UnknownSourceError
+            ``source`` is not registered. Nothing is written on any error.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np, rowtrail as rt
+        >>> ws = rt.init(tempfile.mkdtemp())
+        >>> _ = rt.track(np.zeros((4, 2)), source="t", workspace=ws)
+        >>> job = ws.erase(source="t", rows=[1], reason="GDPR Art. 17")
+        >>> job.plan.n_rows, job.plan.has_model_work
+        (1, False)
+        >>> result = job.run()
+        >>> ws.ledger.entry(result.completed_index).event.kind
+        'erasure.completed'
+        """
+        self._check_open()
+        from rowtrail.unlearning._job import new_job
+
+        request: dict[str, Any] = {"subject": subject, "source": source, "rows": rows,
+                                   "reason": reason}
+        if requested_at is not None:
+            request["requested_at"] = requested_at
+        return new_job(self, [request], now=self.ledger.now())
+
+    def erase_batch(self, requests: list[dict[str, Any]]) -> ErasureJob:
+        """Resolve several requests received within one month into one erasure job."""
+        self._check_open()
+        from rowtrail.unlearning._job import new_job
+
+        return new_job(self, requests, now=self.ledger.now())
+
     # ------------------------------------------------------------ verification
     def verify(
         self,
@@ -355,10 +423,13 @@ class Workspace:
             )
         with self.db.read_snapshot():  # the log and its caches as of one committed state
             report, cache_rows = self._verify_snapshot(root, trust_root, progress)
+        from rowtrail.attribution import verify_decision_keys
+
         extra = {
             "cache_rows": cache_rows,
             "blob_files": _verify_blob_files(self.blobs),
             "bound_files": _verify_bound_files(self),
+            "data_keys": verify_decision_keys(self),
         }
         return report.with_counts(extra)
 

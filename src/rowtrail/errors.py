@@ -9,6 +9,7 @@ keep ``except ValueError`` / ``except RuntimeError`` / ``except ImportError`` wo
     │   ├── CanonicalEncodingError
     │   └── WorkspaceNotFoundError
     ├── StateError (RuntimeError)
+    │   └── ShreddedError
     ├── LineageError
     │   └── UnknownSourceError (KeyError-free lookup failures)
     ├── StorageError
@@ -52,6 +53,7 @@ __all__ = [
     "SchemaMismatchError",
     "SchemaVersionError",
     "SecurityWarning",
+    "ShreddedError",
     "StateError",
     "StorageError",
     "TableIntegrityError",
@@ -84,6 +86,13 @@ class CanonicalEncodingError(InvalidInputError):
 
 class StateError(RowtrailError, RuntimeError):
     """A call was made out of order or on a closed object."""
+
+
+class ShreddedError(StateError):
+    """A payload's data key was destroyed by an erasure: its content is gone for good.
+
+    The payload's record, its digest and every proof stay valid; only the plaintext is lost.
+    """
 
 
 class LineageError(RowtrailError):

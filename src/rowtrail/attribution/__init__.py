@@ -53,6 +53,7 @@ from rowtrail.attribution._persist import (
     register_attributor,
     save_attributor,
     verify_attribution_files,
+    verify_decision_keys,
 )
 from rowtrail.attribution._scorers import (
     ExactInfluenceScorer,
@@ -102,4 +103,5 @@ __all__ = [
     "save_feature_matrix",
     "summarize_contributions",
     "verify_attribution_files",
+    "verify_decision_keys",
 ]

@@ -38,7 +38,8 @@ from rowtrail.attribution._features import (
 )
 from rowtrail.attribution._topk import ScoreIndex
 from rowtrail.attribution._types import AttributionWorkspace
-from rowtrail.errors import FileIntegrityError, InvalidInputError, StateError
+from rowtrail.errors import FileIntegrityError, InvalidInputError, ShreddedError, StateError
+from rowtrail.ledger import decrypt_payload, encrypt_payload, is_encrypted, key_id_of, subject_keys
 from rowtrail.training._bound import (
     Binding,
     describe_files,
@@ -337,7 +338,11 @@ def log_prediction(
             f"query of log_prediction must describe one decision; got {vector.shape[0]}."
         )
     ws.extensions.setdefault(_EXT + name, attributor)
-    blob = ws.ledger.put_blob(np.ascontiguousarray(vector[0], dtype="<f4").tobytes())
+    data = np.ascontiguousarray(vector[0], dtype="<f4").tobytes()
+    if subject:
+        # The input is the subject's data: stored under its data key, so erasure can shred it.
+        data = encrypt_payload(subject_keys(ws), subject, data)
+    blob = ws.ledger.put_blob(data)
     body = dict(payload or {})
     body.setdefault("model", attributor.model)
     body["attribution"] = {"index": name, "query_blob": blob, "dim": int(vector.shape[1])}
@@ -404,6 +409,70 @@ def _is_input_row(value: object) -> bool:
     return array.ndim >= 1 and array.size > 0
 
 
+def verify_decision_keys(ws: AttributionWorkspace) -> int:
+    """Check the data key store, and that every encrypted decision input has its key.
+
+    A decision input logged for a subject is encrypted under the subject's data key; its key
+    must be alive, or destroyed by a recorded erasure (``erasure.shredded`` names its id). A
+    key file that is altered, truncated or missing otherwise is a tampered workspace.
+
+    Returns
+    -------
+    int
+        The number of live data keys checked.
+
+    Raises
+    ------
+    FileIntegrityError
+        A key file fails its seal, or an encrypted input's key is missing without a record.
+    """
+    store = subject_keys(ws)
+    n_keys = store.verify()
+    shredded = {
+        str(k)
+        for e in ws.ledger.entries_of_kind("erasure.shredded")
+        for k in e.event.payload.get("key_ids", ())
+    }
+    for entry in ws.ledger.entries_of_kind("prediction.made"):
+        info = entry.event.payload.get("attribution")
+        digest = info.get("query_blob") if isinstance(info, dict) else None
+        if not isinstance(digest, str):
+            continue
+        blob = ws.ledger.blobs.get(digest)
+        if (
+            is_encrypted(blob)
+            and not store.has(key_id_of(blob))
+            and key_id_of(blob) not in shredded
+        ):
+            raise FileIntegrityError(
+                f"the data key {key_id_of(blob)} of prediction {entry.index}'s input is missing "
+                f"from {store.root}, and no erasure destroyed it. Restore keys/ from your backup.",
+                path=str(store.root),
+            )
+    return n_keys
+
+
+def _query_bytes(ws: AttributionWorkspace, prediction: int, digest: str) -> bytes:
+    """Return a logged input vector's bytes, decrypted; say which erasure shredded it."""
+    data = ws.ledger.blobs.get(digest)
+    if not is_encrypted(data):
+        return data
+    try:
+        return decrypt_payload(subject_keys(ws), data)
+    except ShreddedError:
+        key_id = key_id_of(data)
+        for entry in ws.ledger.entries_of_kind("erasure.shredded"):
+            if key_id in entry.event.payload.get("key_ids", ()):
+                ws.ledger.prove_signed([entry.index])
+                raise ShreddedError(
+                    f"the input of prediction {prediction} was shredded by erasure job "
+                    f"{entry.event.payload.get('job')} on {entry.event.time.date().isoformat()} "
+                    f"(ledger entry {entry.index}): it cannot be explained again. Its record "
+                    "and proofs remain."
+                ) from None
+        raise
+
+
 def _explain_logged(
     ws: AttributionWorkspace,
     prediction: int,
@@ -426,7 +495,7 @@ def _explain_logged(
             f"entry {prediction} names {name!r}. Log it again with rt.attribution.log_prediction."
         )
     att = attributor or load_attributor(ws, name)
-    vector = np.frombuffer(ws.ledger.blobs.get(str(info.get("query_blob"))), dtype="<f4")
+    vector = np.frombuffer(_query_bytes(ws, prediction, str(info.get("query_blob"))), dtype="<f4")
     if vector.size != att.index.dim:
         raise StateError(
             f"prediction {prediction} was logged for a {vector.size}-dim index; "

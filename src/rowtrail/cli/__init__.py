@@ -19,6 +19,7 @@ from rowtrail.cli._common import (
     handle_errors,
 )
 from rowtrail.cli._demo import run_demo
+from rowtrail.cli._erase import erase
 from rowtrail.cli._explain import explain
 from rowtrail.cli._ledger import init, ledger_app, trust, verify
 
@@ -35,6 +36,7 @@ app.command("init")(init)
 app.command("verify")(verify)
 app.command("trust")(trust)
 app.command("explain")(explain)
+app.command("erase")(erase)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(certificate_app, name="certificate")
 

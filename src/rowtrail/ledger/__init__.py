@@ -21,6 +21,14 @@ from rowtrail.ledger._checkpoint import (
     update_digest,
 )
 from rowtrail.ledger._events import Event, check_kind
+from rowtrail.ledger._keystore import (
+    SubjectKeyStore,
+    decrypt_payload,
+    encrypt_payload,
+    is_encrypted,
+    key_id_of,
+    subject_keys,
+)
 from rowtrail.ledger._log import Ledger, LedgerBatch
 from rowtrail.ledger._merkle import (
     EMPTY_ROOT,
@@ -71,6 +79,7 @@ __all__ = [
     "NoteVerifier",
     "Projection",
     "StoredCheckpoint",
+    "SubjectKeyStore",
     "TreeHead",
     "TrustRoot",
     "TrustStore",
@@ -82,10 +91,14 @@ __all__ = [
     "compute_consistency_path",
     "compute_inclusion_path",
     "compute_root",
+    "decrypt_payload",
     "default_state_dir",
     "digest_of",
+    "encrypt_payload",
     "format_checkpoint_body",
     "format_record_body",
+    "is_encrypted",
+    "key_id_of",
     "leaf_hash",
     "node_hash",
     "open_checkpoint",
@@ -93,6 +106,7 @@ __all__ = [
     "open_record",
     "parse_checkpoint_body",
     "root_from_inclusion_path",
+    "subject_keys",
     "subject_ref_text",
     "update_digest",
     "verify_consistency",

@@ -548,6 +548,10 @@ class Ledger:
         """Store a large payload durably in the blob store and return its digest."""
         return self.blobs.put(data)
 
+    def now(self) -> datetime:
+        """Return the ledger's clock (injected with ``now=``): the time events are stamped."""
+        return self._now()
+
     # ---------------------------------------------------------------- reads
     @property
     def size(self) -> int:

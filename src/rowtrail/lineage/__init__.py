@@ -5,6 +5,7 @@ from __future__ import annotations
 from rowtrail.lineage import _callable, _functions, _indexing, _reorder  # noqa: F401 - install
 from rowtrail.lineage._array import TracedArray
 from rowtrail.lineage._dispatch import lineage, register_lineage_handler
+from rowtrail.lineage._exclude import excluded_rows, excluding_rows
 from rowtrail.lineage._persist import PipelineContext, flush, load_lineage, pipeline
 from rowtrail.lineage._query import ArrayLineage, OpList
 from rowtrail.lineage._schema import ColumnSpec, ValidationReport, Violation
@@ -38,6 +39,8 @@ __all__ = [
     "TracedArray",
     "ValidationReport",
     "Violation",
+    "excluded_rows",
+    "excluding_rows",
     "flush",
     "get_source",
     "lineage",

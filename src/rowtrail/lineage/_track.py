@@ -25,6 +25,7 @@ from rowtrail import _context
 from rowtrail.errors import InvalidInputError, SchemaMismatchError
 from rowtrail.hashing import DIGEST_PREFIX
 from rowtrail.lineage._array import TracedArray, wrap
+from rowtrail.lineage._exclude import keep_mask
 from rowtrail.lineage._node import Node
 from rowtrail.lineage._rowmap import Mask
 from rowtrail.lineage._schema import (
@@ -304,6 +305,10 @@ def load_csv(
         _REPORTS[node] = ValidationReport(info.name, info.n_rows, tuple(violations), indices)
     if violations and on_invalid == "drop":
         return _drop_invalid(matrix, node, _REPORTS[node])
+    keep = keep_mask(info.index, len(matrix))
+    if keep is not None:  # inside excluding_rows(): the excluded rows leave as a filter
+        return wrap(matrix[keep], Node("exclude_rows", "filter", (node,), (Mask(keep),),
+                                       int(keep.sum())))
     return wrap(matrix, node)
 
 

@@ -48,7 +48,6 @@ from rowtrail.hashing import canonical_json, sha256_digest
 from rowtrail.training._bound import (
     Binding,
     describe_files,
-    latest_binding,
     latest_bindings,
     load_json_file,
     load_npy_file,
@@ -72,6 +71,8 @@ __all__ = [
 _DTYPE = np.float16
 _SYNC_BYTES = 64 << 20
 _KIND = "features.computed"
+#: The event an erasure appends after overwriting a subject's rows of a feature set.
+REDACTED_KIND = "erasure.redacted"
 _KEY = re.compile(r"^[0-9a-f]{24}$")
 _FILES = ("features.f16", "meta.json", "row_ids.npy")
 _FIX = (
@@ -129,8 +130,23 @@ def _write_meta(path: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, path / "meta.json")
 
 
+def _bindings(workspace: Any, key: str | None = None) -> dict[str, Binding]:
+    """Return the latest binding per key: ``features.computed`` or a later redaction.
+
+    An erasure that redacts a subject's rows in place (``erasure.redacted``, see
+    :mod:`rowtrail.training._redact`) binds the rewritten files and nothing else.
+    """
+    found = latest_bindings(workspace.ledger, _KIND, "key", fix=_FIX, value=key)
+    for name, later in latest_bindings(
+        workspace.ledger, REDACTED_KIND, "key", fix=_FIX, value=key
+    ).items():
+        if name in found and later.index > found[name].index:
+            found[name] = later
+    return found
+
+
 def _binding(workspace: Any, key: str) -> Binding | None:
-    return latest_binding(workspace.ledger, _KIND, "key", key, fix=_FIX)
+    return _bindings(workspace, key).get(key)
 
 
 def open_feature_set(workspace: Any, key: str, *, partial: bool = False) -> FeatureSet:
@@ -438,7 +454,7 @@ def verify_feature_stores(workspace: Any) -> int:
     FileIntegrityError
         On the first unbound directory or missing, truncated, extended or altered file.
     """
-    bindings = latest_bindings(workspace.ledger, _KIND, "key", fix=_FIX)
+    bindings = _bindings(workspace)
     root = _root(workspace)
     present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     for name in present:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +47,7 @@ from rowtrail.ids import ROW_BITS
 from rowtrail.ledger import InclusionProof, LedgerEntry
 from rowtrail.lineage import SourceInfo, list_sources
 from rowtrail.training._codec import decode_ids_blob
+from rowtrail.training._erased import find_erasures
 from rowtrail.training._rows import SampleRows, decode_sample_rows, is_stand_in
 from rowtrail.training._status import prove_verified, status_of
 from rowtrail.training._targets import SourceKey, subject_targets, target_ids
@@ -86,6 +87,10 @@ class SampleUse:
     ``"failed"``, ``"aborted"``, ``"running"`` or ``"incomplete"``); answers about a run that
     was never sealed also carry a ``reason`` (its last batches may be missing).
 
+    A row that a completed erasure job erased since carries ``erased_by`` (the job id),
+    ``erased_on`` (its date) and ``erasure_proof`` (the proof of its ``erasure.completed``
+    event): the use happened, and was then erased.
+
     ``proof`` proves the event at ``ledger_index``; for a batch, ``chunk_proof`` proves the
     ``training.chunk`` event whose blob holds the batch's ids; for a query by subject,
     ``subject_proof`` proves the ``subject.ingested`` event that ties ``row_id`` to the
@@ -109,6 +114,14 @@ class SampleUse:
     reason: str | None = None
     run_status: str | None = None
     subject_proof: InclusionProof | None = None
+    erased_by: str | None = None
+    erased_on: str | None = None
+    erasure_proof: InclusionProof | None = None
+
+    @property
+    def erased(self) -> bool:
+        """Whether a completed erasure job erased this row since (see ``erased_by``)."""
+        return self.erased_by is not None
 
 
 @dataclass(frozen=True)
@@ -477,7 +490,17 @@ def _sample_usage(
     if member:
         found.extend(_batch_uses(index, member, run))
     found.extend(_unknown(workspace, entries, targets))
-    return _with_proofs(index, found, run, evidence)
+    uses = _with_proofs(index, found, run, evidence)
+    erasures = find_erasures(workspace, targets) if uses else []
+    if not erasures:
+        return uses
+    by_row = {r: e for e in erasures for r in e.row_ids}  # the latest job wins
+    return [
+        replace(u, erased_by=by_row[u.row_id].job_id, erased_on=by_row[u.row_id].erased_on,
+                erasure_proof=by_row[u.row_id].proof)
+        if u.row_id in by_row else u
+        for u in uses
+    ]
 
 
 def _with_proofs(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from rowtrail import _context
 from rowtrail._optional import require
 from rowtrail.errors import InvalidInputError, RowtrailError
+from rowtrail.lineage._exclude import keep_mask
 from rowtrail.lineage.frames._core import FrameState, RowLineage, record_op
 from rowtrail.lineage.frames._query import column_digest, digest_in_background, register_table
 from rowtrail.lineage.frames._read_checks import check_unique_header, reader_error
@@ -128,7 +129,9 @@ def _read(
         subject=subject,
         subject_values=lambda c: frame[c].to_numpy(),
     )
-    return _wrap(frame, info, ws, f"read_{kind}", {"path": os.fspath(path)})
+    traced = _wrap(frame, info, ws, f"read_{kind}", {"path": os.fspath(path)})
+    keep = keep_mask(info.index, len(frame))
+    return traced if keep is None else traced[keep]  # inside excluding_rows(): a filter
 
 
 def read_csv(
