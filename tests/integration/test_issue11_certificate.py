@@ -74,8 +74,8 @@ def _content(ws: Workspace, job_id: str, indices: list[int]) -> CertificateConte
 def _erasure_events(ws: Workspace, job_id: str) -> list[int]:
     subject = ws.pseudonymize("applicant-7")
     return [
-        ws.ledger.append("erasure.requested", {"job_id": job_id}, subjects=[subject]),
-        ws.ledger.append("erasure.completed", {"job_id": job_id, "n_removed": 2}),
+        ws.ledger.append("erasure.requested", {"job": job_id}, subjects=[subject]),
+        ws.ledger.append("erasure.completed", {"job": job_id, "n_removed": 2}),
     ]
 
 
@@ -174,7 +174,7 @@ def test_issuing_records_the_certificate_digest(issued: Issued) -> None:
     last = issued.ws.ledger.entry(issued.ws.ledger.size - 1).event
     assert last.kind == "erasure.certified"
     assert last.payload["certificate_digest"] == sha256_digest(issued.data)
-    assert last.payload["job_id"] == "job-1"
+    assert last.payload["job"] == "job-1"
 
 
 def test_commitment_opens_for_an_erased_row_only(issued: Issued) -> None:

@@ -341,6 +341,17 @@ def _fit_rows(x_node: Node, y_node: Node | None, with_statistics: bool) -> FitRo
     )
 
 
+def fit_rows_of(obj: Any) -> FitRows | None:
+    """Return the :class:`FitRows` of a traced array or frame used as a design matrix.
+
+    ``None`` for untraced input. Fitted statistics that reached the rows are included.
+    """
+    _, node = as_input(obj, "fit[X]")
+    if node is None:
+        return None
+    return _fit_rows(node, None, with_statistics=False)
+
+
 def _record_in_run(
     estimator: Any,
     data: Any,

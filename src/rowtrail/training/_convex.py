@@ -236,16 +236,34 @@ def _data_digest(X: F64, y: F64) -> str:  # noqa: N803
 
 def _resolve_ids(run: Any, X_in: Any,  # noqa: N803 - X as in sklearn
                 row_ids: Any, n: int, digest: str) -> NDArray[np.int64]:
+    return _resolve_rows(run, X_in, row_ids, n, digest)[0]
+
+
+def _resolve_rows(
+    run: Any, X_in: Any, row_ids: Any, n: int, digest: str  # noqa: N803 - X as in sklearn
+) -> tuple[NDArray[np.int64], SampleRows | None]:
+    """Return each sample's row id and, for a traced ``X``, every source row of each sample.
+
+    A traced array built by joins and aggregations (``rt.to_numpy`` of a merged frame) names
+    each sample's own row and the rows aggregated into it; the fit records both, so usage and
+    erasure find a secondary-table row inside the samples it was summed into.
+    """
     explicit = row_ids if row_ids is not None else getattr(X_in, "row_ids", None)
     if explicit is not None:
-        return check_row_ids(explicit, n, caller="fit_logistic")
+        return check_row_ids(explicit, n, caller="fit_logistic"), None
+    from rowtrail.lineage._sklearn import fit_rows_of
+
+    rows = fit_rows_of(X_in)
+    if rows is not None and rows.row_ids.size == n:
+        lineage = SampleRows(rows.offsets, rows.ids, rows.aggregated, rows.statistic)
+        return rows.row_ids, (lineage if lineage.adds_to(rows.row_ids) else None)
     if run is None:
-        return np.arange(n, dtype=np.int64)
+        return np.arange(n, dtype=np.int64), None
     info = register_source(
         run.ws, name=f"{run.name}/train", digest=digest, format="numpy",
         schema={"basis": "design matrix and target"}, n_rows=n,
     )
-    return info.row_ids()
+    return info.row_ids(), None
 
 
 def _finish_fit(
@@ -339,8 +357,8 @@ def fit_logistic(
     )
     fit.max_row_norm = _max_row_norm(data, fit.fit_intercept)
     _check_fitted(fit, "fit_logistic")  # before _resolve_ids, which may register a source
-    fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
-    return _finish_fit(fit, run, "fit_logistic")
+    fit.row_ids, lineage = _resolve_rows(run, X, row_ids, data.shape[0], digest)
+    return _finish_fit(fit, run, "fit_logistic", lineage)
 
 
 def fit_ridge(
@@ -380,8 +398,8 @@ def fit_ridge(
     )
     fit.max_row_norm = _max_row_norm(data, fit.fit_intercept)
     _check_fitted(fit, "fit_ridge")  # before _resolve_ids, which may register a source
-    fit.row_ids = _resolve_ids(run, X, row_ids, data.shape[0], digest)
-    return _finish_fit(fit, run, "fit_ridge")
+    fit.row_ids, lineage = _resolve_rows(run, X, row_ids, data.shape[0], digest)
+    return _finish_fit(fit, run, "fit_ridge", lineage)
 
 
 def record_sklearn_fit(

@@ -196,11 +196,11 @@ def _ledger_evidence(ws: Workspace, content: CertificateContent) -> LedgerEviden
 
 
 def _check_event(index: int, event: Event, job_id: str, error: type[Exception]) -> None:
-    if not event.kind.startswith(_KIND_PREFIX) or event.payload.get("job_id") != job_id:
+    if not event.kind.startswith(_KIND_PREFIX) or event.payload.get("job") != job_id:
         raise error(
             f"event_indices of the erasure certificate must name erasure.* events of job "
-            f"{job_id!r} (payload job_id); entry {index} is {event.kind!r} of job "
-            f"{event.payload.get('job_id')!r}"
+            f"{job_id!r} (payload job); entry {index} is {event.kind!r} of job "
+            f"{event.payload.get('job')!r}"
         )
 
 
@@ -270,7 +270,7 @@ def issue_certificate(
     ...     ErasureCounts, ErasureRequest, MethodRecord, ModelDigests, VerificationFigure)
     >>> from rowtrail.unlearning._commitments import commit_rows
     >>> ws = rt.init(tempfile.mkdtemp())
-    >>> done = ws.ledger.append("erasure.completed", {"job_id": "job-1"})
+    >>> done = ws.ledger.append("erasure.completed", {"job": "job-1"})
     >>> t = datetime(2026, 1, 5, tzinfo=UTC)
     >>> content = CertificateContent(
     ...     request=ErasureRequest("job-1", "GDPR Art. 17", t, t,
@@ -300,7 +300,7 @@ def issue_certificate(
     data = sign_statement(statement_of(issued), key)
     if record:
         ws.ledger.append("erasure.certified", {
-            "job_id": content.request.job_id,
+            "job": content.request.job_id,
             "certificate_digest": sha256_digest(data),
             "event_indices": list(issued.event_indices),
         }, subjects=content.request.subjects)

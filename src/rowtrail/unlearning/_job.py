@@ -222,6 +222,22 @@ class ErasureJob:
         """
         return excluding_rows(self.row_ids)
 
+    def certificate(self, *, now: datetime | None = None) -> bytes:
+        """Return the job's signed erasure certificate (a DSSE envelope, JSON bytes).
+
+        Built from the job's proven ``erasure.*`` events (see :mod:`._job_certificate`);
+        check it anywhere with ``rowtrail certificate verify FILE --vkey KEY``. Issuing it
+        appends an ``erasure.certified`` event naming its digest.
+
+        Raises
+        ------
+        StateError
+            The job has not run.
+        """
+        from rowtrail.unlearning._job_certificate import certify_job
+
+        return certify_job(self, now=now)
+
     # ------------------------------------------------------------------ checks
     def _runs_of(self, model: Any) -> tuple[list[str], int | None]:
         """Return the affected runs a model's training was recorded as, and its fit index."""

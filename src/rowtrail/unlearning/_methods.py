@@ -29,14 +29,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rowtrail.errors import InvalidInputError, LineageError, StateError
+from rowtrail.errors import InvalidInputError, LineageError
 from rowtrail.hashing import DIGEST_PREFIX
 from rowtrail.training import ConvexFit, solve_logistic
 
@@ -158,6 +157,11 @@ def params_digest(model: Any) -> str:
 # ---------------------------------------------------------------------- rebuilt data
 def _rebuilt_ids(given: ModelInput, n: int) -> NDArray[np.int64] | None:
     ids = given.row_ids if given.row_ids is not None else getattr(given.X_rebuilt, "row_ids", None)
+    if ids is None:  # a traced rebuild (rt.to_numpy of a joined frame): its samples' own rows
+        from rowtrail.lineage._sklearn import fit_rows_of
+
+        rows = fit_rows_of(given.X_rebuilt)
+        ids = None if rows is None else rows.row_ids
     if ids is None:
         return None
     array = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -245,9 +249,12 @@ def _retrain_estimator(model: Any, given: ModelInput) -> Any:
     """Fit a clone of the estimator/pipeline on the rebuilt data (statistics refitted)."""
     from rowtrail._optional import require
 
+    from rowtrail.lineage._sklearn_inputs import plain_input
+
     base = require("sklearn.base", extra="sklearn", feature="erase(method='retrain')")
     estimator = getattr(model, "estimator", model)
-    return base.clone(estimator).fit(given.X_rebuilt, given.y_rebuilt)
+    # The rebuilt data's lineage was checked (check_rebuilt); the refit sees plain data.
+    return base.clone(estimator).fit(plain_input(given.X_rebuilt), plain_input(given.y_rebuilt))
 
 
 def _newton(
@@ -257,15 +264,9 @@ def _newton(
     replace: NDArray[np.int64],
     tol: float | None,
 ) -> Any:
-    """Call the convex removal (``_convex.unlearn_convex``), which lands with its own change."""
-    try:
-        from rowtrail.unlearning import _convex  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise StateError(
-            "method 'newton' of erase needs rowtrail.unlearning._convex, which this build does "
-            "not have yet; use method='retrain' (exact). Nothing was written."
-        ) from exc
-    unlearn: Callable[..., Any] = _convex.unlearn_convex
+    """Newton removal/replacement to tolerance (:func:`._convex.unlearn_convex`)."""
+    from rowtrail.unlearning._convex import unlearn_convex
+
     options: dict[str, Any] = {"remove": remove, "tol": tol}
     if replace.size:
         rebuilt = np.asarray(given.X_rebuilt, dtype=np.float64)
@@ -278,7 +279,7 @@ def _newton(
         where = {int(r): i for i, r in enumerate(ids.tolist())}
         order = [where[int(r)] for r in fit.row_ids[replace].tolist()]
         options["replace"] = (replace, rebuilt[order])
-    return unlearn(fit, given.X, given.y, **options)
+    return unlearn_convex(fit, given.X, given.y, **options)
 
 
 def _sisa(
@@ -328,15 +329,12 @@ def _verification(
 ) -> dict[str, Any]:
     """Compare Newton removal with exact retraining on the retained data (when ``test``).
 
-    Calls ``_verify.compare_with_retraining``, which lands with its own change; without it,
-    or without ``test``, no figures are recorded (the event then says ``"not verified"``).
+    Calls :func:`._verify.compare_with_retraining`; without ``test`` no figures are
+    recorded (the event then says ``"not verified"``).
     """
     if given.test is None:
         return {"status": "not verified: no test data given"}
-    try:
-        from rowtrail.unlearning import _verify  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return {"status": "not verified: comparison with retraining unavailable in this build"}
+    from rowtrail.unlearning import _verify
     X = np.asarray(given.X, dtype=np.float64)  # noqa: N806 - X as in sklearn
     y = np.asarray(given.y, dtype=np.float64).reshape(-1)
     keep = np.setdiff1d(np.arange(X.shape[0]), remove)
@@ -356,7 +354,9 @@ def _verification(
         view(fit.theta, fit_intercept=fit.fit_intercept),
         view(theta, fit_intercept=fit.fit_intercept),
         view(reference.theta, fit_intercept=fit.fit_intercept),
-        forget=(X[remove], y[remove]),
+        # What is forgotten: the removed samples, or (a replacement alone) the old versions of
+        # the recomputed samples, which held the erased rows.
+        forget=(X[remove], y[remove]) if remove.size else (X[replace], y[replace]),
         test=(np.asarray(given.test[0], np.float64), np.asarray(given.test[1], np.float64)),
     )
     figures: dict[str, Any] = {
@@ -397,7 +397,11 @@ def update_model(
         out = _newton(fit, given, remove, replace, tol)
         new = copy.copy(fit)
         new.theta = np.asarray(out.theta, dtype=np.float64)
-        exact = str(out.method) != "newton"  # "retrain-warm": retrained to convergence
+        # Newton removal iterated until the retained-data gradient residual is below the
+        # tolerance is exact to that tolerance (residual and parameter bound recorded); a
+        # "retrain-warm" fallback is retrained to the same tolerance. Neither is a first-order
+        # approximation, which rowtrail labels "approximate".
+        exact = True
         figures = _verification(fit, new.theta, given, remove, replace)
         return ModelUpdate(
             run_id,

@@ -36,7 +36,7 @@ residual ``<= max_parameter_residual`` (0.01), agreement ``>= min_agreement`` (0
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +46,12 @@ from numpy.typing import ArrayLike, NDArray
 from rowtrail.errors import InvalidInputError, VerificationError
 
 __all__ = [
+    "FigureCheck",
     "ModelView",
     "UnlearningVerification",
     "compare_with_retraining",
     "compute_auc",
+    "figure_checks",
     "verify_unlearning",
 ]
 
@@ -249,38 +251,106 @@ class _Thresholds:
     mia: float
 
 
-def _failures(figures: dict[str, Any], limits: _Thresholds) -> list[str]:
-    failures = []
-    gap, residual = figures["gap_closed"], figures["parameter_residual"]
-    if gap is not None and gap > 100.0 + limits.gap:
-        failures.append(
-            f"forget-set loss gap closed is {gap:.2f}%, more than 100 + {limits.gap:g}%: "
-            "overshoot (the forget set is further from training data than after retraining)"
+@dataclass(frozen=True)
+class FigureCheck:
+    """One verification figure, its criterion in words, and whether it passed."""
+
+    name: str
+    value: float
+    passed: bool
+    criterion: str
+    failure: str = ""
+
+
+def figure_checks(
+    figures: Mapping[str, Any],
+    *,
+    gap_tolerance: float = 3.0,
+    max_parameter_residual: float = 0.01,
+    min_agreement: float = 0.999,
+    mia_tolerance: float = 0.02,
+) -> list[FigureCheck]:
+    """Return the judged figures of a comparison (``UnlearningVerification.as_dict()``).
+
+    The defaults are :func:`compare_with_retraining`'s; a figure that is undefined (the gap
+    when retraining did not move the forget loss, the residual without parameters) is left
+    out.
+    """
+    limits = _Thresholds(gap_tolerance, max_parameter_residual, min_agreement, mia_tolerance)
+    checks = []
+    gap, residual = figures.get("gap_closed"), figures.get("parameter_residual")
+    if gap is not None:
+        if gap > 100.0 + limits.gap:
+            failure = (
+                f"forget-set loss gap closed is {gap:.2f}%, more than 100 + {limits.gap:g}%: "
+                "overshoot (the forget set is further from training data than after retraining)"
+            )
+        elif gap < 100.0 - limits.gap:
+            failure = (
+                f"forget-set loss gap closed is {gap:.2f}%, less than 100 - {limits.gap:g}%: "
+                "under-unlearning"
+            )
+        else:
+            failure = ""
+        checks.append(
+            FigureCheck("gap_closed_pct", float(gap), not failure, f"100 ± {limits.gap:g}", failure)
         )
-    elif gap is not None and gap < 100.0 - limits.gap:
-        failures.append(
-            f"forget-set loss gap closed is {gap:.2f}%, less than 100 - {limits.gap:g}%: "
-            "under-unlearning"
-        )
-    if residual is not None and residual > limits.residual:
-        failures.append(
+    if residual is not None:
+        failure = (
             f"parameter residual ‖θ_u - θ_r‖ / ‖θ_o - θ_r‖ is {residual:.4g}, more than "
             f"{limits.residual:g}"
+            if residual > limits.residual
+            else ""
         )
-    if gap is None and residual is None and figures["parameter_distance"] is None:
-        failures.append(
+        checks.append(
+            FigureCheck(
+                "parameter_residual", float(residual), not failure, f"<= {limits.residual:g}",
+                failure,
+            )
+        )
+    agreement = float(figures["prediction_agreement"])
+    failure = (
+        f"prediction agreement with the retrained model is {agreement:.4%}, less than "
+        f"{limits.agreement:.2%}"
+        if agreement < limits.agreement
+        else ""
+    )
+    checks.append(
+        FigureCheck(
+            "prediction_agreement", agreement, not failure, f">= {limits.agreement:g}", failure
+        )
+    )
+    mia = float(figures["mia_auc_difference"])
+    failure = (
+        f"membership-inference AUC differs from the retrained model's by {mia:+.4f}, more "
+        f"than ±{limits.mia:g}"
+        if abs(mia) > limits.mia
+        else ""
+    )
+    checks.append(
+        FigureCheck("mia_auc_difference", mia, not failure, f"within ± {limits.mia:g}", failure)
+    )
+    return checks
+
+
+def _failures(figures: dict[str, Any], limits: _Thresholds) -> list[str]:
+    checks = figure_checks(
+        figures,
+        gap_tolerance=limits.gap,
+        max_parameter_residual=limits.residual,
+        min_agreement=limits.agreement,
+        mia_tolerance=limits.mia,
+    )
+    failures = [c.failure for c in checks if not c.passed]
+    if (
+        figures["gap_closed"] is None
+        and figures["parameter_residual"] is None
+        and figures["parameter_distance"] is None
+    ):
+        failures.insert(
+            0,
             "forget-set loss gap closed is undefined (retraining did not change the forget "
-            "loss) and no parameters were given to judge by instead"
-        )
-    if figures["prediction_agreement"] < limits.agreement:
-        failures.append(
-            f"prediction agreement with the retrained model is "
-            f"{figures['prediction_agreement']:.4%}, less than {limits.agreement:.2%}"
-        )
-    if abs(figures["mia_auc_difference"]) > limits.mia:
-        failures.append(
-            f"membership-inference AUC differs from the retrained model's by "
-            f"{figures['mia_auc_difference']:+.4f}, more than ±{limits.mia:g}"
+            "loss) and no parameters were given to judge by instead",
         )
     return failures
 

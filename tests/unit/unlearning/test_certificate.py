@@ -173,7 +173,7 @@ def test_content_normalises_and_validates() -> None:
 
 def _issued(reason: str = "GDPR Art. 17", model: str = "scorecard") -> CertificateContent:
     signer = NoteSigner("rowtrail.local/unit", Ed25519PrivateKey.generate())
-    leaf = Event("erasure.completed", {"job_id": "job-1"}, time=T0).leaf()
+    leaf = Event("erasure.completed", {"job": "job-1"}, time=T0).leaf()
     note = signer.sign(format_checkpoint_body("rowtrail.local/unit", 1, hashlib.sha256(
         b"\x00" + leaf).digest()))
     return replace(
