@@ -24,6 +24,7 @@ from rich.console import Console
 
 from rowtrail._workspace import Workspace
 from rowtrail.cli._demo_attribution import section as _attribution
+from rowtrail.cli._demo_erasure import section as _erasure
 from rowtrail.cli._demo_evidence import section as _evidence
 from rowtrail.cli._demo_frames import section as _frames
 from rowtrail.cli._demo_guard import MARKER, finish_marker, prepare_demo_dir, start_marker
@@ -176,6 +177,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("frames", _frames),
     ("training", _training),
     ("attribution", _attribution),
+    ("erasure", _erasure),
     ("evidence", _evidence),
     ("seal", _seal),
 ]

@@ -272,6 +272,7 @@ def _from_sklearn(
         fit: ConvexFit | None = model.training_fit_
         if fit is None:
             return None
+        shared["model"], shared["model_columns"] = model, columns  # for the erasure section
         z_train = model[:-1].transform(train[columns])  # traced: each row's source rows
         z_test = model[:-1].transform(test[columns])
     except (KeyError, TypeError, ValueError, RowtrailError):
@@ -345,4 +346,5 @@ def section(ctx: DemoContext) -> None:
         },
     )
     ctx.state["attribution_prediction_index"] = index
+    ctx.state["top_supporting"] = top
     ctx.say(f"explain it again with: rowtrail explain {index} --workspace {ctx.ws.path}")

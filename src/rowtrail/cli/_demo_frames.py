@@ -44,6 +44,12 @@ def _pipeline(ctx: DemoContext, paths: dict[str, Any]) -> tuple[Any, Any]:
     """Run the pipeline as a user writes it: pandas reads, aggregates, joins; sklearn splits."""
     from sklearn.model_selection import train_test_split
 
+    train, test = train_test_split(build_table(ctx, paths), test_size=0.2, random_state=ctx.seed)
+    return train, test
+
+
+def build_table(ctx: DemoContext, paths: dict[str, Any]) -> Any:
+    """Read, aggregate and join the three tables (traced pandas frames)."""
     import rowtrail as rt
 
     rt_pandas = rt.pandas
@@ -75,9 +81,7 @@ def _pipeline(ctx: DemoContext, paths: dict[str, Any]) -> tuple[Any, Any]:
     )
     table = app.merge(b, on="SK_ID_CURR", how="left").merge(p, on="SK_ID_CURR", how="left")
     # No bureau or previous rows: counts and sums are 0 (the scorecard imputes the rest).
-    table = table.fillna(dict.fromkeys(["b_n", "b_debt", "b_overdue", "p_n", "p_refused"], 0.0))
-    train, test = train_test_split(table, test_size=0.2, random_state=ctx.seed)
-    return train, test
+    return table.fillna(dict.fromkeys(["b_n", "b_debt", "b_overdue", "p_n", "p_refused"], 0.0))
 
 
 def _show(ctx: DemoContext, train: Any, view: Any) -> tuple[int, Any, int, list[int]]:
@@ -145,6 +149,7 @@ def section(ctx: DemoContext) -> None:
         "frame": train,
         "test_frame": test,
         "lineage": view,
+        "paths": data.paths,
     }
     ctx.record(
         "frames",

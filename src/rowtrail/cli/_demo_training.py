@@ -53,7 +53,10 @@ def _credit_data(ctx: DemoContext) -> dict[str, Any]:
     return {"X": matrix, "y": target, "row_ids": info.row_ids(), "subjects": subjects}
 
 
-def _train_mlp(ctx: DemoContext, data: dict[str, Any], train: np.ndarray) -> str | None:
+def _train_mlp(
+    ctx: DemoContext, data: dict[str, Any], train: np.ndarray, *, name: str = "credit-mlp"
+) -> Any:
+    """Train the MLP on rows ``train`` of ``data`` in a recorded run; return the model."""
     try:
         from rowtrail._optional import require
 
@@ -73,7 +76,7 @@ def _train_mlp(ctx: DemoContext, data: dict[str, Any], train: np.ndarray) -> str
                                 torch.nn.Linear(32, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = torch.nn.functional.binary_cross_entropy_with_logits
-    with ctx.ws.training_run("credit-mlp", model=model, optimizer=optimizer,
+    with ctx.ws.training_run(name, model=model, optimizer=optimizer,
                              params={"hidden": 32, "epochs": 3}, checkpoint_every=1) as run:
         for _ in range(3):
             for x, y in run.track(loader, row_ids=data["row_ids"][train]):
@@ -84,9 +87,8 @@ def _train_mlp(ctx: DemoContext, data: dict[str, Any], train: np.ndarray) -> str
                 run.log_loss(loss)
     ctx.say(f"MLP run {run.run_id}: {run.n_sample_uses} sample-uses in "
             f"{sum(run.batches.values())} batch events, {len(run.checkpoints)} checkpoints")
-    ctx.state["training"] = {"run_id": run.run_id, "model": model, "dataset": dataset,
-                             "row_ids": data["row_ids"][train]}
-    return run.run_id
+    model.run_id = run.run_id  # which recorded run this model is the result of
+    return model
 
 
 def section(ctx: DemoContext) -> None:
@@ -100,7 +102,16 @@ def section(ctx: DemoContext) -> None:
                            row_ids=data["row_ids"][train])
     ctx.say(f"logistic regression: Newton converged in {fit.n_iter} steps "
             f"(|grad| {fit.grad_norm:.1e}); Hessian {fit.hessian.shape} recorded for influence")
-    run_id = _train_mlp(ctx, data, train)
+    mlp = _train_mlp(ctx, data, train)
+    run_id = None if mlp is None else mlp.run_id
+    ctx.state["training"] = {
+        "data": data, "train": train, "logistic": fit, "logistic_run": run.run_id,
+        "mlp": mlp, "mlp_run": run_id, "retrain_mlp": lambda rows: _train_mlp(
+            ctx, data, rows, name="credit-mlp (retrained without erased rows)"),
+    }
+    if mlp is not None:
+        ctx.state["training"].update({"run_id": run_id, "model": mlp,
+                                      "row_ids": data["row_ids"][train]})
     subject = (data.get("subjects") or [None])[3]
     if subject is None:
         uses = sample_usage(ctx.ws, row_ids=[int(data["row_ids"][3])])

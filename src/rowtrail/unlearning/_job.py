@@ -239,8 +239,11 @@ class ErasureJob:
         return certify_job(self, now=now)
 
     # ------------------------------------------------------------------ checks
-    def _runs_of(self, model: Any) -> tuple[list[str], int | None]:
+    def _runs_of(self, given: ModelInput) -> tuple[list[str], int | None]:
         """Return the affected runs a model's training was recorded as, and its fit index."""
+        model = given.model
+        if given.run_id is not None:
+            return ([given.run_id] if given.run_id in self.models else []), None
         index = fit_index_of(model)
         if index is not None:
             by_fit = {i: run for run, w in self.models.items() for i in w.fit_indices}
@@ -255,7 +258,7 @@ class ErasureJob:
         """Pair each input with the affected runs it covers; raise on any mismatch."""
         matched: list[tuple[list[str], ModelInput]] = []
         for given in inputs:
-            runs, index = self._runs_of(given.model)
+            runs, index = self._runs_of(given)
             if not runs:
                 raise InvalidInputError(
                     f"model of erase must be a model whose training rowtrail recorded and "

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,16 @@ class ModelInput:
     test : (X, y), optional
         Held-out data: with it, Newton removal is verified against the model retrained
         without the forget set (:func:`rowtrail.unlearning._verify.compare_with_retraining`).
+    run_id : str, optional
+        The recorded run the model is the result of, for models that do not name it
+        themselves (a ``torch.nn.Module``); convex fits, traced estimators and sharded models
+        are matched to their runs by rowtrail.
+    retrain : callable, optional
+        ``retrain() -> new model``: the caller's own training code, run from scratch on the
+        training data rebuilt without the erased rows (a network trained by an ordinary
+        loop, ideally inside a new recorded run). The job calls it, records the new model's
+        digest and labels the update ``"retrain"`` (exact: the model is retrained without the
+        rows).
     """
 
     model: Any
@@ -73,6 +84,8 @@ class ModelInput:
     y_rebuilt: Any = None
     row_ids: Any = None
     test: tuple[Any, Any] | None = None
+    run_id: str | None = None
+    retrain: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -137,6 +150,10 @@ def params_digest(model: Any) -> str:
         data = np.ascontiguousarray(model.theta, dtype="<f8").tobytes()
     elif isinstance(getattr(model, "digest", None), str):  # a sharded model's own digest
         return str(model.digest)
+    elif callable(getattr(model, "state_dict", None)):  # a torch module: its weights
+        from rowtrail.training._torchio import serialize_state
+
+        data = serialize_state(model.state_dict())
     else:
         final = model.steps[-1][1] if hasattr(model, "steps") else model
         final = getattr(final, "estimator", final)
@@ -248,7 +265,6 @@ def _retrain_convex(fit: ConvexFit, given: ModelInput) -> tuple[ConvexFit, float
 def _retrain_estimator(model: Any, given: ModelInput) -> Any:
     """Fit a clone of the estimator/pipeline on the rebuilt data (statistics refitted)."""
     from rowtrail._optional import require
-
     from rowtrail.lineage._sklearn_inputs import plain_input
 
     base = require("sklearn.base", extra="sklearn", feature="erase(method='retrain')")
@@ -418,6 +434,23 @@ def update_model(
             new,
             figures | {"exact_label": str(getattr(out, "exact_label", ""))},
             theta=new.theta,
+        )
+    if given.retrain is not None:
+        new_model = given.retrain()
+        return ModelUpdate(
+            run_id,
+            fit_index_of(given.model),
+            "retrain",
+            True,
+            before,
+            params_digest(new_model),
+            None,
+            0.0,
+            None,
+            None,
+            time.perf_counter() - start,
+            new_model,
+            {"reference": "is the model retrained without the rows (the caller's training)"},
         )
     if given.X_rebuilt is None or given.y_rebuilt is None:
         raise InvalidInputError(

@@ -162,6 +162,15 @@ def test_demo_json_walks_the_chain(tmp_path: Path) -> None:
     assert evidence["auditor_verified_size"] == evidence["trusted_size"]
     assert evidence["edited_cache_refused"].startswith("TableIntegrityError")
     assert evidence["rolled_back_refused"].startswith("TrustRootError")
+    # Issue 11: one applicant erased from every model their rows reached, certified.
+    erasure = data["erasure"]
+    assert erasure["certificate_verified"] is True
+    methods = {m["method"] for m in erasure["models"]}
+    assert {"retrain", "newton"} <= methods
+    assert all(m["exact"] for m in erasure["models"])
+    assert all(m["model_digest_before"] != m["model_digest_after"] for m in erasure["models"])
+    assert [m["verification"] for m in erasure["models"] if m["method"] == "newton"] == ["passed"]
+    assert erasure["usage_erased_by"] == erasure["job"]
     code, out = invoke("verify", "--workspace", str(tmp_path / "demo"), "--json")
     assert code == 0
     assert json.loads(out)["size"] == data["ledger"]["size"]
