@@ -217,3 +217,26 @@ def test_issue11_a_sharded_network_retrains_only_the_subjects_shard(tmp_path: Pa
     assert content.methods[0].exact
     assert content.counts.n_removed_samples == 4
     ws.verify()
+
+
+def test_issue11_job_excluding_drops_the_rows_from_polars_readers_too(tmp_path: Path) -> None:
+    pl = pytest.importorskip("polars")
+    paths = write_tables(tmp_path)
+    ws = rt.init(tmp_path / "ws")
+    before = rt.polars.read_csv(paths["referees"], source="referees", workspace=ws,
+                                subject="referee_id")
+    referee = str(before["referee_id"][0])
+    job = ws.erase(subject=referee, reason="GDPR Art. 17 request")
+    with job.excluding():
+        eager = rt.polars.read_csv(paths["referees"], source="referees", workspace=ws,
+                                   subject="referee_id")
+        lazy = rt.polars.scan_csv(paths["referees"], source="referees", workspace=ws,
+                                  subject="referee_id").filter(pl.col("score") > -10).collect()
+    kept = [i for i, r in enumerate(before["referee_id"].to_list()) if r != referee]
+    for frame in (eager, lazy):
+        assert referee not in frame["referee_id"].to_list()
+        view = rt.lineage(frame)
+        # Every other row keeps its own row number (hence its row id).
+        assert [dict(view.rows_of(i))["referees"] for i in range(frame.height)] == [
+            [k] for k in kept
+        ]

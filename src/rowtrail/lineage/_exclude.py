@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from rowtrail.ids import ROW_BITS
 
-__all__ = ["excluded_rows", "excluding_rows"]
+__all__ = ["excluded_rows", "excluding_active", "excluding_rows"]
 
 _EXCLUDED: ContextVar[dict[int, NDArray[np.int64]] | None] = ContextVar(
     "rowtrail_excluded_rows", default=None
@@ -49,6 +49,11 @@ def excluding_rows(row_ids: ArrayLike) -> Iterator[None]:
         yield
     finally:
         _EXCLUDED.reset(token)
+
+
+def excluding_active() -> bool:
+    """Whether the current block excludes any rows (readers then resolve sources eagerly)."""
+    return bool(_EXCLUDED.get())
 
 
 def excluded_rows(source_index: int) -> NDArray[np.int64]:

@@ -216,8 +216,9 @@ class ErasureJob:
     def excluding(self) -> AbstractContextManager[None]:
         """Return ``with job.excluding():``, under which the source readers drop the rows.
 
-        Re-run the pipeline that built the training data inside it (``rt.pandas.read_csv``,
-        ``read_parquet``, ``rt.load_csv``): every other row keeps its row id, so the rebuilt
+        Re-run the pipeline that built the training data inside it (``rt.pandas.read_csv`` /
+        ``read_parquet``, ``rt.polars.read_*`` / ``scan_*``, ``rt.load_csv``): every other row
+        keeps its row id, so the rebuilt
         data is the data without the erased rows, and its lineage is checked by :meth:`run`.
         """
         return excluding_rows(self.row_ids)

@@ -142,6 +142,7 @@ def _open(
     node = record_op(f"polars.{op}", "source", [], {"source": name, "path": os.fspath(path)})
     state = FrameState(node=node, known={}, workspace=ws, pending=(pending,))
     traced = wrap(inner, ((hidden, Slot("ids", pending=pending)),), state)
+    traced = _excluding(traced, pending, hidden, pl)
     if lazy:
         return traced
     try:
@@ -150,6 +151,22 @@ def _open(
         raise
     except (OSError, ValueError, TypeError, pl.exceptions.PolarsError) as exc:
         raise reader_error(caller, path, exc) from exc
+
+
+def _excluding(traced: Any, pending: PendingSource, hidden: str, pl: Any) -> Any:
+    """Inside ``excluding_rows()`` (an erasure's rebuild), drop the excluded rows as a filter.
+
+    The source is registered now (its index says which rows are excluded); every other row
+    keeps its row number, so its row id is unchanged.
+    """
+    from rowtrail.lineage._exclude import excluded_rows, excluding_active
+
+    if not excluding_active():
+        return traced
+    numbers = excluded_rows(pending.info.index)
+    if not numbers.size:
+        return traced
+    return traced.filter(~pl.col(hidden).is_in(numbers.tolist()))
 
 
 def read_csv(
