@@ -333,7 +333,7 @@ def test_issue11_rebuilt_data_still_holding_erased_rows_is_refused(
     # Caught by the sample ids (an erased applicant's own sample) or, failing those, by the
     # rebuilt rows' lineage: either way refused, and nothing written.
     with pytest.raises(
-        InvalidInputError, match="leave out the erased samples|built without the erased rows"
+        InvalidInputError, match=r"leave out the erased samples|built without the erased rows"
     ):
         job.run(
             ModelInput(
