@@ -424,12 +424,14 @@ class Workspace:
         with self.db.read_snapshot():  # the log and its caches as of one committed state
             report, cache_rows = self._verify_snapshot(root, trust_root, progress)
         from rowtrail.attribution import verify_decision_keys
+        from rowtrail.unlearning._commitments import verify_commitment_keys
 
         extra = {
             "cache_rows": cache_rows,
             "blob_files": _verify_blob_files(self.blobs),
             "bound_files": _verify_bound_files(self),
             "data_keys": verify_decision_keys(self),
+            "commitment_keys": verify_commitment_keys(self),
         }
         return report.with_counts(extra)
 

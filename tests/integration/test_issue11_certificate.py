@@ -187,6 +187,24 @@ def test_commitment_opens_for_an_erased_row_only(issued: Issued) -> None:
     assert destroy_commitment_key(issued.ws, "job-1") is True
     with pytest.raises(MissingKeyError, match="cannot be opened"):
         open_commitment(issued.ws, ROWS[1], job_id="job-1")
+    issued.ws.verify()  # destroyed by a recorded event: the missing key is accounted for
+
+
+def test_issue11_commitment_key_file_edits_and_deletions_are_detected(issued: Issued) -> None:
+    from rowtrail.errors import FileIntegrityError
+
+    path = issued.ws.path / "keys" / "erasure" / "job-1.key"
+    original = path.read_bytes()
+    issued.ws.verify()
+    for edited in (bytes([original[0] ^ 1]) + original[1:], original[:32], original[:-1]):
+        path.write_bytes(edited)
+        with pytest.raises(FileIntegrityError, match="commitment key"):
+            issued.ws.verify()
+    path.unlink()  # deleted without a recorded destruction, after a certificate named the job
+    with pytest.raises(FileIntegrityError, match="missing"):
+        issued.ws.verify()
+    path.write_bytes(original)
+    issued.ws.verify()
 
 
 # ---------------------------------------------------------------- refusals to issue

@@ -12,8 +12,12 @@ per-job secret kept in the workspace::
 hides the row (SHA-256 of 32 unknown bytes); with it anyone recomputes it. Opening one row
 reveals that row's salt only, never the job key, so the other commitments stay closed.
 
-The job key is ``keys/erasure/<job_id>.key`` in the workspace (32 random bytes, mode 0600),
-made by :func:`commit_rows` on first use. :func:`destroy_commitment_key` deletes it; the
+The job key is ``keys/erasure/<job_id>.key`` in the workspace (mode 0600), made by
+:func:`commit_rows` on first use: 32 random bytes followed by an HMAC-SHA256 of the job id and
+the key under the workspace's secret, so ``Workspace.verify`` detects a flipped, truncated or
+swapped key file (:func:`verify_commitment_keys`), and a deleted one when the job issued a
+certificate (``erasure.certified``) and no ``erasure.key_destroyed`` event says it was shredded.
+:func:`destroy_commitment_key` overwrites and deletes it and records that event; the
 commitments can then never be opened again (the crypto-shredding of the job's row list).
 """
 
@@ -33,7 +37,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from rowtrail.errors import CertificateError, InvalidInputError, MissingKeyError, StateError
+from rowtrail.errors import (
+    CertificateError,
+    FileIntegrityError,
+    InvalidInputError,
+    MissingKeyError,
+    StateError,
+)
 from rowtrail.hashing import canonical_json, check_digest
 from rowtrail.unlearning._certificate_content import check_job_id
 
@@ -47,6 +57,7 @@ __all__ = [
     "destroy_commitment_key",
     "open_commitment",
     "verify_commitment",
+    "verify_commitment_keys",
 ]
 
 _SALT_LABEL = b"rowtrail.dev/row-salt/v1\x00"
@@ -57,14 +68,34 @@ def _key_path(ws: Workspace, job_id: str) -> Path:
     return Path(ws.path) / "keys" / "erasure" / f"{check_job_id(job_id, caller='commit_rows')}.key"
 
 
-def _create_key(path: Path) -> bytes:
-    """Create the job key atomically (mode 0600) unless it exists; return its bytes."""
+_SEAL_LABEL = b"rowtrail.dev/commitment-key/v1\x00"
+
+
+def _seal(secret: bytes, job_id: str, key: bytes) -> bytes:
+    return hmac.new(secret, _SEAL_LABEL + job_id.encode() + b"\x00" + key, hashlib.sha256).digest()
+
+
+def _open_sealed(secret: bytes, job_id: str, data: bytes, path: Path) -> bytes:
+    """Return the key of a sealed key file, or raise ``FileIntegrityError``."""
+    key, mac = data[:_KEY_BYTES], data[_KEY_BYTES:]
+    if len(data) != 2 * _KEY_BYTES or not hmac.compare_digest(mac, _seal(secret, job_id, key)):
+        raise FileIntegrityError(
+            f"the commitment key {path} of job {job_id!r} was edited, truncated or swapped "
+            "(its seal does not verify); restore it from your backup",
+            path=str(path),
+        )
+    return key
+
+
+def _create_key(path: Path, secret: bytes, job_id: str) -> bytes:
+    """Create the sealed job key atomically (mode 0600) unless it exists; return the file."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    key = secrets.token_bytes(_KEY_BYTES)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(_KEY_BYTES))
+            handle.write(key + _seal(secret, job_id, key))
             handle.flush()
             os.fsync(handle.fileno())
         with contextlib.suppress(FileExistsError):
@@ -77,7 +108,7 @@ def _create_key(path: Path) -> bytes:
 def _job_key(ws: Workspace, job_id: str, *, create: bool) -> bytes:
     path = _key_path(ws, job_id)
     if path.is_file():
-        key = path.read_bytes()
+        data = path.read_bytes()
     elif not create:
         raise MissingKeyError(
             f"the commitment key of job {job_id!r} ({path}) does not exist: it was never made "
@@ -86,11 +117,8 @@ def _job_key(ws: Workspace, job_id: str, *, create: bool) -> bytes:
     elif getattr(ws, "read_only", False):
         raise StateError(f"workspace {ws.path} is open read-only; commit_rows writes a key")
     else:
-        key = _create_key(path)
-    if len(key) != _KEY_BYTES:
-        raise MissingKeyError(f"the commitment key {path} holds {len(key)} bytes, not 32: it "
-                              "was edited or truncated. Restore it from your backup.")
-    return key
+        data = _create_key(path, ws.secret, job_id)
+    return _open_sealed(ws.secret, job_id, data, path)
 
 
 def _row_ids(row_ids: ArrayLike, caller: str) -> list[int]:
@@ -220,13 +248,43 @@ def verify_commitment(opening: CommitmentOpening, commitments: Collection[str]) 
 
 
 def destroy_commitment_key(ws: Workspace, job_id: str) -> bool:
-    """Delete a job's commitment key; return whether there was one.
+    """Overwrite and delete a job's commitment key; return whether there was one.
 
-    Afterwards no commitment of the job can be opened by anyone, the owner included.
+    Afterwards no commitment of the job can be opened by anyone, the owner included. The
+    ``erasure.key_destroyed`` event is written first, so a crash leaves a key to destroy
+    again, never a missing key without a record.
     """
     path = _key_path(ws, job_id)
-    try:
-        path.unlink()
-    except FileNotFoundError:
+    if not path.is_file():
         return False
+    ws.ledger.append("erasure.key_destroyed", {"job": job_id, "key": "commitment"})
+    with open(path, "r+b") as handle:
+        handle.write(bytes(path.stat().st_size))
+        handle.flush()
+        os.fsync(handle.fileno())
+    path.unlink()
     return True
+
+
+def verify_commitment_keys(ws: Workspace) -> int:
+    """Check every commitment key file, and that no certified job's key is missing.
+
+    Returns the number of key files checked; raises ``FileIntegrityError`` otherwise.
+    """
+    folder = Path(ws.path) / "keys" / "erasure"
+    files = sorted(folder.glob("*.key")) if folder.is_dir() else []
+    for path in files:
+        _open_sealed(ws.secret, path.stem, path.read_bytes(), path)
+    ledger = ws.ledger
+    destroyed = {str(e.event.payload.get("job")) for e in ledger.entries_of_kind(
+        "erasure.key_destroyed")}
+    for entry in ledger.entries_of_kind("erasure.certified"):
+        job = str(entry.event.payload.get("job"))
+        if job not in destroyed and not (folder / f"{job}.key").is_file():
+            raise FileIntegrityError(
+                f"the commitment key of certified job {job!r} is missing from {folder} and no "
+                "erasure.key_destroyed event records its destruction; restore it from your "
+                "backup",
+                path=str(folder / f"{job}.key"),
+            )
+    return len(files)
