@@ -21,13 +21,18 @@ The recorded batch order makes the sampler's own randomness moot: replay never a
 sampler, it fetches the recorded positions (``dataset.__getitems__`` or ``dataset[i]``, then
 the loader's ``collate_fn``), restoring the torch RNG state recorded at the draw.
 
-**Data weights.** ``weights`` gives each training sample a weight ``w_i`` (default 1). A batch
-then backpropagates ``sum_{i: w_i != 0} w_i l_i / |{i: w_i != 0}|`` (divided by ``k`` as
-above): samples of weight 0 are *removed from the batch* (so they are absent from BatchNorm's
-batch statistics too), a batch left empty is skipped, and a step whose batches are all empty
-is skipped (its schedule entry is still consumed). ``w = 1`` everywhere is the original loop
-bit for bit; ``w_i = 0`` for ``i`` in a set ``S`` is exactly the loop trained without ``S``
-with the same initial weights, batch order (minus ``S``), schedule and RNG states.
+**Data weights.** ``weights`` gives each training sample a weight ``w_i >= 0`` (default 1).
+A batch then backpropagates the *weighted mean* ``sum_i w_i l_i / sum_i w_i`` over its samples
+with ``w_i != 0`` (divided by ``k`` as above): samples of weight 0 are *removed from the batch*
+(so they are absent from BatchNorm's batch statistics and draw no dropout mask), a batch left
+empty is skipped, and a step whose batches are all empty is skipped (its schedule entry is
+still consumed). Hence ``w = 1`` everywhere is the original loop bit for bit (the mean is
+computed as ``.mean()``), and ``w_i = 0`` for ``i`` in a set ``S`` is exactly the loop trained
+without ``S``, each recorded batch averaging over the samples it has left, with the same
+initial weights, batch order (minus ``S``), schedule and RNG states. The weighted mean is a
+smooth function of ``w`` whose derivative at ``w = 1`` includes the renormalisation of the
+other samples of each batch, so the metagradient's first-order prediction of dropping ``S``
+is ``-sum_{i in S} d out / d w_i``.
 
 **Unlearning by replay** (:func:`unlearn_by_replay`): replay with the forget set's weights 0
 from the last checkpoint taken before its first use (checkpoints of a replayable run record the
@@ -254,9 +259,9 @@ class Replayer:
         out = {}
         for key, ids in self.plan.row_ids.items():
             w = np.asarray(weights.get(key, np.ones(ids.size)), dtype=np.float64).reshape(-1)
-            if w.shape != ids.shape or not np.all(np.isfinite(w)):
+            if w.shape != ids.shape or not np.all(np.isfinite(w) & (w >= 0)):
                 raise InvalidInputError(
-                    f"weights of replay must hold {ids.size} finite values for dataset {key}; "
+                    f"weights of replay must hold {ids.size} finite values >= 0 for dataset {key}; "
                     f"got shape {w.shape!r}. Give one weight per training sample."
                 )
             out[key] = w
@@ -279,7 +284,7 @@ class Replayer:
             loss = losses.mean()
         else:
             tensor = self.torch.as_tensor(w, dtype=losses.dtype)
-            loss = (tensor * losses).sum() / int(w.size)
+            loss = (tensor * losses).sum() / tensor.sum()
         if self.plan.accumulation > 1:
             loss = loss / self.plan.accumulation
         return loss
