@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -72,6 +72,30 @@ METAGRADIENT_UNIT = (
     "respect to the training row's loss weight, through the run's recorded training (MAGIC); "
     "to first order, margin with the row minus margin when this run is replayed without it"
 )
+
+
+_IDENTITY_CHUNK = 1024
+
+
+class _IdentityRows:
+    """The ``n x n`` float32 identity, made a block of rows at a time (``rows[a:b]``)."""
+
+    def __init__(self, n: int) -> None:
+        self.shape = (n, n)
+        self.ndim = 2
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> NDArray[np.float32]:
+        start, stop, _ = rows.indices(self.shape[0])
+        block = np.zeros((max(stop - start, 0), self.shape[1]), dtype=np.float32)
+        block[np.arange(block.shape[0]), start + np.arange(block.shape[0])] = 1.0
+        return block
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> NDArray[Any]:
+        return np.eye(self.shape[0], dtype=dtype or np.float32)
 
 
 @dataclass
@@ -161,10 +185,11 @@ class MetagradientScorer:
     def train_matrix(self) -> NDArray[np.float32]:
         """Return the identity: a query vector *is* the metagradient of one decision.
 
-        ``n x n`` float32, so an :class:`~rowtrail.attribution.Attributor` over this scorer
-        suits runs of up to a few ten thousand samples.
+        The ``n x n`` identity is not materialised: rows are made per chunk when a
+        :class:`~rowtrail.attribution.ScoreIndex` reads them (see :meth:`attributor`, which
+        reads ``_IDENTITY_CHUNK`` rows at a time).
         """
-        return np.eye(self.n_samples, dtype=np.float32)
+        return cast("NDArray[np.float32]", _IdentityRows(self.n_samples))
 
     def query_matrix(self, queries: Sequence[GradientFeatures]) -> NDArray[np.float32]:
         """Return the metagradient rows carried by ``queries`` (from :meth:`featurize`)."""
@@ -196,8 +221,11 @@ class MetagradientScorer:
         from rowtrail.attribution._attributor import Attributor
 
         options.setdefault("model", self.model_ids[0])
-        return Attributor(self.fit(), featurize=self.featurize, method=METAGRADIENT_METHOD,
-                          score_unit=METAGRADIENT_UNIT, **options)
+        attributor = Attributor(self.fit(), featurize=self.featurize,
+                                method=METAGRADIENT_METHOD, score_unit=METAGRADIENT_UNIT,
+                                **options)
+        attributor.index.chunk_rows = _IDENTITY_CHUNK  # identity rows are made per chunk
+        return attributor
 
     # ------------------------------------------------------------------ metagradients
     def metagradients(self, inputs: Any) -> NDArray[np.float64]:
