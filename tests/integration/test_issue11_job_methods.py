@@ -240,3 +240,58 @@ def test_issue11_job_excluding_drops_the_rows_from_polars_readers_too(tmp_path: 
         assert [dict(view.rows_of(i))["referees"] for i in range(frame.height)] == [
             [k] for k in kept
         ]
+
+
+def test_issue11_a_replayable_network_unlearns_by_replay_exactly(tmp_path: Path) -> None:
+    """Issue 12 offers the job replay: the run re-executed without the rows, bit for bit."""
+    torch = pytest.importorskip("torch")
+    from rowtrail.lineage import register_source
+    from rowtrail.training import counterfactual
+
+    torch.set_num_threads(1)
+    ws = rt.init(tmp_path / "ws")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen)
+    y = (x[:, 0] > x[:, 1]).long()
+    people = [f"P{i % 16:02d}" for i in range(64)]
+    info = register_source(ws, name="people.csv", digest="sha256:" + "cd" * 32, format="csv",
+                           schema={"f": "float"}, n_rows=64, subject_column="person",
+                           subject_ids=people)
+
+    class Rows(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        row_ids = info.row_ids()
+
+        def __len__(self) -> int:
+            return 64
+
+        def __getitem__(self, i: int) -> Any:
+            return x[i], y[i]
+
+    def per_sample(output: Any, target: Any) -> Any:
+        return torch.nn.functional.cross_entropy(output, target, reduction="none")
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    loader = torch.utils.data.DataLoader(Rows(), batch_size=16, shuffle=True,
+                                         generator=torch.Generator().manual_seed(1))
+    with ws.training_run("mlp", model=model, optimizer=optimizer, replayable=True,
+                         loss_fn=per_sample, checkpoint_every=1) as run:
+        for _ in range(3):
+            for xb, yb in run.track(loader):
+                loss = per_sample(model(xb), yb).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    job = ws.erase(subject="P05", reason="GDPR Art. 17 request")
+    result = job.run(ModelInput(model, replay=run))
+    (update,) = result.updates
+    assert (update.method, update.exact) == ("replay", True)
+    expected = counterfactual(run, job.row_ids)
+    assert update.digest_after == expected.digest
+    for name, tensor in update.model.state_dict().items():
+        assert torch.equal(tensor, expected.state_dict[name])
+    content = verify_certificate(job.certificate(), ws.ledger.verifier.vkey)
+    assert content.methods[0].name == "replay"
+    assert content.counts.n_removed_samples == 4
+    ws.verify()

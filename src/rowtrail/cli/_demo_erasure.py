@@ -8,7 +8,8 @@ every model the rows reached is updated by the method its class allows: the scik
 scorecard is refitted on the user's own pipeline re-run with the rows left out
 (``job.excluding()``; exact: the rows entered the scaler's statistics, so every sample's
 features change), the convex logistic fit by Newton removal to a certified tolerance, checked
-against retraining, and the MLP by the caller's own training loop; the job shreds, records
+against retraining, and the MLP by replaying its recorded training without the rows; the
+job shreds, records
 ``erasure.*`` events, and issues a signed certificate, which the CLI then verifies with
 nothing but the file and the public key. Last, the subject's usage audit answers "erased on D
 by job J".
@@ -82,10 +83,9 @@ def _training_inputs(ctx: DemoContext, job: Any) -> list[Any]:
             ModelInput(trained["logistic"], X=X[train], y=y[train], test=(X[held], y[held]))
         )
     if trained.get("mlp") is not None and trained.get("mlp_run") in job.models:
-        erased = np.isin(data["row_ids"][train], job.row_ids)
-        out.append(
-            ModelInput(trained["mlp"], retrain=lambda: trained["retrain_mlp"](train[~erased]))
-        )
+        # A replayable run: unlearned exactly by replaying its recorded training without the
+        # rows, from the last checkpoint before their first use (issue 12).
+        out.append(ModelInput(trained["mlp"], replay=ctx.state["mlp_run"]))
     return out
 
 
@@ -130,6 +130,8 @@ def section(ctx: DemoContext) -> None:
             f"residual {update.residual:.1e} <= {update.tolerance:.1e}, |θ - θ*| <= "
             f"{update.bound:.1e}; checked against retraining: {update.verification['status']}"
             if update.method == "newton"
+            else f"replayed {update.steps} steps from step {update.verification['first_step']}"
+            if update.method == "replay"
             else "retrained without the rows"
         )
         ctx.say(

@@ -75,12 +75,20 @@ def _train_mlp(
     model = torch.nn.Sequential(torch.nn.Linear(inputs.shape[1], 32), torch.nn.ReLU(),
                                 torch.nn.Linear(32, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loss_fn = torch.nn.functional.binary_cross_entropy_with_logits
-    with ctx.ws.training_run(name, model=model, optimizer=optimizer,
-                             params={"hidden": 32, "epochs": 3}, checkpoint_every=1) as run:
+
+    def per_sample(output: Any, target: Any) -> Any:
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            output[:, 0], target, reduction="none"
+        )
+
+    # replayable=True: the run records what replays it bit for bit (issue 12), which gives
+    # exact attribution of this model's decisions and exact unlearning by replay.
+    with ctx.ws.training_run(name, model=model, optimizer=optimizer, replayable=True,
+                             loss_fn=per_sample, params={"hidden": 32, "epochs": 3},
+                             checkpoint_every=1) as run:
         for _ in range(3):
             for x, y in run.track(loader, row_ids=data["row_ids"][train]):
-                loss = loss_fn(model(x)[:, 0], y)
+                loss = per_sample(model(x), y).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -88,6 +96,7 @@ def _train_mlp(
     ctx.say(f"MLP run {run.run_id}: {run.n_sample_uses} sample-uses in "
             f"{sum(run.batches.values())} batch events, {len(run.checkpoints)} checkpoints")
     model.run_id = run.run_id  # which recorded run this model is the result of
+    ctx.state["mlp_run"] = run
     return model
 
 
@@ -106,8 +115,7 @@ def section(ctx: DemoContext) -> None:
     run_id = None if mlp is None else mlp.run_id
     ctx.state["training"] = {
         "data": data, "train": train, "logistic": fit, "logistic_run": run.run_id,
-        "mlp": mlp, "mlp_run": run_id, "retrain_mlp": lambda rows: _train_mlp(
-            ctx, data, rows, name="credit-mlp (retrained without erased rows)"),
+        "mlp": mlp, "mlp_run": run_id,
     }
     if mlp is not None:
         ctx.state["training"].update({"run_id": run_id, "model": mlp,

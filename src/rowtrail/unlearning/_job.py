@@ -243,8 +243,14 @@ class ErasureJob:
     def _runs_of(self, given: ModelInput) -> tuple[list[str], int | None]:
         """Return the affected runs a model's training was recorded as, and its fit index."""
         model = given.model
-        if given.run_id is not None:
-            return ([given.run_id] if given.run_id in self.models else []), None
+        run_id = given.run_id
+        if run_id is None and given.replay is not None:  # a replayable run, or its Replayer
+            replay = given.replay
+            run_id = getattr(replay, "run_id", None) or getattr(
+                getattr(replay, "plan", None), "run_id", None
+            )
+        if run_id is not None:
+            return ([str(run_id)] if run_id in self.models else []), None
         index = fit_index_of(model)
         if index is not None:
             by_fit = {i: run for run, w in self.models.items() for i in w.fit_indices}

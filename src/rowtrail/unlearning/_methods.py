@@ -42,7 +42,7 @@ from rowtrail.training import ConvexFit, solve_logistic
 
 __all__ = ["METHODS", "ModelInput", "ModelUpdate", "fit_index_of", "update_model"]
 
-METHODS = ("auto", "newton", "retrain", "sisa")
+METHODS = ("auto", "newton", "retrain", "sisa", "replay")
 _HELD_OUT_ROLES = frozenset({"test", "val", "valid", "validation", "holdout", "calibration"})
 
 
@@ -75,6 +75,12 @@ class ModelInput:
         loop, ideally inside a new recorded run). The job calls it, records the new model's
         digest and labels the update ``"retrain"`` (exact: the model is retrained without the
         rows).
+    replay : TrainingRun or Replayer, optional
+        A replayable run (``ws.training_run(..., replayable=True)``) or its
+        :class:`~rowtrail.training.Replayer` (``load_replayer`` in a new process): the job
+        unlearns by replay (``"replay"``, exact): the recorded training re-executed from the
+        last checkpoint before the rows' first use with their weights 0, bit-identical to a
+        full replay without them.
     """
 
     model: Any
@@ -86,6 +92,7 @@ class ModelInput:
     test: tuple[Any, Any] | None = None
     run_id: str | None = None
     retrain: Callable[[], Any] | None = None
+    replay: Any = None
 
 
 @dataclass
@@ -231,6 +238,8 @@ def choose(method: str, given: ModelInput, statistics: bool) -> str:
         )
     if method != "auto":
         return method
+    if given.replay is not None:
+        return "replay"
     if hasattr(model, "shards") and callable(getattr(model, "unlearn", None)):
         return "sisa"
     if _convex_of(model) is not None and not statistics and given.X is not None:
@@ -336,6 +345,44 @@ def _sisa(
     )
 
 
+def _replay(
+    run_id: str,
+    given: ModelInput,
+    removed: NDArray[np.int64],
+    recomputed: NDArray[np.int64],
+    before: str,
+    start: float,
+) -> ModelUpdate:
+    """Unlearn by replaying the recorded training without the rows (exact)."""
+    from rowtrail.training import unlearn_by_replay
+
+    if given.replay is None:
+        raise InvalidInputError(
+            "replay of erase(method='replay') must be the replayable run or its Replayer. "
+            "Nothing was written."
+        )
+    if recomputed.size:
+        raise InvalidInputError(
+            f"model of erase: replay removes samples but cannot recompute the "
+            f"{recomputed.size} sample(s) built from the erased rows by a join or aggregation; "
+            "rebuild the dataset and retrain (retrain=...). Nothing was written."
+        )
+    out = unlearn_by_replay(given.replay, removed)
+    model = given.model
+    if callable(getattr(model, "load_state_dict", None)):
+        model = copy.deepcopy(model)
+        model.load_state_dict(out.model_state)
+    figures: dict[str, Any] = {
+        "first_step": out.first_step,
+        "steps_replayed": out.steps_replayed,
+        "resumed_from_checkpoint": out.checkpoint,
+    }
+    return ModelUpdate(
+        run_id, None, str(out.method).split(" ")[0], True, before, out.digest, None, 0.0,
+        None, out.steps_replayed, time.perf_counter() - start, model, figures,
+    )
+
+
 def _verification(
     fit: ConvexFit,
     theta: NDArray[np.float64],
@@ -402,6 +449,8 @@ def update_model(
     start = time.perf_counter()
     if chosen == "sisa":
         return _sisa(run_id, given, removed, recomputed, before, start)
+    if chosen == "replay":
+        return _replay(run_id, given, removed, recomputed, before, start)
     if chosen == "newton":
         if fit is None or given.X is None or given.y is None:
             raise InvalidInputError(
