@@ -171,6 +171,12 @@ def test_demo_json_walks_the_chain(tmp_path: Path) -> None:
     assert all(m["model_digest_before"] != m["model_digest_after"] for m in erasure["models"])
     assert [m["verification"] for m in erasure["models"] if m["method"] == "newton"] == ["passed"]
     assert erasure["usage_erased_by"] == erasure["job"]
+    # Issue 12: the MLP's run replayed bit for bit, a decision attributed by metagradient,
+    # and the MLP erased by replay.
+    replay = data["replay"]
+    assert replay["verified"] is True
+    assert replay["method"] == "metagradient (exact, this model)"
+    assert "replay" in methods
     code, out = invoke("verify", "--workspace", str(tmp_path / "demo"), "--json")
     assert code == 0
     assert json.loads(out)["size"] == data["ledger"]["size"]
