@@ -35,20 +35,18 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _peers import ensure_traceprop
 
 import rowtrail as rt
 
 SIZES = {"small": [10**3, 10**4, 10**5], "large": [10**3, 10**4, 10**6, 10**7]}
 N_COLS = 10
-VENV = Path(__file__).resolve().parent / ".venv-traceprop"
 
 PIPELINE = """
 def seed_pipeline(A, B, W, np):
@@ -285,24 +283,6 @@ out["ancestors_n"] = n_anc
 print(json.dumps(out))
 """
 )
-
-
-def ensure_traceprop() -> Path | None:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import traceprop"], capture_output=True)
-    if probe.returncode != 0:
-        # traceprop 0.7.0 needs numpy and scipy only (torch/jax are optional extras).
-        install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "traceprop==0.7.0"],
-            capture_output=True,
-            text=True,
-        )
-        if install.returncode != 0:
-            print(f"traceprop: could not install ({install.stderr.strip()[-300:]})")
-            return None
-    return python
 
 
 def run_traceprop(sizes: list[int]) -> dict[str, Any] | None:

@@ -54,6 +54,7 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")  # must precede the NumPy import below
 
 import numpy as np  # noqa: E402
+from _peers import ensure_traceprop  # noqa: E402
 
 from rowtrail.datasets._adult import load_adult  # noqa: E402
 from rowtrail.datasets._credit import generate_credit_tables  # noqa: E402
@@ -68,7 +69,6 @@ PROTOCOL = {
     "large": {"adult_train": 24000, "credit_applicants": 20000, "repeats": 9},
 }
 L2 = 1.0
-VENV = Path(__file__).resolve().parent / ".venv-traceprop"
 GOALS = {"gap": 3.0, "residual": 0.01, "agreement": 0.999, "mia": 0.02, "speedup": 50.0}
 
 
@@ -359,22 +359,6 @@ out = {"version": getattr(tp, "__version__", "0.7.0"), "forget": run("forget"),
        "misspelt": run("froget")}
 print(json.dumps(out))
 """
-
-
-def ensure_traceprop() -> Path | None:
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import traceprop"], capture_output=True)
-    if probe.returncode != 0:
-        install = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "traceprop==0.7.0"],
-            capture_output=True, text=True,
-        )
-        if install.returncode != 0:
-            print(f"traceprop: could not install ({install.stderr.strip()[-300:]})")
-            return None
-    return python
 
 
 def run_traceprop(setting: dict[str, Any]) -> dict[str, Any] | None:

@@ -307,6 +307,16 @@ def _newton(
     return unlearn_convex(fit, given.X, given.y, **options)
 
 
+def _refuse_recomputed(recomputed: NDArray[np.int64], method: str, instead: str) -> None:
+    """Raise when samples must be recomputed: ``method`` can only remove samples."""
+    if recomputed.size:
+        raise InvalidInputError(
+            f"model of erase: {method} removes samples but cannot recompute the "
+            f"{recomputed.size} sample(s) built from the erased rows by a join or aggregation; "
+            f"rebuild the dataset and {instead}. Nothing was written."
+        )
+
+
 def _sisa(
     run_id: str,
     given: ModelInput,
@@ -315,13 +325,8 @@ def _sisa(
     before: str,
     start: float,
 ) -> ModelUpdate:
-    """Retrain the affected shards (``ShardedModel.unlearn``, which lands with its change)."""
-    if recomputed.size:
-        raise InvalidInputError(
-            f"model of erase: sharded retraining removes samples but cannot recompute the "
-            f"{recomputed.size} sample(s) built from the erased rows by a join or aggregation; "
-            "rebuild the dataset and train the sharded model again. Nothing was written."
-        )
+    """Retrain the affected shards (:meth:`ShardedModel.unlearn`)."""
+    _refuse_recomputed(recomputed, "sharded retraining", "train the sharded model again")
     out = given.model.unlearn(removed)
     after = getattr(out, "model", given.model)
     figures: dict[str, Any] = {
@@ -361,12 +366,7 @@ def _replay(
             "replay of erase(method='replay') must be the replayable run or its Replayer. "
             "Nothing was written."
         )
-    if recomputed.size:
-        raise InvalidInputError(
-            f"model of erase: replay removes samples but cannot recompute the "
-            f"{recomputed.size} sample(s) built from the erased rows by a join or aggregation; "
-            "rebuild the dataset and retrain (retrain=...). Nothing was written."
-        )
+    _refuse_recomputed(recomputed, "replay", "retrain (retrain=...)")
     out = unlearn_by_replay(given.replay, removed)
     model = given.model
     if callable(getattr(model, "load_state_dict", None)):
