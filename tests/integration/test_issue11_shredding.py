@@ -174,3 +174,52 @@ def test_issue11_the_plan_names_per_sample_signal_blobs_of_a_network_run(
     net = job.models[run.run_id]
     assert net.removed_ids.tolist() == ids[6:8].tolist()
     assert net.fit_indices == ()  # a network trained batch by batch: no convex fit
+
+
+def test_issue11_signal_values_of_erased_samples_are_removed_and_the_log_verifies(
+    setting: dict[str, Any],
+) -> None:
+    from torch.utils.data import DataLoader
+
+    from rowtrail.errors import LogIntegrityError
+    from rowtrail.training._signals import decode_signal
+    from rowtrail.unlearning import ModelInput
+
+    ws, X, y, ids = (setting[k] for k in ("ws", "X", "y", "ids"))
+    dataset = TensorDataset(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y).long())
+    dataset.row_ids = ids  # type: ignore[attr-defined]
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    with ws.training_run("net", model=model) as run:
+        for inputs, _ in run.track(DataLoader(dataset, batch_size=20)):
+            run.log_signal("first", inputs[:, 0])
+    (signals,) = ws.ledger.entries_of_kind("training.signals")
+    old = signals.event.blobs[0]
+    before = decode_signal(ws.ledger.blobs.get(old))
+    job = ws.erase(subject="A3", reason="GDPR Art. 17")  # the subject of samples 6 and 7
+    keep = np.setdiff1d(np.arange(len(ids)), [6, 7])
+
+    def retrain() -> Any:  # the same (gradient-free) loop on the rows that remain
+        fresh = torch.nn.Sequential(torch.nn.Linear(4, 2))
+        for inputs, _ in DataLoader(torch.utils.data.Subset(dataset, keep), batch_size=20):
+            fresh(inputs)
+        return fresh
+
+    models = [
+        ModelInput(setting["fit"], X=X, y=y),
+        ModelInput(model, run_id=run.run_id, retrain=retrain),
+    ]
+    result = job.run(models)
+    redacted = [ws.ledger.entry(i).event for i in result.events["erasure.redacted"]]
+    (event,) = [e for e in redacted if e.payload.get("kind") == "signals"]
+    assert event.payload["replaces"] == old
+    after = decode_signal(ws.ledger.blobs.get(event.payload["blob"]))
+    assert np.isnan(after[[6, 7]]).all()
+    kept = np.setdiff1d(np.arange(before.size), [6, 7])
+    np.testing.assert_array_equal(after[kept], before[kept])
+    assert not ws.ledger.blobs.has(old)  # the erased values are gone from the disk
+    ws.verify()  # the chain and every proof still hold
+    # A blob deleted without a recorded redaction is still an integrity failure.
+    (other,) = [e for e in ws.ledger.entries_of_kind("training.chunk") if e.event.blobs]
+    ws.ledger.blobs.path_of(other.event.blobs[0]).unlink()
+    with pytest.raises(LogIntegrityError, match="missing"):
+        ws.verify()

@@ -27,7 +27,7 @@ from rowtrail.training._features import (
     open_feature_set,
 )
 
-__all__ = ["redact_feature_rows"]
+__all__ = ["redact_feature_rows", "redact_signal_values"]
 
 
 def redact_feature_rows(workspace: Any, key: str, row_ids: ArrayLike, *, job: str) -> int | None:
@@ -90,3 +90,75 @@ def redact_feature_rows(workspace: Any, key: str, row_ids: ArrayLike, *, job: st
     payload["positions_blob"] = blob
     index: int = workspace.ledger.append(REDACTED_KIND, payload, blobs=[blob])
     return index
+
+
+def redact_signal_values(
+    workspace: Any,
+    signal_events: list[int],
+    positions_by_chunk: dict[int, set[int]],
+    *,
+    job: str,
+) -> list[int]:
+    """Replace per-sample signal blobs by copies with the erased sample-uses' values removed.
+
+    A ``training.signals`` blob holds one float32 per sample-use of its chunk (many subjects).
+    For each event in ``signal_events`` whose chunk drew an erased sample (the chunk positions
+    in ``positions_by_chunk``), a copy with NaN at those positions is stored, an
+    ``erasure.redacted`` event names the blob it ``replaces``, the new blob and the positions,
+    and the old blob file is overwritten and deleted (unless another event still names it).
+    Ledger verification accepts the missing blob only because that later event replaces it,
+    so the chain and every proof stay intact. Returns the indices of the events written.
+    """
+    from rowtrail.training._signals import decode_signal
+
+    ledger = workspace.ledger
+    written: list[int] = []
+    retired: list[str] = []
+    for entry in ledger.proven(sorted(signal_events)):
+        positions = sorted(positions_by_chunk.get(int(entry.event.payload.get("chunk", -1)), ()))
+        if not positions or not entry.event.blobs:
+            continue
+        old = entry.event.blobs[0]
+        values = decode_signal(ledger.blobs.get(old)).copy()
+        values[[p for p in positions if p < values.size]] = np.nan
+        new = ledger.put_blob(np.ascontiguousarray(values, dtype="<f4").tobytes())
+        where = ledger.put_blob(encode_positions(np.asarray(positions, dtype=np.int64)))
+        payload = {
+            "job": job,
+            "kind": "signals",
+            "event": entry.index,
+            "replaces": old,
+            "blob": new,
+            "positions_blob": where,
+            "n_redacted": len(positions),
+        }
+        written.append(ledger.append(REDACTED_KIND, payload, blobs=[new, where]))
+        retired.append(old)
+    _retire_blobs(ledger, retired, replaced={int(i) for i in signal_events})
+    return written
+
+
+def _retire_blobs(ledger: Any, digests: list[str], replaced: set[int]) -> None:
+    """Overwrite and delete the blob files of ``digests`` that no other event names.
+
+    ``replaced`` are the events whose blob a redaction replaced; any other event naming the
+    same bytes (content addressing shares identical blobs) keeps the file.
+    """
+    if not digests:
+        return
+    wanted = set(digests)
+    still: set[str] = set()
+    size = ledger.size
+    for start in range(0, size, 4096):
+        for entry in ledger.entries(range(start, min(size, start + 4096))):
+            if entry.index not in replaced and entry.event.kind != REDACTED_KIND:
+                still.update(wanted.intersection(entry.event.blobs))
+    for digest in wanted - still:
+        if not ledger.blobs.has(digest):
+            continue
+        path = ledger.blobs.path_of(digest)
+        with open(path, "r+b") as handle:
+            handle.write(bytes(path.stat().st_size))
+            handle.flush()
+            os.fsync(handle.fileno())
+        path.unlink()

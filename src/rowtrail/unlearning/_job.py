@@ -431,7 +431,24 @@ class ErasureJob:
         )
         keys = sorted({k for r in self.requests for k in r.plan.feature_sets})
         found = [redact_feature_rows(self.ws, key, samples, job=self.job_id) for key in keys]
-        return [i for i in found if i is not None]
+        return [i for i in found if i is not None] + self._redact_signals(samples)
+
+    def _redact_signals(self, samples: NDArray[np.int64]) -> list[int]:
+        """Remove the samples' values from the per-sample signal blobs of their chunks."""
+        from rowtrail.training import sample_usage
+        from rowtrail.training._redact import redact_signal_values
+
+        signals = sorted({i for r in self.requests for i in r.plan.signals})
+        if not signals or not samples.size:
+            return []
+        positions: dict[int, set[int]] = {}
+        for use in sample_usage(self.ws, row_ids=samples.tolist()):
+            if use.kind != "batch" or use.chunk_proof is None or use.position_in_batch is None:
+                continue
+            offset = self.ws.ledger.entry(use.ledger_index).event.payload["ids"][0]
+            chunk = positions.setdefault(use.chunk_proof.index, set())
+            chunk.add(int(offset) + int(use.position_in_batch))
+        return redact_signal_values(self.ws, signals, positions, job=self.job_id)
 
     def _shred(self, events: dict[str, list[int]]) -> list[str]:
         """Destroy the subjects' data keys; record which decisions lost their inputs."""
@@ -452,12 +469,11 @@ class ErasureJob:
             "job": self.job_id,
             "key_ids": key_ids,
             "predictions": sorted(i for i, k in encrypted.items() if k in key_ids),
-            # Decisions stored in clear (logged without subject=) cannot be shredded, nor can
-            # per-sample signal blobs (one blob per chunk, many subjects): named, not hidden.
+            # Decisions stored in clear (logged without subject=) cannot be shredded: named,
+            # not hidden. (Per-sample signal values are removed by erasure.redacted events.)
             "not_shredded": sorted(
                 i for i in predictions if i not in encrypted or encrypted[i] not in key_ids
             ),
-            "signals_not_shredded": sorted({i for r in self.requests for i in r.plan.signals}),
         }
         # The event is written before the keys go: a crash between leaves keys to destroy
         # again, never destroyed keys without a record.
