@@ -317,6 +317,9 @@ class TrainingRun:
         """
         self._check_live("log_split")
         check_role(role, "log_split")
+        # Reads below (sources, lineage) check the signed head: let the background writer
+        # finish the chunks it is committing first, so they see one committed state.
+        self._writer.drain()
         ids = check_row_ids(row_ids, len(np.asarray(row_ids)), caller="TrainingRun.log_split")
         if known is None:
             known = not stand_in_sources(self.ws, ids)
@@ -389,6 +392,7 @@ class TrainingRun:
             self.lineage_digests.add(lineage_digest)
         key = self._datasets.get((id(dataset), role))
         if key is None or row_ids is not None:
+            self._writer.drain()  # resolving reads the ledger: see log_split
             resolved = resolve_rows(
                 self.ws,
                 dataset,
