@@ -72,6 +72,8 @@ from rowtrail.attribution._scorers import (
 from rowtrail.attribution._topk import ScoreIndex, TopK, brute_force_top_k
 
 __all__ = [
+    "METAGRADIENT_METHOD",
+    "METAGRADIENT_UNIT",
     "AttributedSample",
     "Attributor",
     "ContributionSummary",
@@ -84,8 +86,6 @@ __all__ = [
     "LDSResult",
     "LOOResult",
     "LinearRetrainer",
-    "METAGRADIENT_METHOD",
-    "METAGRADIENT_UNIT",
     "MetagradientScorer",
     "RowMapLineage",
     "SampleLineage",
