@@ -9,12 +9,11 @@ Engstrom 2025, §4: drop a random 1% or 5% of the training set, >= 100 draws).
 
 The harness is independent of how the counterfactual is computed: ``train_without(dropped)``
 returns the test outputs of the counterfactual model. :func:`retrain_without` implements it by
-deterministic retraining (what weighted replay with ``w_i = 0`` computes): the batch order is
-drawn once over *all* training rows from the recorded seed, dropped rows are removed from their
-batches, and each batch loss is ``sum over kept rows / recorded batch size`` -- the per-sample
-weighted loss with weight 0, so a model without cross-sample layers gets exactly the
-weighted-replay update. (With BatchNorm the dropped row also leaves the batch statistics: that is
-the real counterfactual; a weighted loss that kept the row in the batch would not be.)
+deterministic retraining, with the semantics of weighted replay with ``w_i = 0``
+(``rowtrail.training`` replay, issue 12): the batch order is drawn once over *all* training
+rows from the recorded seed, dropped rows are removed from their batches (so they leave
+BatchNorm's batch statistics too), each batch backpropagates the mean loss of the rows it kept,
+and a batch left empty is skipped, optimizer step included.
 
 LDS here: for each test output ``j``, the Spearman correlation over draws ``d`` between the
 predicted change ``-sum_{i in D_d} score(j, i)`` (a positive score supports the output, so
@@ -111,13 +110,13 @@ def train(
         perm = torch.randperm(task.n, generator=gen)
         for start in range(0, task.n, task.batch_size):
             batch = perm[start : start + task.batch_size]
-            size = batch.numel()
             if kept is not None:
                 batch = batch[kept[batch]]
-            opt.zero_grad(set_to_none=False)
-            if batch.numel() > 0:
-                (_loss(task, model(task.x[batch]), task.y[batch]) / size).backward()
-            opt.step()  # an all-dropped batch still steps (zero gradient), as replay does
+            if batch.numel() == 0:
+                continue  # a batch left empty is skipped, step and all, as replay does
+            opt.zero_grad()
+            (_loss(task, model(task.x[batch]), task.y[batch]) / batch.numel()).backward()
+            opt.step()
         if checkpoints and (epoch + 1) % every == 0:
             saved.append(({k: v.clone() for k, v in model.state_dict().items()}, task.lr))
             precond.append(_adam_preconditioner(model, opt))
