@@ -23,7 +23,8 @@ keep ``except ValueError`` / ``except RuntimeError`` / ``except ImportError`` wo
     │   ├── LogIntegrityError
     │   │   └── TableIntegrityError
     │   ├── FileIntegrityError
-    │   └── CertificateError
+    │   ├── CertificateError
+    │   └── ReplayMismatchError
     └── MissingDependencyError (ImportError)
 
 Warnings: ``RowtrailWarning`` > ``LineageFallbackWarning``, ``LineageLostWarning``,
@@ -47,6 +48,7 @@ __all__ = [
     "LogIntegrityError",
     "MissingDependencyError",
     "MissingKeyError",
+    "ReplayMismatchError",
     "RowtrailError",
     "RowtrailWarning",
     "SchemaMismatchError",
@@ -196,6 +198,19 @@ class CertificateError(VerificationError):
     signed by that key, an inclusion proof does not lead to the checkpoint's root, an event it
     cites is not an erasure event of its job, or a verification figure it reports failed.
     """
+
+
+class ReplayMismatchError(VerificationError):
+    """Replaying a recorded training run did not reproduce the weights it recorded.
+
+    ``step`` is the first optimizer step (0-based: the update applied by the ``step``-th
+    ``optimizer.step()`` call) after which the replayed weights differ from the recorded
+    digest, or ``None`` when they differ only from the sealed final weights.
+    """
+
+    def __init__(self, message: str, *, step: int | None) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 class LineageLostWarning(RowtrailWarning):

@@ -2,7 +2,9 @@
 
 Scorers (one :class:`Scorer` role: :class:`ExactInfluenceScorer`, :class:`TRAKScorer`,
 :class:`TracInScorer`, :class:`GradientSimilarityScorer`) turn stored gradient features into
-linear scores (positive = supports the prediction); :class:`ScoreIndex` answers batched top-k
+linear scores (positive = supports the prediction); :class:`MetagradientScorer` gives the exact
+metagradient of *this* model's decision through its recorded training (MAGIC, replayable runs);
+:class:`ScoreIndex` answers batched top-k
 queries over a memory-mapped train-side matrix; :class:`Attributor` traces the top samples to
 source rows, subjects, ops and ledger proofs (:class:`Explanation`, ``ws.explain``), after
 the decision's own lineage (:class:`DecisionLineage`: the source rows, steps and fitted
@@ -46,6 +48,11 @@ from rowtrail.attribution._lds import (
     evaluate_lds,
     leave_one_out,
 )
+from rowtrail.attribution._metagradient import (
+    METAGRADIENT_METHOD,
+    METAGRADIENT_UNIT,
+    MetagradientScorer,
+)
 from rowtrail.attribution._persist import (
     explain,
     load_attributor,
@@ -76,6 +83,9 @@ __all__ = [
     "LDSResult",
     "LOOResult",
     "LinearRetrainer",
+    "METAGRADIENT_METHOD",
+    "METAGRADIENT_UNIT",
+    "MetagradientScorer",
     "RowMapLineage",
     "SampleLineage",
     "ScoreIndex",

@@ -12,6 +12,10 @@
 - :func:`sample_usage`: "when was sample / source row / subject S used?", with proofs: how
   each row reached a sample (own, joined, aggregated, statistic), and "unknown" for runs
   trained without row ids.
+- Replay (``replayable=True``): ``run.replay()`` re-executes the recorded loop bit for bit on
+  CPU; :class:`Replayer` (``run.replayer()``, :func:`load_replayer` in a new process) replays
+  with per-sample data weights, :func:`counterfactual` gives the model this run would have
+  produced without given rows, :func:`unlearn_by_replay` unlearns them exactly.
 - :func:`run_status`, :func:`list_runs`: completed, failed, aborted (killed), running or
   incomplete, from the run's ledger events.
 
@@ -54,6 +58,16 @@ from rowtrail.training._query import (
     read_batches,
     sample_usage,
 )
+from rowtrail.training._replay import (
+    Replayer,
+    ReplayResult,
+    ReplayUnlearning,
+    counterfactual,
+    load_replayer,
+    replay_run,
+    unlearn_by_replay,
+)
+from rowtrail.training._replay_plan import ReplayPlan, load_replay_plan
 from rowtrail.training._run import TrackedLoader, TrainingRun
 from rowtrail.training._status import RunInfo, list_runs, run_status
 
@@ -64,11 +78,16 @@ __all__ = [
     "PerSampleGradients",
     "Projector",
     "RademacherProjector",
+    "ReplayPlan",
+    "ReplayResult",
+    "ReplayUnlearning",
+    "Replayer",
     "RunInfo",
     "SRHTProjector",
     "SampleUse",
     "TrackedLoader",
     "TrainingRun",
+    "counterfactual",
     "decode_batch_sets",
     "decode_positions",
     "default_loss",
@@ -80,13 +99,17 @@ __all__ = [
     "list_feature_sets",
     "list_runs",
     "load_checkpoint",
+    "load_replay_plan",
+    "load_replayer",
     "make_projector",
     "model_digest",
     "open_feature_set",
     "read_batches",
     "record_sklearn_fit",
+    "replay_run",
     "run_status",
     "sample_usage",
     "solve_logistic",
+    "unlearn_by_replay",
     "verify_feature_stores",
 ]

@@ -52,6 +52,7 @@ from rowtrail.training._checks import (
 )
 from rowtrail.training._codec import encode_batch_sets, encode_positions
 from rowtrail.training._env import code_info, environment_info
+from rowtrail.training._replay_record import ReplayRecorder
 from rowtrail.training._rows import (
     SampleRows,
     check_row_ids,
@@ -132,6 +133,18 @@ class TrainingRun:
         Identifier of the run (default: 16 random hex digits).
     code_path : path, optional
         Directory whose git commit and dirty flag the seal records (default: cwd).
+    replayable : bool, default False
+        Record what :meth:`replay` needs to re-execute the loop bit for bit on CPU (see
+        :mod:`rowtrail.training._replay` for the contract the loop must keep; it is checked
+        while training and violations raise :class:`~rowtrail.errors.StateError`). Needs
+        ``model``, ``optimizer`` (a fresh ``torch.optim`` optimizer) and ``loss_fn``.
+    loss_fn : callable, optional
+        The per-sample loss ``loss_fn(model(inputs), targets) -> tensor of shape (batch,)``
+        of a replayable run; the loop must backpropagate ``loss_fn(...).mean()`` of each batch
+        (divided by the number of batches per optimizer step when it accumulates gradients).
+    scheduler : torch.optim.lr_scheduler.LRScheduler, optional
+        Named in the replay record; replay applies the hyper-parameters each step actually
+        used (recorded through the optimizer's step hooks), so any schedule replays exactly.
 
     Examples
     --------
@@ -162,6 +175,9 @@ class TrainingRun:
         flush_every: int = 256,
         run_id: str | None = None,
         code_path: str | None = None,
+        replayable: bool = False,
+        loss_fn: Callable[..., Any] | None = None,
+        scheduler: Any = None,
     ) -> None:
         check_args(name, checkpoint_every, checkpoint_unit, checkpoint_policy, flush_every)
         if batch_order not in ("exact", "set"):
@@ -201,6 +217,11 @@ class TrainingRun:
         # Fitted estimators without a convex fit record (rt.sklearn.trace): class and the
         # digest of their pickled bytes, a blob; the seal names the last as the run's model.
         self.estimators: list[dict[str, str]] = []
+        self._replay: ReplayRecorder | None = None
+        self.replay_index: int | None = None
+        self.sealed_index: int | None = None
+        if replayable:
+            self._replay = ReplayRecorder(self, loss_fn, scheduler)
         self._writer = BackgroundWriter(f"rowtrail-run-{self.run_id}")
         self.started_index = self._start()
 
@@ -225,6 +246,7 @@ class TrainingRun:
                 "policy": self.checkpoint_policy,
             },
             "process": process_info(),
+            "replayable": self._replay is not None,
         }
         index: int = self.ws.ledger.append("training.started", payload)
         return index
@@ -367,7 +389,10 @@ class TrainingRun:
                 # keep the dataset alive with its key: a recycled id() must not alias it
                 self._datasets[(id(dataset), role)] = key
                 self._keep_alive.append(dataset)
-        return TrackedLoader(self, loader, role=role, dataset_key=key)
+        capture = self._replay is not None and role == "train"
+        if capture and self._replay is not None:
+            self._replay.check_loader(loader, key)
+        return TrackedLoader(self, loader, role=role, dataset_key=key, capture_rng=capture)
 
     def _start_epoch(self, role: str) -> int:
         self._check_live("iterating a tracked loader")
@@ -375,11 +400,15 @@ class TrainingRun:
         self.epochs[role] = epoch + 1
         return epoch
 
-    def _begin_batch(self, role: str, epoch: int, dataset: int, indices: Any) -> None:
+    def _begin_batch(
+        self, role: str, epoch: int, dataset: int, indices: Any, *, drawn: Any = None
+    ) -> None:
         self._end_batch()
         number = self.batches.get(role, 0)
         self.batches[role] = number + 1
         step = self.n_steps if role == "train" else None
+        if self._replay is not None and role == "train":
+            self._replay.on_batch(dataset, indices, self.n_steps, drawn)
         self._current = _Batch(role, epoch, number, dataset, indices, step)
 
     def _end_batch(self) -> None:
@@ -433,9 +462,13 @@ class TrainingRun:
 
     # ------------------------------------------------------------------ optimizer hooks
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self._replay is not None:
+            self._replay.before_step(optimizer, self.n_steps)
         self._step_lr[self.n_steps] = float(optimizer.param_groups[0]["lr"])
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self._replay is not None:
+            self._replay.after_step(self.n_steps)
         self.n_steps += 1
         every = self.checkpoint_every
         if self.checkpoint_unit == "step" and every is not None and self.n_steps % every == 0:
@@ -533,7 +566,13 @@ class TrainingRun:
         self.flush(wait=True)
         digest = self.ws.ledger.put_blob(serialize_state(self.model.state_dict()))
         checkpoint_id = f"{self.run_id}:{len(self.checkpoints)}"
+        extra: dict[str, Any] = {}
+        blobs = [digest]
+        if self._replay is not None:
+            extra, more = self._replay.checkpoint_extra()
+            blobs = sorted({*blobs, *more})
         payload = {
+            **extra,
             "run": self.run_id,
             "checkpoint": checkpoint_id,
             "model_digest": digest,
@@ -542,7 +581,7 @@ class TrainingRun:
             "train_batches": self.batches.get("train", 0),
             "reason": reason,
         }
-        index = self.ws.ledger.append("training.checkpoint", payload, blobs=[digest])
+        index = self.ws.ledger.append("training.checkpoint", payload, blobs=blobs)
         payload["ledger_index"] = index
         self.checkpoints.append(payload)
         return checkpoint_id
@@ -572,6 +611,46 @@ class TrainingRun:
             return self.checkpoint(reason="validation curve")
         return None
 
+    # ------------------------------------------------------------------ replay
+    def replayer(self) -> Any:
+        """Return a :class:`~rowtrail.training._replay.Replayer` of this sealed run.
+
+        Replay works on a deep copy of ``model``; the datasets and ``collate_fn`` are those
+        of the loaders passed to :meth:`track`.
+        """
+        from rowtrail.training._replay import Replayer, check_replayable
+        from rowtrail.training._replay_plan import plan_of_run
+
+        check_replayable(self)
+        recorder = self._replay
+        if recorder is None:  # pragma: no cover - excluded by check_replayable
+            raise StateError("run is not replayable")
+        plan = plan_of_run(self)
+        loaders = recorder.loaders
+        datasets = {key: loaders[key].dataset for key in plan.row_ids}
+        collate = {key: loaders[key].collate_fn for key in plan.row_ids}
+        return Replayer(plan, self.model, datasets, recorder.loss_fn,
+                        collate_fns=collate)
+
+    def replay(
+        self,
+        *,
+        weights: Any = None,
+        until: int | None = None,
+        from_checkpoint: str | None = None,
+        verify: bool = True,
+    ) -> Any:
+        """Re-execute this sealed replayable run; return a ``ReplayResult``.
+
+        Without ``weights`` the final weights are reproduced bit for bit on CPU, and a
+        divergence raises :class:`~rowtrail.errors.ReplayMismatchError` naming the first
+        step whose weights differ from the recorded digest. See
+        :meth:`rowtrail.training._replay.Replayer.replay` for the parameters and
+        :mod:`rowtrail.training._replay` for the contract and how weights enter the loss.
+        """
+        return self.replayer().replay(weights=weights, until=until,
+                                      from_checkpoint=from_checkpoint, verify=verify)
+
     # ------------------------------------------------------------------ seal
     def finish(self, *, status: str = "completed", sign: bool = True) -> int:
         """Seal the run: write ``training.completed`` and return its ledger index."""
@@ -584,9 +663,12 @@ class TrainingRun:
         for hook in self._hooks:
             hook.remove()
         self._writer.close()
+        if self._replay is not None and status == "completed":
+            self.replay_index = self._replay.write()
         payload, blobs = seal_payload(self, status=status, code=code_info(self.code_path),
                                       environment=environment_info())
         index: int = self.ws.ledger.append("training.completed", payload, blobs=blobs)
+        self.sealed_index = index
         self.finished = True
         if sign:
             self.ws.ledger.checkpoint()

@@ -89,4 +89,6 @@ def seal_payload(
             "fits": len(run.fits),
         },
     }
+    if run.replay_index is not None:
+        payload["replay"] = run.replay_index  # ledger index of the training.replay event
     return payload, blobs

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rowtrail._optional import require
@@ -42,11 +42,17 @@ class RecordingSampler:
         self.inner = inner
         self.batched = batched
         self.queue: deque[Any] = deque()
+        # With ``capture`` set (replayable runs), the global torch RNG state at each draw is
+        # appended to ``states``: random augmentation in ``__getitem__`` starts from it.
+        self.capture: Callable[[], Any] | None = None
+        self.states: deque[Any] = deque()
 
     def __iter__(self) -> Iterator[Any]:
         queue = self.queue  # bound now: a new epoch installs a new queue before iterating
         if self.batched:
             for indices in self.inner:
+                if self.capture is not None:
+                    self.states.append(self.capture())
                 queue.append(indices)
                 yield indices
         else:
