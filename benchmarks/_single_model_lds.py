@@ -75,13 +75,14 @@ class Run:
 
 
 def _loss(task: Task, out: Any, y: Any) -> Any:
+    """Per-sample losses (the loop backpropagates their mean, as a replayable loop must)."""
     import torch
 
     if task.binary:
         return torch.nn.functional.binary_cross_entropy_with_logits(
-            out.reshape(-1), y, reduction="sum"
+            out.reshape(-1), y, reduction="none"
         )
-    return torch.nn.functional.cross_entropy(out, y, reduction="sum")
+    return torch.nn.functional.cross_entropy(out, y, reduction="none")
 
 
 def train(
@@ -94,28 +95,33 @@ def train(
     """Train with the recorded recipe of ``seed``; rows outside ``keep`` are dropped.
 
     The batch order depends on ``seed`` only (drawn over all rows), so a run with ``keep`` is
-    the counterfactual of the run without it.
+    the counterfactual of the run without it: dropped rows leave their batches, a batch left
+    empty is skipped.
     """
     import torch
 
     model = task.make(seed)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=task.lr, weight_decay=task.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
+    # The batch order of a shuffling DataLoader seeded with ``seed`` (it draws a base seed from
+    # the generator before each epoch's permutation), so a replayable run of the same loop
+    # (record_replayable) sees the same batches.
+    order = torch.utils.data.DataLoader(
+        range(task.n), batch_size=task.batch_size, shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
     kept = None if keep is None else torch.from_numpy(np.asarray(keep, dtype=bool))
     saved: list[Any] = []
     precond: list[dict[str, Any]] = []
     every = max(1, task.epochs // max(1, task.n_checkpoints))
     for epoch in range(task.epochs):
-        perm = torch.randperm(task.n, generator=gen)
-        for start in range(0, task.n, task.batch_size):
-            batch = perm[start : start + task.batch_size]
+        for batch in order:
             if kept is not None:
                 batch = batch[kept[batch]]
             if batch.numel() == 0:
                 continue  # a batch left empty is skipped, step and all, as replay does
             opt.zero_grad()
-            (_loss(task, model(task.x[batch]), task.y[batch]) / batch.numel()).backward()
+            _loss(task, model(task.x[batch]), task.y[batch]).mean().backward()
             opt.step()
         if checkpoints and (epoch + 1) % every == 0:
             saved.append(({k: v.clone() for k, v in model.state_dict().items()}, task.lr))
@@ -511,23 +517,32 @@ def evaluate(
     cfg: dict[str, Any],
     seed: int,
     *,
+    workspace: Any = None,
     train_without: TrainWithout | None = None,
     metagradient: Callable[[Task, Run], NDArray[Any]] | None = None,
 ) -> dict[str, Any]:
     """Single-model and classic LDS of every scorer on ``task``; costs and checks alongside.
 
     ``cfg`` keys: ``draws`` (counterfactuals per fraction), ``fractions``, ``trak_models``,
-    ``proj_dim``, ``classic_subsets``, ``additivity_pairs``. ``train_without`` defaults to
-    :func:`retrain_without` of the recorded run; ``metagradient(task, run)``, when given,
-    returns its ``(m, n)`` scores.
+    ``proj_dim``, ``classic_subsets``, ``additivity_pairs``. With a ``workspace`` the explained
+    model is also trained as a replayable run there (:func:`record_replayable`): the ground
+    truth then comes from weighted replay and the metagradient scorer joins the table, and the
+    replayable run must equal this module's own loop bit for bit. Otherwise ``train_without``
+    (default :func:`retrain_without`) and ``metagradient(task, run)`` may be supplied.
     """
     import torch
 
     torch.set_num_threads(1)
     run = record(task, seed=10_000 + seed)
     own = retrain_without(task, run)
-    without = train_without or own
     checks = _check_replay(task, run, np.flatnonzero(drop_sets(task.n, 0.01, 1, seed)[0]))
+    if workspace is not None:
+        replayable = record_replayable(task, 10_000 + seed, workspace)
+        checks["replayable_run_equals_loop"] = bool(
+            np.array_equal(replayable.run.outputs, run.outputs)
+        )
+        train_without, metagradient = replayable.train_without, replayable.metagradient
+    without = train_without or own
     if train_without is not None:  # the supplied counterfactual must equal retraining
         probe = np.flatnonzero(drop_sets(task.n, 0.01, 1, seed + 1)[0])
         checks["supplied_equals_retraining_max_abs"] = float(
@@ -559,7 +574,8 @@ def evaluate(
             own_s / len(tr)),
     }
     if metagradient is not None:
-        methods = {"metagradient (this run)": (lambda: metagradient(task, run), 0.0), **methods}
+        explain = metagradient
+        methods = {"metagradient (this run)": (lambda: explain(task, run), 0.0), **methods}
     classic_masks = np.stack([
         np.random.default_rng([seed, 50, j]).random(task.n) < 0.5
         for j in range(cfg["classic_subsets"])
@@ -593,3 +609,91 @@ def evaluate(
         "checks": checks,
         "rows": rows,
     }
+
+
+# ----------------------------------------------------------------------------- replay backend
+class _Rows:
+    """Map-style dataset of ``(x[i], y[i])`` whose row ids are the sample positions."""
+
+    def __init__(self, x: Any, y: Any) -> None:
+        self.x, self.y = x, y
+        self.row_ids = np.arange(int(x.shape[0]), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        return self.x[i], self.y[i]
+
+
+def _per_sample_loss(task: Task) -> Callable[[Any, Any], Any]:
+    import torch
+
+    if task.binary:
+        def bce(out: Any, y: Any) -> Any:
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                out.reshape(-1), y, reduction="none"
+            )
+
+        return bce
+
+    def ce(out: Any, y: Any) -> Any:
+        return torch.nn.functional.cross_entropy(out, y, reduction="none")
+
+    return ce
+
+
+@dataclass
+class Replayable:
+    """The explained run recorded by ``ws.training_run(..., replayable=True)``."""
+
+    run: Run
+    training_run: Any
+    train_without: TrainWithout
+    metagradient: Callable[[Task, Run], NDArray[Any]]
+
+
+def record_replayable(task: Task, seed: int, workspace: Any) -> Replayable:
+    """Train the explained model as an ordinary loop inside a replayable training run.
+
+    The loader's ``RandomSampler`` draws ``torch.randperm(n, generator)`` per epoch from the
+    seeded generator, the same batch order as :func:`train`; counterfactuals come from
+    ``rowtrail.training.counterfactual`` (weighted replay) and scores from
+    ``rowtrail.attribution.MetagradientScorer``.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from rowtrail.attribution import MetagradientScorer
+    from rowtrail.training import counterfactual
+
+    loss_fn = _per_sample_loss(task)
+    dataset = _Rows(task.x, task.y)
+    loader = DataLoader(dataset, batch_size=task.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    model = task.make(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=task.lr, weight_decay=task.weight_decay)
+    started = time.perf_counter()
+    with workspace.training_run(f"lds-{task.name}", model=model, optimizer=opt,
+                                replayable=True, loss_fn=loss_fn) as training_run:
+        for _ in range(task.epochs):
+            for x, y in training_run.track(loader):
+                opt.zero_grad()
+                loss_fn(model(x), y).mean().backward()
+                opt.step()
+    seconds = time.perf_counter() - started
+    classes = predicted_classes(task, model, task.xt)
+    run = Run(seed, model, [], margins(task, model, task.xt, classes), seconds, classes)
+
+    def without(dropped: NDArray[np.int64]) -> NDArray[np.float64]:
+        result = counterfactual(training_run, np.asarray(dropped, dtype=np.int64))
+        return margins(task, result.model, task.xt, classes)
+
+    def metagradient(task: Task, run: Run) -> NDArray[Any]:
+        scorer = MetagradientScorer(training_run)
+        scores = scorer.metagradients(task.xt)
+        out = np.empty_like(scores)
+        out[:, scorer.row_ids] = scores  # row ids are the sample positions
+        return out
+
+    return Replayable(run, training_run, without, metagradient)
