@@ -72,9 +72,9 @@ PROTOCOL = {
         "proj_dim": 128,
         "applicants": 20_000,
         "single": {
-            "adult": (1500, 20),
-            "credit": (1500, 20),
-            "mnist": (600, 8, 2),
+            "adult": (1500, 12),
+            "credit": (1500, 12),
+            "mnist": (500, 6, 2),
             "draws": 6,
             "fractions": (0.01,),
             "trak_models": 2,
