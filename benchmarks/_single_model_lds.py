@@ -26,6 +26,7 @@ predicts) and ``logit_c - logsumexp_{k != c} logit_k`` for the class ``c`` it pr
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -518,6 +519,10 @@ def _trak_ensemble(
     return train_side, query_side
 
 
+def _progress(task: Task, what: str) -> None:
+    print(f"[single-model LDS] {task.name}: {what}", file=sys.stderr, flush=True)
+
+
 def evaluate(
     task: Task,
     cfg: dict[str, Any],
@@ -554,10 +559,12 @@ def evaluate(
         checks["supplied_equals_retraining_max_abs"] = float(
             np.max(np.abs(train_without(probe) - own(probe)))
         )
+    _progress(task, "counterfactual ground truth")
     truths = [
         ground_truth(without, run.outputs, task.n, fraction=f, n_draws=cfg["draws"], seed=seed)
         for f in cfg["fractions"]
     ]
+    _progress(task, "features, TRAK ensemble, classic retraining, scoring")
     additivity = _additivity(without, run, task.n, cfg["fractions"][0], cfg["additivity_pairs"],
                              seed)
     started = time.perf_counter()
