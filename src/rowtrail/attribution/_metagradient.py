@@ -13,9 +13,18 @@ model, not of a learning algorithm averaged over seeds.
 the pure function of :mod:`rowtrail.training._replay_optim` (SGD with momentum/Nesterov,
 Adam, AdamW), and ``f`` is the decision margin of the final model in eval mode: the logit of
 the predicted class for one output, ``z_c - logsumexp_{j != c} z_j`` otherwise (``c`` the
-predicted class). BatchNorm's *batch* statistics are part of the differentiated forward pass
-(the weights do not enter them); its *running* statistics are updated without autograd, so
-their dependence on ``w`` is not differentiated (it reaches the output only in eval mode).
+predicted class). BatchNorm is differentiated exactly: its *batch* statistics are part of the
+differentiated forward pass (the weights do not enter them), and its *running* statistics,
+which torch updates outside autograd, are recomputed here as differentiable state
+(``(1 - m) r + m * batch mean / unbiased variance`` of each train batch's input) and used by a
+differentiable eval-mode normalisation for the output, so their dependence on ``w`` through
+the trajectory is part of the metagradient.
+
+**Smoothness.** The metagradient is the derivative of the training that actually ran; where
+that training is not smooth, it is faithful to the float computation but says little about
+finite changes. One case seen in practice: Adam on a parameter whose gradient is zero in exact
+arithmetic (a bias right before BatchNorm) normalises rounding noise into full-size steps; drop
+such parameters (``bias=False``) or use SGD.
 
 **Sign.** ``score = +tau_i``: positive means raising the sample's weight raises the margin,
 so removing it lowers it (supports the prediction), the convention of every rowtrail scorer;
@@ -39,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,6 +72,30 @@ METAGRADIENT_UNIT = (
     "respect to the training row's loss weight, through the run's recorded training (MAGIC); "
     "to first order, margin with the row minus margin when this run is replayed without it"
 )
+
+
+_IDENTITY_CHUNK = 1024
+
+
+class _IdentityRows:
+    """The ``n x n`` float32 identity, made a block of rows at a time (``rows[a:b]``)."""
+
+    def __init__(self, n: int) -> None:
+        self.shape = (n, n)
+        self.ndim = 2
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> NDArray[np.float32]:
+        start, stop, _ = rows.indices(self.shape[0])
+        block = np.zeros((max(stop - start, 0), self.shape[1]), dtype=np.float32)
+        block[np.arange(block.shape[0]), start + np.arange(block.shape[0])] = 1.0
+        return block
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> NDArray[Any]:
+        return np.eye(self.shape[0], dtype=dtype or np.float32)
 
 
 @dataclass
@@ -152,10 +185,11 @@ class MetagradientScorer:
     def train_matrix(self) -> NDArray[np.float32]:
         """Return the identity: a query vector *is* the metagradient of one decision.
 
-        ``n x n`` float32, so an :class:`~rowtrail.attribution.Attributor` over this scorer
-        suits runs of up to a few ten thousand samples.
+        The ``n x n`` identity is not materialised: rows are made per chunk when a
+        :class:`~rowtrail.attribution.ScoreIndex` reads them (see :meth:`attributor`, which
+        reads ``_IDENTITY_CHUNK`` rows at a time).
         """
-        return np.eye(self.n_samples, dtype=np.float32)
+        return cast("NDArray[np.float32]", _IdentityRows(self.n_samples))
 
     def query_matrix(self, queries: Sequence[GradientFeatures]) -> NDArray[np.float32]:
         """Return the metagradient rows carried by ``queries`` (from :meth:`featurize`)."""
@@ -187,8 +221,11 @@ class MetagradientScorer:
         from rowtrail.attribution._attributor import Attributor
 
         options.setdefault("model", self.model_ids[0])
-        return Attributor(self.fit(), featurize=self.featurize, method=METAGRADIENT_METHOD,
-                          score_unit=METAGRADIENT_UNIT, **options)
+        attributor = Attributor(self.fit(), featurize=self.featurize,
+                                method=METAGRADIENT_METHOD, score_unit=METAGRADIENT_UNIT,
+                                **options)
+        attributor.index.chunk_rows = _IDENTITY_CHUNK  # identity rows are made per chunk
+        return attributor
 
     # ------------------------------------------------------------------ metagradients
     def metagradients(self, inputs: Any) -> NDArray[np.float64]:
@@ -217,6 +254,51 @@ class MetagradientScorer:
         self.const = {n: plan.initial_state[n] for n in names if n not in group_of}
         self.hypers = self._hypers()
         self.steps = plan.step_starts()
+        batchnorm = self.torch.nn.modules.batchnorm._BatchNorm
+        self.norms = {name: module for name, module in self.model.named_modules()
+                      if isinstance(module, batchnorm) and module.track_running_stats}
+        self.stat_names = [f"{name}.{kind}".lstrip(".") for name in self.norms
+                           for kind in ("running_mean", "running_var")]
+        self._captured: dict[str, Any] = {}
+        self._eval_stats: dict[str, Any] = {}
+        for name, module in self.norms.items():
+            module.register_forward_hook(self._norm_hook(name))
+
+    def _norm_hook(self, name: str) -> Any:
+        """Capture a BatchNorm input in train mode; normalise differentiably in eval mode."""
+
+        def hook(module: Any, args: Any, output: Any) -> Any:
+            x = args[0]
+            if module.training:
+                self._captured[name] = x
+                return None
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            prefix = f"{name}." if name else ""
+            mean = self._eval_stats[f"{prefix}running_mean"].reshape(shape)
+            var = self._eval_stats[f"{prefix}running_var"].reshape(shape)
+            y = (x - mean) / self.torch.sqrt(var + module.eps)
+            if module.affine:
+                y = y * module.weight.reshape(shape) + module.bias.reshape(shape)
+            return y
+
+        return hook
+
+    def _update_stats(self, current: dict[str, Any], plain: dict[str, Any]) -> dict[str, Any]:
+        """Return the running statistics after a train batch, differentiable in its inputs."""
+        out = dict(current)
+        for name, module in self.norms.items():
+            x = self._captured.pop(name, None)
+            if x is None:
+                continue
+            prefix = f"{name}." if name else ""
+            factor = module.momentum
+            if factor is None:  # cumulative average over the batches seen so far
+                factor = 1.0 / float(plain[f"{prefix}num_batches_tracked"])
+            dims = [0, *range(2, x.dim())]
+            mean_key, var_key = f"{prefix}running_mean", f"{prefix}running_var"
+            out[mean_key] = (1 - factor) * current[mean_key] + factor * x.mean(dims)
+            out[var_key] = (1 - factor) * current[var_key] + factor * x.var(dims, correction=1)
+        return out
 
     def _step(self, t: int, state: _State, *, graph: bool) -> tuple[_State, list[Any], list[Any]]:
         """Run step ``t`` functionally; return the new state, its inputs and batch weights."""
@@ -225,7 +307,9 @@ class MetagradientScorer:
         params = [p.detach().requires_grad_() for p in state.params]
         opt = [{k: (None if v is None else v.detach().requires_grad_(graph))
                 for k, v in s.items()} for s in state.opt]
-        buffers = {k: v.clone() for k, v in state.buffers.items()}
+        stats = [state.buffers[n].detach().requires_grad_(graph) for n in self.stat_names]
+        current = dict(zip(self.stat_names, stats, strict=True))
+        plain = {k: v.clone() for k, v in state.buffers.items() if k not in current}
         grads: list[Any] | None = None
         weights = []
         with torch.enable_grad():
@@ -236,8 +320,13 @@ class MetagradientScorer:
                 w = torch.ones(batch.positions.size, dtype=params[0].dtype, requires_grad=graph)
                 weights.append(w)
                 self.model.train(batch.training)
-                mapping = {**dict(zip(self.names, params, strict=True)), **self.const, **buffers}
+                # torch updates running statistics in place, outside autograd, on copies here;
+                # _update_stats recomputes them differentiably.
+                mapping = {**dict(zip(self.names, params, strict=True)), **self.const, **plain,
+                           **{k: v.detach().clone() for k, v in current.items()}}
                 output = torch.func.functional_call(self.model, mapping, (data[0],))
+                if batch.training:
+                    current = self._update_stats(current, plain)
                 loss = (w * rp.loss_fn(output, data[1])).sum() / w.sum()
                 if plan.accumulation > 1:
                     loss = loss / plan.accumulation
@@ -255,8 +344,9 @@ class MetagradientScorer:
             new_params = [p.detach() for p in new_params]
             new_opt = [{k: (None if v is None else v.detach()) for k, v in s.items()}
                        for s in new_opt]
-        new = _State(new_params, new_opt, buffers, torch.get_rng_state())
-        return new, [*params, *_opt_tensors(opt)], weights
+            current = {k: v.detach() for k, v in current.items()}
+        new = _State(new_params, new_opt, {**plain, **current}, torch.get_rng_state())
+        return new, [*params, *_opt_tensors(opt), *stats], weights
 
     def _initial(self) -> _State:
         plan, torch = self.replayer.plan, self.torch
@@ -269,9 +359,12 @@ class MetagradientScorer:
     def _margins(self, state: _State, inputs: Any) -> tuple[Any, list[Any]]:
         torch = self.torch
         params = [p.detach().requires_grad_() for p in state.params]
+        stats = [state.buffers[n].detach().requires_grad_() for n in self.stat_names]
         self.model.eval()
+        # the kernel gets plain copies; the hook normalises with the differentiable statistics
+        self._eval_stats = dict(zip(self.stat_names, stats, strict=True))
         mapping = {**dict(zip(self.names, params, strict=True)), **self.const,
-                   **{k: v.clone() for k, v in state.buffers.items()}}
+                   **{k: v.detach().clone() for k, v in state.buffers.items()}}
         with torch.enable_grad():
             z = torch.func.functional_call(self.model, mapping, (inputs,))
             if z.dim() == 1 or z.shape[-1] == 1:
@@ -281,7 +374,7 @@ class MetagradientScorer:
                 chosen = torch.nn.functional.one_hot(z.detach().argmax(-1), z.shape[-1]).bool()
                 others = z.masked_fill(chosen, float("-inf")).logsumexp(-1)
                 margin = (z * chosen).sum(-1) - others
-        return margin, params
+        return margin, [*params, *stats]
 
     def _vjp(self, outputs: list[Any], inputs: list[Any], cotangents: list[Any]) -> list[Any]:
         """``sum_j cotangent_j . d outputs / d inputs`` per prediction (leading dim m)."""
@@ -315,16 +408,22 @@ class MetagradientScorer:
             self.trajectory_error_ = max(errors, default=0.0)
         return saved, state
 
+    def _state_tensors(self, state: _State) -> list[Any]:
+        return [*state.params, *_opt_tensors(state.opt),
+                *(state.buffers[n] for n in self.stat_names)]
+
     def _compute(self, inputs: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         torch, plan = self.torch, self.replayer.plan
         self._setup()
         scores = np.zeros((int(inputs.shape[0]), self.n_samples))
+        n_params = len(self.names)
         with _replay_environment(torch, plan.threads):
             saved, final = self._forward_sweep()
-            margin, params = self._margins(final, inputs)
+            margin, wrt = self._margins(final, inputs)
             m = int(margin.shape[0])
             eye = torch.eye(m, dtype=margin.dtype)
-            adj_p = self._vjp([margin], params, [eye])
+            found = self._vjp([margin], wrt, [eye])
+            adj_p, adj_b = found[:n_params], found[n_params:]
             adj_s = [torch.zeros((m, *t.shape), dtype=t.dtype) for t in _opt_tensors(final.opt)]
             for start in sorted(saved, reverse=True):
                 stop = min(start + self.segment, plan.n_steps)
@@ -333,12 +432,12 @@ class MetagradientScorer:
                     states.append(self._step(t, states[-1], graph=False)[0])
                 for t in range(stop - 1, start - 1, -1):
                     new, inputs_t, weights = self._step(t, states[t - start], graph=True)
-                    outputs = [*new.params, *_opt_tensors(new.opt)]
-                    cot = [*adj_p, *adj_s]
-                    found = self._vjp(outputs, [*inputs_t, *weights], cot)
-                    n_params = len(new.params)
+                    found = self._vjp(self._state_tensors(new), [*inputs_t, *weights],
+                                      [*adj_p, *adj_s, *adj_b])
+                    n_opt = len(inputs_t) - n_params - len(self.stat_names)
                     adj_p = found[:n_params]
-                    adj_s = found[n_params : len(inputs_t)]
+                    adj_s = found[n_params : n_params + n_opt]
+                    adj_b = found[n_params + n_opt : len(inputs_t)]
                     for batch_number, w_grad in zip(range(self.steps[t], self.steps[t + 1]),
                                                     found[len(inputs_t):], strict=True):
                         batch = plan.batches[batch_number]

@@ -432,9 +432,16 @@ class Replayer:
             None,
         )
         if first_use is None:  # never drawn: the trained model already excludes the rows
-            state = deserialize_state(self.plan.blob(self.plan.final_digest or ""))
+            final = self.plan.final_digest or ""
+            if verify and self.replay(weights=weights).digest != final:
+                raise ReplayMismatchError(
+                    f"the forget rows were never drawn, yet a full replay without them differs "
+                    f"from the sealed model {final}.",
+                    step=None,
+                )
+            state = deserialize_state(self.plan.blob(final))
             return ReplayUnlearning(state, self.plan.n_steps, 0, time.perf_counter() - started,
-                                    self.plan.final_digest or "", None, verify)
+                                    final, None, verify)
         usable = [c for c in self.plan.checkpoints
                   if c.get("resumable") and int(c["replay_batches"]) <= first_use
                   and int(c["step"]) <= self.plan.batches[first_use].step]

@@ -146,6 +146,19 @@ class TrainingRun:
         Named in the replay record; replay applies the hyper-parameters each step actually
         used (recorded through the optimizer's step hooks), so any schedule replays exactly.
 
+    Notes
+    -----
+    **Replay contract** (``replayable=True``; details in :mod:`rowtrail.training._replay`):
+    train batches come from ``run.track(loader)`` with ``num_workers=0``; each backpropagates
+    ``loss_fn(model(inputs), targets).mean()`` (divided by ``k`` when ``k`` batches accumulate
+    into one ``optimizer.step()``); nothing but ``optimizer.step()`` changes the weights, and
+    no forward pass in train mode runs on untracked data; randomness comes only from torch's
+    global generator. Violations that can be seen while training (a step with no tracked batch,
+    weights or buffers changed outside the loop, a worker loader, a tensor hyper-parameter)
+    raise :class:`~rowtrail.errors.StateError` / :class:`~rowtrail.errors.InvalidInputError`;
+    any other divergence makes :meth:`replay` raise
+    :class:`~rowtrail.errors.ReplayMismatchError` naming the first step that differs.
+
     Examples
     --------
     >>> import tempfile, numpy as np, rowtrail as rt

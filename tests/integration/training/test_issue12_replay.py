@@ -234,6 +234,27 @@ def test_unlearning_by_replay_resumes_from_a_checkpoint_and_equals_a_full_replay
     assert result.first_step == first_use == 10
     assert result.first_step + result.steps_replayed == plan.n_steps == 12
     assert result.digest == counterfactual(run, rows).digest
+    resumed = run.replay(from_checkpoint=result.checkpoint)  # the unweighted run, from there
+    assert resumed.verified
+    assert resumed.first_step == 10
+    assert resumed.digest == state_digest(model)
+
+
+def test_a_change_after_the_last_step_is_named_as_such(ws: rt.Workspace) -> None:
+    dataset = TensorDataset(*data(10))
+    model = make_model(10, batchnorm=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(dataset, batch_size=32)
+    with ws.training_run("late", model=model, optimizer=optimizer, replayable=True,
+                         loss_fn=per_sample) as run:
+        for x, y in run.track(loader):
+            per_sample(model(x), y).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        model(dataset.tensors[0][:8])  # a forward in train mode moves BatchNorm's statistics
+    with pytest.raises(ReplayMismatchError, match="after its last optimizer step") as caught:
+        run.replay()
+    assert caught.value.step is None
 
 
 def test_the_replay_contract_is_checked_while_training(ws: rt.Workspace) -> None:
