@@ -17,6 +17,16 @@ Figures (each measured in this run, side by side with its baseline):
 * top-20 query latency over a memory-mapped index of 10^5 and 10^6 samples, one query and
   batched by 64, against brute force (full scores + sort) on the same data
   (goals <= 5 ms and <= 50 ms per single query).
+* single-model LDS (``benchmarks/_single_model_lds.py``): the Adult MLP (30 epochs, and a
+  3-epoch run whose counterfactuals are additive), an MLP on the credit application table and
+  a small CNN with BatchNorm on MNIST-5k; the ground truth is the recorded
+  run retrained with its seed and batch order minus a random 1% (large: and 5%) of the rows
+  (large: 100 draws each); TRAK over an ensemble, TracInCP over the run's checkpoints, gradient
+  similarity and TRAK on the run itself scored on it side by side with the metagradient
+  (``MetagradientScorer`` of the run recorded with ``replayable=True``), next to the classic
+  (fresh-seed, 50% subsets) LDS of the same scores, with bootstrap CIs and IQRs over test
+  points, the additivity of the counterfactual (the ceiling of any linear attribution) and the
+  machine load. Exits 1 if the retrained run is not bit-identical to the recorded one.
 * the full decision trace of a declined credit application across the 3 credit tables at
   ~180k rows: top-20 supporting and opposing samples traced to table rows and subjects, with
   and without the ledger proofs of the records relied on (goals <= 1 ms and <= 5 ms).
@@ -61,6 +71,17 @@ PROTOCOL = {
         "n_test": 60,
         "proj_dim": 128,
         "applicants": 20_000,
+        "single": {
+            "adult": (1500, 12),
+            "credit": (1500, 12),
+            "mnist": (500, 6, 2),
+            "draws": 6,
+            "fractions": (0.01,),
+            "trak_models": 2,
+            "proj_dim": 128,
+            "classic_subsets": 6,
+            "additivity_pairs": 1,
+        },
     },
     "large": {
         "lr_train": 24000,
@@ -71,6 +92,17 @@ PROTOCOL = {
         "n_test": 200,
         "proj_dim": 256,
         "applicants": 20_000,
+        "single": {
+            "adult": (3000, 100),
+            "credit": (3000, 100),
+            "mnist": (2000, 100, 3),
+            "draws": 100,
+            "fractions": (0.01, 0.05),
+            "trak_models": 50,
+            "proj_dim": 256,
+            "classic_subsets": 100,
+            "additivity_pairs": 5,
+        },
     },
 }
 # Ground truth is cached per run (so its cost is measured) and shared by every method; main()
@@ -339,6 +371,95 @@ class MLPBench:
         return float(np.nanmean(_pearson_rows(_ranks(predicted), _ranks(outputs.T))))
 
 
+# ----------------------------------------------------------------------------- single-model LDS
+def bench_single(cfg: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Single-model and classic LDS per scorer on the three tasks (see _single_model_lds)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _single_model_lds as single
+
+    c = cfg["single"]
+    tasks = [
+        single.adult_task(*c["adult"], seed),
+        single.adult_task(*c["adult"], seed, epochs=3),
+        single.credit_task(*c["credit"], seed),
+        single.mnist_task(c["mnist"][0], c["mnist"][1], seed, epochs=c["mnist"][2]),
+    ]
+    import rowtrail as rt
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = rt.init(Path(tmp) / "ws")
+        for task in tasks:
+            out.append(_single_task(single, task, c, seed, ws))
+        ws.close()
+    return out
+
+
+def _single_task(single: Any, task: Any, c: dict[str, Any], seed: int, ws: Any) -> dict[str, Any]:
+    """One task of the single-model section, LDS objects flattened for JSON."""
+    load = os.getloadavg()[0]
+    result: dict[str, Any] = single.evaluate(task, c, seed, workspace=ws)
+    result["load_1min"] = (load, os.getloadavg()[0])
+    for row in result["rows"]:
+        for key, value in list(row.items()):
+            if isinstance(value, single.LDS):
+                row[key] = {"mean": value.mean, "ci95": value.ci, "iqr": value.iqr}
+    return result
+
+
+def check_single(results: list[dict[str, Any]]) -> list[str]:
+    """Failures of the exactness checks (the benchmark exits 1 on any)."""
+    failures = []
+    for r in results:
+        checks = r["checks"]
+        for key in ("replay_bit_identical", "counterfactual_repeatable", "counterfactual_moves",
+                    "replayable_run_equals_loop"):
+            if not checks.get(key, True):
+                failures.append(f"{r['data']}: {key} is false")
+        if checks.get("supplied_equals_retraining_max_abs", 0.0) != 0.0:
+            failures.append(f"{r['data']}: the supplied counterfactual differs from retraining")
+    return failures
+
+
+def report_single(results: list[dict[str, Any]]) -> str:
+    def cell(v: dict[str, Any] | None) -> str:
+        if v is None:
+            return "-"
+        return (f"{v['mean']:.3f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}] "
+                f"(IQR {v['iqr'][0]:.2f}..{v['iqr'][1]:.2f})")
+
+    lines = [
+        "Single-model LDS (this run minus 1% / 5% of its rows, same seed and batch order, by "
+        "weighted replay) and classic LDS (fresh seeds, 50% subsets) of the same scores; mean "
+        "[95% bootstrap CI] (IQR) over test points; scoring time for all test points, with the "
+        "features of every checkpoint/model it needs:",
+        "",
+        "| data | method | single 1% | single 5% | classic | scoring s (÷ one training) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for row in r["rows"]:
+            lines.append(
+                f"| {r['data']} | {row['method']} | {cell(row.get('single_0.01'))} | "
+                f"{cell(row.get('single_0.05'))} | {cell(row['classic'])} | "
+                f"{row['score_s']:.2f} ({row['score_s'] / r['train_s']:.1f}x) |"
+            )
+    lines += [
+        "",
+        "| data | n train / test | one training s | counterfactuals (draws, s) | "
+        "classic retrains (n, s) | additivity r | load 1-min |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        gt = ", ".join(f"{k}: {v:.1f}" for k, v in r["ground_truth_s"].items())
+        lines.append(
+            f"| {r['data']} | {r['n_train']} / {r['n_test']} | {r['train_s']:.2f} | "
+            f"{r['draws']} per fraction ({gt}) | {r['classic_subsets']}, {r['classic_s']:.1f} | "
+            f"{r['additivity_r']:.3f} | {r['load_1min'][0]:.1f} -> {r['load_1min'][1]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- latency
 def _latency_at(n: int, dim: int, rng: np.random.Generator, tmp: Path) -> dict[str, Any]:
     matrix = rng.normal(size=(n, dim)).astype(np.float32)
@@ -470,24 +591,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=("small", "large"), default="small")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", choices=("lr", "mlp", "latency", "trace"), default=None)
+    parser.add_argument(
+        "--only", choices=("lr", "mlp", "single", "latency", "trace"), default=None
+    )
     parser.add_argument("--append-readme", action="store_true")
     args = parser.parse_args()
     cfg = PROTOCOL[args.size]
     global CACHE
     CACHE = Path(tempfile.mkdtemp(prefix="rowtrail-bench-attribution-"))
-    results: dict[str, Any] = {"lds": [], "latency": [], "trace": None}
+    results: dict[str, Any] = {"lds": [], "single": [], "latency": [], "trace": None}
     started = time.perf_counter()
     if args.only in (None, "lr"):
         results["lds"] += bench_logistic(cfg, args.seed)
     if args.only in (None, "mlp"):
         results["lds"] += MLPBench(cfg, args.seed).run(args.seed)
+    if args.only in (None, "single"):
+        results["single"] = bench_single(cfg, args.seed)
     if args.only in (None, "latency"):
         results["latency"] = bench_latency(args.seed)
     if args.only in (None, "trace"):
         results["trace"] = bench_trace(cfg, args.seed)
     results["seconds"] = time.perf_counter() - started
     print(json.dumps(results, indent=1, default=float))
+    failures = check_single(results["single"])
+    if results["single"]:
+        print(report_single(results["single"]))
     if results["trace"] and results["latency"]:
         text = report(results)
         print(text)
@@ -501,7 +629,9 @@ def main() -> int:
             readme = Path(__file__).with_name("README.md")
             with readme.open("a", encoding="utf-8") as handle:
                 handle.write(header + text + "\n")
-    return 0
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -185,8 +185,12 @@ class GradientFeatures:
         """Wrap a training feature store (anything with ``features`` and ``row_ids``).
 
         ``rowtrail.training.featurize`` stores projected *loss* gradients, hence the default
-        ``loss_gradients=True``.
+        ``loss_gradients=True``. When ``p_correct`` is not given, the store's own
+        ``p_correct`` attribute is used if it has one (``featurize`` records it with the default
+        loss), so TRAK's ``p(1-p)`` kernel and the residuals need no extra input.
         """
+        if p_correct is None:
+            p_correct = getattr(source, "p_correct", None)
         return cls(
             source.features,
             p_correct=None if p_correct is None else np.asarray(p_correct, dtype=np.float64),

@@ -9,6 +9,9 @@ A feature set lives in ``<workspace>/features/<key>/``::
     meta.json       key, model digest, checkpoint, projector spec, shapes, rows done so far
     row_ids.npy     the row id of every feature row (int64)
     features.f16    (n, proj_dim) float16, memory-mapped (TRAK: float16 on disk, float32 math)
+    p_correct.f64   (n,) float64: the probability the model gives each sample's label (with the
+                    default loss only), so that scorers get the residual ``1 - p`` and TRAK's
+                    ``p(1-p)`` kernel weights from the set itself (Park et al. 2023, §3.2)
 
 The key is derived from the model digest, checkpoint id, projector (kind, seed, proj_dim),
 layer selection, loss and the row ids, so the same request finds the same set. Work is
@@ -75,6 +78,7 @@ _KIND = "features.computed"
 REDACTED_KIND = "erasure.redacted"
 _KEY = re.compile(r"^[0-9a-f]{24}$")
 _FILES = ("features.f16", "meta.json", "row_ids.npy")
+_P_CORRECT = "p_correct.f64"
 _FIX = (
     "Delete the feature set's directory and run featurize() again to recompute and record it."
 )
@@ -89,6 +93,19 @@ class FeatureSet:
     meta: dict[str, Any]
     row_ids: NDArray[np.int64]
     features: np.memmap[Any, np.dtype[np.float16]]
+    p_correct_map: np.memmap[Any, np.dtype[np.float64]] | None = None
+
+    @property
+    def p_correct(self) -> NDArray[np.float64] | None:
+        """Probability of each sample's label under the model, or ``None`` when not recorded.
+
+        Recorded when the features use the default loss (binary or multi-class cross-entropy):
+        the loss gradient stored in :attr:`features` is then ``-(1 - p) * grad(margin)``.
+        Sets computed with a custom ``loss_fn``, or before this was recorded, have none.
+        """
+        if self.p_correct_map is None:
+            return None
+        return np.asarray(self.p_correct_map, dtype=np.float64)
 
     @property
     def n_done(self) -> int:
@@ -193,13 +210,23 @@ def open_feature_set(workspace: Any, key: str, *, partial: bool = False) -> Feat
                 "and record it, or delete the directory."
             )
         return _read(path, key)
-    keys = binding.check(path, _FILES)
+    keys = binding.check(path, _bound_names(binding))
     feature_set = _read(path, key)
     binding.still_same(path, keys)
     feature_set.meta.update(
         ledger_index=binding.index, features_digest=binding.payload.get("features_digest")
     )
     return feature_set
+
+
+def _bound_names(binding: Binding) -> tuple[str, ...]:
+    """Return the files a set's event binds: the three of every set, and p(correct) if any."""
+    recorded = {f.name for f in binding.files or ()}
+    return _FILES + ((_P_CORRECT,) if _P_CORRECT in recorded else ())
+
+
+def _set_names(meta: dict[str, Any]) -> tuple[str, ...]:
+    return _FILES + ((_P_CORRECT,) if meta.get("p_correct") else ())
 
 
 def _read(path: Path, key: str) -> FeatureSet:
@@ -239,7 +266,25 @@ def _read(path: Path, key: str) -> FeatureSet:
                                  path=str(features_path)) from exc
     except OSError as exc:
         raise StorageError(f"cannot read {features_path}: {exc}") from exc
-    return FeatureSet(key, path, meta, row_ids.astype(np.int64, copy=False), features)
+    p_correct = None
+    if meta.get("p_correct"):
+        p_path = path / _P_CORRECT
+        try:
+            if p_path.stat().st_size != shape[0] * 8:
+                raise FileIntegrityError(
+                    f"{p_path} must hold {shape[0]} float64 probabilities (truncated or "
+                    f"extended). {_FIX}",
+                    path=str(p_path),
+                )
+            p_correct = np.memmap(p_path, dtype=np.float64, mode="r", shape=(shape[0],))
+        except FileNotFoundError:
+            raise FileIntegrityError(f"{p_path} is missing. {_FIX}", path=str(p_path)) from None
+        except ValueError as exc:
+            raise FileIntegrityError(f"{p_path} cannot be mapped: {exc}. {_FIX}",
+                                     path=str(p_path)) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {p_path}: {exc}") from exc
+    return FeatureSet(key, path, meta, row_ids.astype(np.int64, copy=False), features, p_correct)
 
 
 def list_feature_sets(workspace: Any) -> list[str]:
@@ -256,8 +301,12 @@ def _create(path: Path, meta: dict[str, Any], row_ids: NDArray[np.int64]) -> Non
     np.save(path / "row_ids.npy", row_ids)
     shape = (int(meta["n_samples"]), int(meta["proj_dim"]))
     np.memmap(path / "features.f16", dtype=_DTYPE, mode="w+", shape=shape).flush()
+    private = ["row_ids.npy", "features.f16"]
+    if meta.get("p_correct"):
+        np.memmap(path / _P_CORRECT, dtype=np.float64, mode="w+", shape=shape[:1]).flush()
+        private.append(_P_CORRECT)
     _write_meta(path, meta)
-    for name in ("row_ids.npy", "features.f16"):
+    for name in private:
         os.chmod(path / name, 0o600)  # private like the rest of the workspace
 
 
@@ -333,7 +382,8 @@ def featurize(
     }
     key = sha256_digest(canonical_json(meta))[7:31]
     meta.update({"key": key, "n_samples": int(ids.size), "proj_dim": proj.proj_dim,
-                 "param_dim": grads.dim, "dtype": "float16", "n_done": 0})
+                 "param_dim": grads.dim, "dtype": "float16", "n_done": 0,
+                 "p_correct": loss_fn is None})
     path = _root(workspace) / key
     created = not (path / "meta.json").exists()
     if created:
@@ -358,7 +408,7 @@ def featurize(
 
 def _matches(binding: Binding, path: Path) -> bool:
     try:
-        binding.check(path, _FILES)
+        binding.check(path, _bound_names(binding))
     except FileIntegrityError:
         return False
     return True
@@ -377,6 +427,8 @@ def _run_chunks(
 
     path, meta, n = feature_set.path, dict(feature_set.meta), feature_set.row_ids.size
     out = np.memmap(path / "features.f16", dtype=_DTYPE, mode="r+", shape=(n, proj.proj_dim))
+    p_out = (np.memmap(path / _P_CORRECT, dtype=np.float64, mode="r+", shape=(n,))
+             if meta.get("p_correct") else None)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"features {feature_set.key[:8]}", total=n, completed=meta["n_done"])
         unsynced = 0
@@ -388,19 +440,23 @@ def _run_chunks(
                 # torch converts to float16 in hardware; NumPy's software path is ~10x slower
                 # on the tiny (float16-subnormal) values that confident samples produce.
                 out[start:stop] = features.half().numpy()
+                if p_out is not None:
+                    p_out[start:stop] = grads.p_correct(inputs, targets)
                 # Writes to a shared mapping survive a killed process (the page cache keeps
                 # them), so the resume point advances every chunk; msync, which only matters
                 # for an OS crash, runs every _SYNC_BYTES and at the end.
                 unsynced += (stop - start) * proj.proj_dim * 2
                 if unsynced >= _SYNC_BYTES or stop == n:
                     out.flush()
+                    if p_out is not None:
+                        p_out.flush()
                     unsynced = 0
                 meta["n_done"] = stop
                 _write_meta(path, meta)
                 bar.update(task, completed=stop)
                 if on_chunk is not None:
                     on_chunk(stop)
-    del out
+    del out, p_out
 
 
 def _record(workspace: Any, feature_set: FeatureSet) -> int:
@@ -413,7 +469,7 @@ def _record(workspace: Any, feature_set: FeatureSet) -> int:
         )
     base = int(ids.min()) if ids.size else 0
     ids_digest = workspace.ledger.put_blob(encode_positions(ids - base))
-    files = describe_files(path, _FILES)
+    files = describe_files(path, _set_names(meta))
     payload = {
         "key": feature_set.key,
         "model_digest": meta["model_digest"],
@@ -424,6 +480,7 @@ def _record(workspace: Any, feature_set: FeatureSet) -> int:
         "proj_dim": meta["proj_dim"],
         "param_dim": meta["param_dim"],
         "features_digest": files["features.f16"]["digest"],
+        "p_correct": bool(meta.get("p_correct")),
         "files": files,
         "id_base": base,
     }
@@ -475,7 +532,7 @@ def verify_feature_stores(workspace: Any) -> int:
                 path=str(root),
             )
         path = root / key
-        keys = binding.check(path, _FILES, use_cache=False)
+        keys = binding.check(path, _bound_names(binding), use_cache=False)
         _read(path, key)
         binding.still_same(path, keys)
         n_files += len(keys)

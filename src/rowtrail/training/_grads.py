@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from rowtrail._optional import require
-from rowtrail.errors import InvalidInputError, RowtrailWarning
+from rowtrail.errors import InvalidInputError, RowtrailWarning, StateError
 from rowtrail.hashing import sha256_digest
 from rowtrail.training._linear_grads import LinearGradients
 from rowtrail.training._torchio import serialize_state
@@ -88,6 +91,37 @@ class PerSampleGradients:
             yield
         finally:
             self.model.train(was_training)
+
+    def p_correct(self, inputs: Tensor, targets: Tensor) -> NDArray[np.float64]:
+        """Return the probability the model gives each sample's label, in float64.
+
+        Defined for the default loss only (:func:`default_loss`): ``sigmoid`` of the one logit
+        for label 1 (its complement for label 0), else the softmax probability of the target
+        class. With that loss the per-sample loss gradient is ``-(1 - p) * grad(margin)`` for
+        the margin ``log p / (1 - p)`` (Park et al. 2023, §3.2), so ``1 - p`` is the residual and
+        ``p (1 - p)`` the curvature the scorers need. Evaluated in the model's current mode.
+
+        Raises
+        ------
+        StateError
+            The gradients use a custom ``loss_fn``, whose probabilities are unknown.
+        """
+        torch = require("torch", extra="torch", feature="per-sample gradients")
+        if self.loss_fn is not default_loss:
+            raise StateError(
+                "p_correct of PerSampleGradients is defined for the default loss only; got "
+                f"loss_fn {self.loss_name!r}. Compute p(correct) with your own loss's link."
+            )
+        with torch.no_grad():
+            logits = self.model(inputs).double()
+        if logits.shape[-1] == 1:
+            label = targets.reshape(-1).double()
+            p_one = torch.sigmoid(logits.reshape(-1))
+            p = label * p_one + (1.0 - label) * (1.0 - p_one)
+        else:
+            probs = torch.softmax(logits, dim=-1)
+            p = probs.gather(1, targets.reshape(-1, 1).long()).reshape(-1)
+        return np.asarray(p.numpy(), dtype=np.float64)
 
     def compute(self, inputs: Tensor, targets: Tensor) -> Tensor:
         """Return the (n, p) float32 matrix of per-sample loss gradients."""

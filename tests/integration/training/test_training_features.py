@@ -193,7 +193,8 @@ def test_sigkilled_featurization_resumes_in_a_new_process(tmp_path: Path) -> Non
 
 
 # ---------------------------------------------------------------- issue 9, findings 3 and 7
-FEATURE_FILES = ["features.f16", "meta.json", "row_ids.npy"]
+# p_correct.f64: p(label) under the model, recorded with the default loss (issue 12).
+FEATURE_FILES = ["features.f16", "meta.json", "p_correct.f64", "row_ids.npy"]
 
 
 def _flip(path: Path) -> None:
@@ -224,7 +225,7 @@ def test_issue9_every_feature_file_is_bound(ws: rt.Workspace) -> None:
         path = features.path / name
         assert spec == {"digest": file_digest(path), "size": path.stat().st_size}
     assert features.meta["ledger_index"] == entry.index
-    assert verify_feature_stores(ws) == 3
+    assert verify_feature_stores(ws) == len(FEATURE_FILES)
     ws.verify()
     _flip(features.path / "row_ids.npy")
     with pytest.raises(FileIntegrityError, match=r"row_ids\.npy"):
@@ -252,7 +253,7 @@ def test_issue9_damaged_feature_file_is_refused(ws: rt.Workspace, name: str) -> 
             with pytest.raises(FileIntegrityError, match=name):  # never re-recorded as is
                 featurize(ws, model, dataset, proj_dim=64)
         path.write_bytes(original)
-    assert verify_feature_stores(ws) == 3
+    assert verify_feature_stores(ws) == len(FEATURE_FILES)
     assert open_feature_set(ws, features.key).complete
     assert len(ws.ledger.indices(kind="features.computed")) == 1
 
@@ -296,7 +297,7 @@ def test_issue9_deleted_feature_store_is_refused_then_recomputed(ws: rt.Workspac
         verify_feature_stores(ws)
     again = featurize(ws, model, dataset, proj_dim=64)
     assert np.array_equal(np.asarray(again.features), np.asarray(features.features))
-    assert verify_feature_stores(ws) == 3
+    assert verify_feature_stores(ws) == len(FEATURE_FILES)
     assert len(ws.ledger.indices(kind="features.computed")) == 1  # same digests: no new event
 
 
@@ -321,7 +322,7 @@ def test_issue9_featurize_resume_after_event_does_not_duplicate(
     assert resumed.complete
     assert len(ws.ledger.indices(kind="features.computed")) == 1
     assert resumed.meta["ledger_index"] == ws.ledger.indices(kind="features.computed")[0]
-    assert verify_feature_stores(ws) == 3
+    assert verify_feature_stores(ws) == len(FEATURE_FILES)
 
 
 CRASH_SCRIPT = """
@@ -356,4 +357,4 @@ def test_issue9_featurize_killed_after_event_resumes_without_duplicate(tmp_path:
                    capture_output=True)
     with rt.open(tmp_path / "ws") as ws:
         assert len(ws.ledger.indices(kind="features.computed")) == 1
-        assert verify_feature_stores(ws) == 3
+        assert verify_feature_stores(ws) == len(FEATURE_FILES)
