@@ -592,7 +592,7 @@ def main() -> int:
     parser.add_argument("--size", choices=("small", "large"), default="small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--only", choices=("lr", "mlp", "single", "latency", "trace"), default=None
+        "--only", choices=("lr", "mlp", "single", "replay", "latency", "trace"), default=None
     )
     parser.add_argument("--append-readme", action="store_true")
     args = parser.parse_args()
@@ -607,6 +607,12 @@ def main() -> int:
         results["lds"] += MLPBench(cfg, args.seed).run(args.seed)
     if args.only in (None, "single"):
         results["single"] = bench_single(cfg, args.seed)
+    if args.only in (None, "replay"):
+        # Replay's cost: metagradient for 64 predictions ÷ one training run; unlearning by
+        # replay ÷ full retraining (checks bit-identity itself; see _replay_cost.py).
+        from _replay_cost import run_replay_cost_section
+
+        results["replay_cost"] = run_replay_cost_section(args.size)
     if args.only in (None, "latency"):
         results["latency"] = bench_latency(args.seed)
     if args.only in (None, "trace"):
@@ -616,6 +622,8 @@ def main() -> int:
     failures = check_single(results["single"])
     if results["single"]:
         print(report_single(results["single"]))
+    for line in results.get("replay_cost", []):
+        print(line)
     if results["trace"] and results["latency"]:
         text = report(results)
         print(text)
