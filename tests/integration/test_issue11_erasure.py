@@ -458,6 +458,8 @@ def test_issue11_cli_erase_dry_run_run_and_bad_requests(
             "GDPR Art. 17",
             "--requested-at",
             "2026-05-04T09:00:00+00:00",
+            "--certificate",
+            str(ws.path.parent / "certificate.json"),
             "--json",
             *where,
         ],
@@ -467,3 +469,13 @@ def test_issue11_cli_erase_dry_run_run_and_bad_requests(
     entry = ws.ledger.entry(result["completed"])
     assert entry.event.kind == "erasure.completed"
     ws.verify()
+    # The certificate the CLI wrote verifies with the workspace's public key alone.
+    (ws.path.parent / "vkey").write_text(ws.ledger.verifier.vkey + "\n")
+    checked = runner.invoke(
+        app,
+        ["certificate", "verify", str(ws.path.parent / "certificate.json"), "--vkey",
+         str(ws.path.parent / "vkey"), "--json"],
+    )
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["job_id"] == json.loads(done.stdout)["job"]
+    assert json.loads(checked.stdout)["subjects"] == [ws.pseudonymize(held_out)]

@@ -8,6 +8,7 @@ plan and exits 1 without writing, pointing to ``ws.erase(...).run(ModelInput(...
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -59,6 +60,8 @@ def _human(plan: dict[str, Any], done: dict[str, Any] | None) -> None:
             f"[bold green]erased[/]: {len(done['key_ids'])} data key(s) destroyed; "
             f"erasure.completed at ledger entry {done['completed']}"
         )
+        if done.get("certificate"):
+            console.print(f"certificate: {done['certificate']}")
 
 
 def erase(
@@ -77,6 +80,13 @@ def erase(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
     ] = False,
+    certificate: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the job's signed erasure certificate to this new file "
+            "(check it with `rowtrail certificate verify FILE --vkey KEY`)."
+        ),
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
     traceback: TracebackOption = False,
@@ -108,12 +118,20 @@ def erase(
                     "ws.erase(...).run(ModelInput(model, X_rebuilt=..., y_rebuilt=...)). See "
                     "the plan with --dry-run. Nothing was written."
                 )
+            if certificate is not None and certificate.exists():
+                raise InvalidInputError(
+                    f"--certificate of rowtrail erase must name a new file; {certificate} "
+                    "exists. Choose another path. Nothing was written."
+                )
             result = job.run()
             done = {
                 "completed": result.completed_index,
                 "key_ids": result.key_ids,
                 "events": result.events,
             }
+            if certificate is not None:
+                certificate.write_bytes(job.certificate())
+                done["certificate"] = str(certificate)
         emit(
             plan | {"dry_run": dry_run, "result": done},
             as_json=as_json,

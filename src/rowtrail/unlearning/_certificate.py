@@ -204,14 +204,30 @@ def _check_event(index: int, event: Event, job_id: str, error: type[Exception]) 
         )
 
 
+LEDGER_SUBJECT = "rowtrail-ledger-checkpoint"
+
+
+def _subjects(content: CertificateContent) -> list[dict[str, Any]]:
+    """Return the Statement's subjects: the models after erasure, or the signed checkpoint.
+
+    A job whose rows reached no recorded model changes no model; its statement is then about
+    the ledger state that records the erasure (SHA-256 of the signed checkpoint note).
+    """
+    if content.models:
+        return [
+            {"name": model.name, "digest": {"sha256": model.after_digest.split(":", 1)[1]}}
+            for model in content.models
+        ]
+    note = content.ledger.checkpoint if content.ledger is not None else ""
+    digest = hashlib.sha256(note.encode()).hexdigest()
+    return [{"name": LEDGER_SUBJECT, "digest": {"sha256": digest}}]
+
+
 def statement_of(content: CertificateContent) -> dict[str, Any]:
     """Return the in-toto Statement v1 of issued content (``ledger`` and ``issued_at`` set)."""
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [
-            {"name": model.name, "digest": {"sha256": model.after_digest.split(":", 1)[1]}}
-            for model in content.models
-        ],
+        "subject": _subjects(content),
         "predicateType": PREDICATE_TYPE,
         "predicate": content.to_json(),
     }
@@ -368,13 +384,10 @@ def _statement(payload: bytes) -> dict[str, Any]:
 
 
 def _check_subjects(statement: dict[str, Any], content: CertificateContent) -> None:
-    expected = [
-        {"name": model.name, "digest": {"sha256": model.after_digest.split(":", 1)[1]}}
-        for model in content.models
-    ]
-    if statement["subject"] != expected:
+    if statement["subject"] != _subjects(content):
         raise CertificateError("subject of the Statement must be the models' digests after "
-                               "erasure, as the predicate lists them")
+                               "erasure, as the predicate lists them (or, when no model "
+                               "changed, the signed checkpoint)")
 
 
 def _check_ledger(content: CertificateContent, key: CertificateKey) -> None:

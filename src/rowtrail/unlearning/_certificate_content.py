@@ -420,9 +420,19 @@ class CertificateContent:
             for item in items:
                 _typed(item, kind, name + "[]")
             object.__setattr__(self, name, items)
+        counts = self.counts
+        changed = (
+            counts.n_removed_samples + counts.n_recomputed_samples + counts.n_refitted_statistics
+        )
         for name, values in (("methods", self.methods), ("models", self.models)):
-            if not values:
+            # Empty only for a job whose rows reached no recorded model.
+            if not values and changed:
                 raise InvalidInputError(f"{name} of the erasure certificate must not be empty")
+        if bool(self.methods) != bool(self.models):
+            raise InvalidInputError(
+                "methods and models of the erasure certificate must both be given or both be "
+                "empty (a job that changed no model)"
+            )
         names = [figure.name for figure in self.figures]
         if len(set(names)) != len(names):
             raise InvalidInputError(f"figures of the erasure certificate have repeated names "
