@@ -154,9 +154,8 @@ def test_issue11_load_csv_excluding_keeps_every_other_row_id(tmp_path: Path) -> 
     assert sorted(set(ids[name]) - set(kept[name])) == [2, 3]
 
 
-def test_issue11_the_plan_names_per_sample_signal_blobs_of_a_network_run(
-    setting: dict[str, Any],
-) -> None:
+def _network_with_signals(setting: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """A network run over the setting's rows that logs one per-sample signal per batch."""
     from torch.utils.data import DataLoader
 
     ws, X, y, ids = (setting[k] for k in ("ws", "X", "y", "ids"))
@@ -166,6 +165,15 @@ def test_issue11_the_plan_names_per_sample_signal_blobs_of_a_network_run(
     with ws.training_run("net", model=model) as run:
         for inputs, _ in run.track(DataLoader(dataset, batch_size=20)):
             run.log_signal("first", inputs[:, 0])
+    return dataset, model, run
+
+
+def test_issue11_the_plan_names_per_sample_signal_blobs_of_a_network_run(
+    setting: dict[str, Any],
+) -> None:
+
+    ws, ids = setting["ws"], setting["ids"]
+    _, _, run = _network_with_signals(setting)
     job = ws.erase(subject="A3", reason="GDPR Art. 17")
     signals = [e.index for e in ws.ledger.entries_of_kind("training.signals")]
     assert signals
@@ -186,12 +194,7 @@ def test_issue11_signal_values_of_erased_samples_are_removed_and_the_log_verifie
     from rowtrail.unlearning import ModelInput
 
     ws, X, y, ids = (setting[k] for k in ("ws", "X", "y", "ids"))
-    dataset = TensorDataset(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y).long())
-    dataset.row_ids = ids  # type: ignore[attr-defined]
-    model = torch.nn.Sequential(torch.nn.Linear(4, 2))
-    with ws.training_run("net", model=model) as run:
-        for inputs, _ in run.track(DataLoader(dataset, batch_size=20)):
-            run.log_signal("first", inputs[:, 0])
+    dataset, model, run = _network_with_signals(setting)
     (signals,) = ws.ledger.entries_of_kind("training.signals")
     old = signals.event.blobs[0]
     before = decode_signal(ws.ledger.blobs.get(old))

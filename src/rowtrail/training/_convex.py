@@ -129,11 +129,16 @@ def _check_l2(l2: object, caller: str) -> float:
 
 
 @contextmanager
-def _numerics(caller: str) -> Iterator[None]:
+def _numerics(
+    caller: str,
+    fix: str = "Standardize the features (e.g. to mean 0, variance 1) and fit again. "
+    "Nothing was recorded.",
+) -> Iterator[None]:
     """Turn an overflow or invalid value during a fit into a typed error, before any write.
 
-    NumPy's ``over``/``invalid``/``divide`` warnings become errors here, so a fit whose
-    arithmetic leaves the finite doubles fails instead of recording NaN or infinity.
+    NumPy's ``over``/``invalid``/``divide`` warnings become errors here, so a fit (or an
+    update of one) whose arithmetic leaves the finite doubles fails instead of recording NaN
+    or infinity; ``fix`` says what to do.
     """
     try:
         with np.errstate(over="raise", invalid="raise", divide="raise"):
@@ -141,8 +146,7 @@ def _numerics(caller: str) -> Iterator[None]:
     except (FloatingPointError, np.linalg.LinAlgError) as exc:
         raise InvalidInputError(
             f"X of {caller} must have values small enough for the fit's arithmetic to stay "
-            f"finite; got a {type(exc).__name__}: {exc}. Standardize the features (e.g. to "
-            "mean 0, variance 1) and fit again. Nothing was recorded."
+            f"finite; got a {type(exc).__name__}: {exc}. {fix}"
         ) from exc
 
 

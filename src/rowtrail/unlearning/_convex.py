@@ -50,8 +50,7 @@ from __future__ import annotations
 import hmac
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,7 +59,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from rowtrail.errors import InvalidInputError
 from rowtrail.training import ConvexFit, solve_logistic
-from rowtrail.training._convex import _check_X, _check_y, _data_digest, _penalty
+from rowtrail.training._convex import (
+    _check_X,
+    _check_y,
+    _data_digest,
+    _numerics,
+    _penalty,
+    _sigmoid,
+)
 from rowtrail.unlearning._objective import RetainedObjective
 
 __all__ = ["ConvexUnlearning", "unlearn_convex"]
@@ -146,20 +152,6 @@ class ConvexUnlearning:
                 _data_digest(np.ascontiguousarray(raw), target), self._row_ids.copy(),
             )  # fmt: skip
         return self._fit
-
-
-@contextmanager
-def _numerics() -> Iterator[None]:
-    """Turn an overflow or invalid value into a typed error; nothing is returned then."""
-    try:
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            yield
-    except (FloatingPointError, np.linalg.LinAlgError) as exc:
-        raise InvalidInputError(
-            f"X of {_CALLER} must be finite data whose arithmetic stays finite; got a "
-            f"{type(exc).__name__}: {exc}. Pass the fit's own training data (check_data=True "
-            "verifies it against the fit's digest). The model was not changed."
-        ) from exc
 
 
 def _check_positions(value: Any, n: int, name: str) -> NDArray[np.int64]:
@@ -373,17 +365,39 @@ def _newton(
         state.grad, state.exact = obj.gradient(state.theta), True
 
 
+def retrain_design(
+    model: str, design: F64, target: F64, penalty: F64, *, init: F64, tol: float | None = None
+) -> tuple[F64, int]:
+    """Retrain a convex model exactly on ``design`` (with its intercept column).
+
+    Logistic: the fit's own damped Newton solver, warm-started at ``init`` (``tol`` on
+    ``‖∇J‖ / n``, the solver's default when None); ridge: the closed form. Returns
+    ``(θ, steps)``.
+    """
+    if model == "logistic":
+        if tol is None:
+            theta, n_iter = solve_logistic(design, target, penalty, init=init)
+        else:
+            theta, n_iter = solve_logistic(design, target, penalty, init=init, tol=tol)
+        return np.asarray(theta, dtype=np.float64), int(n_iter)
+    hess = design.T @ design + np.diag(penalty)
+    return np.asarray(np.linalg.solve(hess, design.T @ target), dtype=np.float64), 1
+
+
+def gradient_norm(model: str, design: F64, target: F64, penalty: F64, theta: F64) -> float:
+    """Return ``‖∇J(θ)‖`` of the regularised objective on ``design`` (intercept column in)."""
+    z = design @ theta
+    residual = _sigmoid(z) - target if model == "logistic" else z - target
+    return float(np.linalg.norm(design.T @ residual + penalty * theta))
+
+
 def _retrain_warm(obj: RetainedObjective, state: _State, tol: float) -> None:
     """Retrain from ``state.theta`` with the fit's own solver (closed form for ridge)."""
     design, target = obj.design()
-    if obj.model == "logistic":
-        theta, n_iter = solve_logistic(
-            design, target, obj.penalty, init=state.theta, tol=tol / design.shape[0]
-        )
-    else:
-        hess = design.T @ design + np.diag(obj.penalty)
-        theta, n_iter = np.asarray(np.linalg.solve(hess, design.T @ target)), 1
-    state.theta = np.asarray(theta, dtype=np.float64)
+    theta, n_iter = retrain_design(
+        obj.model, design, target, obj.penalty, init=state.theta, tol=tol / design.shape[0]
+    )
+    state.theta = theta
     state.steps += n_iter
     state.grad = obj.gradient(state.theta)
     state.refresh(obj, state.theta)
@@ -507,7 +521,11 @@ def unlearn_convex(
     data, target = _check_data(fit, X, y, check_data)
     obj = _objective(fit, data, target, remove, replace)
     tolerance = float(tol) if tol is not None else 1e-6 * obj.n_samples
-    with _numerics():
+    with _numerics(
+        _CALLER,
+        "Pass the fit's own training data (check_data=True verifies it against the fit's "
+        "digest). The model was not changed.",
+    ):
         state = _start_state(fit, obj, tolerance)
         _newton(fit, obj, state, tolerance, max_steps)
         method: Literal["newton", "retrain-warm"] = "newton"

@@ -442,10 +442,14 @@ class ErasureJob:
         if not signals or not samples.size:
             return []
         positions: dict[int, set[int]] = {}
+        offsets: dict[int, int] = {}  # batch event -> its first position in the chunk
         for use in sample_usage(self.ws, row_ids=samples.tolist()):
             if use.kind != "batch" or use.chunk_proof is None or use.position_in_batch is None:
                 continue
-            offset = self.ws.ledger.entry(use.ledger_index).event.payload["ids"][0]
+            if use.ledger_index not in offsets:
+                event = self.ws.ledger.entry(use.ledger_index).event
+                offsets[use.ledger_index] = int(event.payload["ids"][0])
+            offset = offsets[use.ledger_index]
             chunk = positions.setdefault(use.chunk_proof.index, set())
             chunk.add(int(offset) + int(use.position_in_batch))
         return redact_signal_values(self.ws, signals, positions, job=self.job_id)

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from rowtrail.errors import InvalidInputError, LineageError
 from rowtrail.hashing import DIGEST_PREFIX
-from rowtrail.training import ConvexFit, solve_logistic
+from rowtrail.training import ConvexFit
 
 __all__ = ["METHODS", "ModelInput", "ModelUpdate", "fit_index_of", "update_model"]
 
@@ -249,26 +249,18 @@ def choose(method: str, given: ModelInput, statistics: bool) -> str:
 
 def _retrain_convex(fit: ConvexFit, given: ModelInput) -> tuple[ConvexFit, float, int]:
     """Warm-started exact retraining of a convex fit on the rebuilt data."""
+    from rowtrail.training._convex import _penalty
+    from rowtrail.unlearning._convex import gradient_norm, retrain_design
+
     design = fit.design(given.X_rebuilt)
     target = np.asarray(given.y_rebuilt, dtype=np.float64).reshape(-1)
-    pen = np.full(design.shape[1], fit.l2)
-    if fit.fit_intercept:
-        pen[-1] = 0.0
-    if fit.model == "logistic":
-        theta, steps = solve_logistic(design, target, pen, init=fit.theta)
-        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
-        gradient = design.T @ (p - target) + pen * theta
-    else:
-        theta = np.asarray(
-            np.linalg.solve(design.T @ design + np.diag(pen), design.T @ target), np.float64
-        )
-        steps = 1
-        gradient = np.asarray(design.T @ (design @ theta - target) + pen * theta, np.float64)
+    pen = _penalty(design.shape[1], fit.l2, fit.fit_intercept)
+    theta, steps = retrain_design(fit.model, design, target, pen, init=fit.theta)
     new = copy.copy(fit)
     new.theta, new.ledger_index, new.blobs = theta, None, {}
     ids = _rebuilt_ids(given, design.shape[0])
     new.row_ids = ids if ids is not None else np.zeros(0, dtype=np.int64)
-    return new, float(np.linalg.norm(gradient)), int(steps)
+    return new, gradient_norm(fit.model, design, target, pen, theta), steps
 
 
 def _retrain_estimator(model: Any, given: ModelInput) -> Any:
@@ -485,21 +477,8 @@ def update_model(
             theta=new.theta,
         )
     if given.retrain is not None:
-        new_model = given.retrain()
-        return ModelUpdate(
-            run_id,
-            fit_index_of(given.model),
-            "retrain",
-            True,
-            before,
-            params_digest(new_model),
-            None,
-            0.0,
-            None,
-            None,
-            time.perf_counter() - start,
-            new_model,
-            {"reference": "is the model retrained without the rows (the caller's training)"},
+        return _retrained(
+            run_id, given, before, start, given.retrain(), by="the caller's training"
         )
     if given.X_rebuilt is None or given.y_rebuilt is None:
         raise InvalidInputError(
@@ -508,35 +487,40 @@ def update_model(
         )
     if isinstance(given.model, ConvexFit):
         new_fit, residual, steps = _retrain_convex(given.model, given)
-        return ModelUpdate(
-            run_id,
-            given.model.ledger_index,
-            "retrain",
-            True,
-            before,
-            params_digest(new_fit),
-            residual,
-            0.0,
-            None,
-            steps,
-            time.perf_counter() - start,
-            new_fit,
-            {"reference": "is the model retrained without the rows"},
+        return _retrained(
+            run_id, given, before, start, new_fit, residual=residual, steps=steps,
             theta=new_fit.theta,
         )
-    refit = _retrain_estimator(given.model, given)
+    return _retrained(run_id, given, before, start, _retrain_estimator(given.model, given))
+
+
+def _retrained(
+    run_id: str,
+    given: ModelInput,
+    before: str,
+    start: float,
+    model: Any,
+    *,
+    by: str = "",
+    residual: float | None = None,
+    steps: int | None = None,
+    theta: NDArray[np.float64] | None = None,
+) -> ModelUpdate:
+    """Return the update of a model retrained without the rows (exact; bound 0)."""
+    reference = "is the model retrained without the rows" + (f" ({by})" if by else "")
     return ModelUpdate(
         run_id,
         fit_index_of(given.model),
         "retrain",
         True,
         before,
-        params_digest(refit),
-        None,
+        params_digest(model),
+        residual,
         0.0,
         None,
-        None,
+        steps,
         time.perf_counter() - start,
-        refit,
-        {"reference": "is the model retrained without the rows"},
+        model,
+        {"reference": reference},
+        theta=theta,
     )

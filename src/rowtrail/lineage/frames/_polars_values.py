@@ -97,7 +97,8 @@ def traced_series(series: Any, proxy: Any, lineage: Callable[[], RowLineage]) ->
 
 def valued_export(proxy: Any, name: str, lineage: Callable[[], RowLineage]) -> Callable[..., Any]:
     """Return the export ``name`` of ``proxy``'s visible frame, noting the values it reads."""
-    call = getattr(proxy._visible(), name)
+    visible = proxy._visible()
+    call = getattr(visible, name)
 
     def run(*args: Any, **kwargs: Any) -> Any:
         result = call(*args, **kwargs)
@@ -117,7 +118,7 @@ def valued_export(proxy: Any, name: str, lineage: Callable[[], RowLineage]) -> C
                 statistics=True,
             )
             scope = scope_of(proxy._state.workspace)
-            note_rows(proxy._visible().rows(), lineage(), node, scope)
+            note_rows(visible.rows(), lineage(), node, scope)
         return result
 
     return run
