@@ -183,7 +183,9 @@ def test_issue11_a_sharded_network_retrains_only_the_subjects_shard(tmp_path: Pa
 
     ws = rt.init(tmp_path / "ws")
     rng = np.random.default_rng(0)
-    n, people = 96, [f"P{i % 24:02d}" for i in range(96)]
+    # 48 subjects over 3 shards: a shard left empty, or holding only P05, is vanishingly
+    # unlikely whatever the workspace's pseudonym key (which places subjects in shards).
+    n, people = 96, [f"P{i % 48:02d}" for i in range(96)]
     x = rng.normal(size=(n, 4)).astype(np.float32)
     y = (x[:, 0] - x[:, 1] > 0).astype(np.float32)
     info = register_source(ws, name="people.csv", digest="sha256:" + "ab" * 32, format="csv",
@@ -215,7 +217,7 @@ def test_issue11_a_sharded_network_retrains_only_the_subjects_shard(tmp_path: Pa
     assert len(update.verification["affected_shards"]) == 1
     content = verify_certificate(job.certificate(), ws.ledger.verifier.vkey)
     assert content.methods[0].exact
-    assert content.counts.n_removed_samples == 4
+    assert content.counts.n_removed_samples == 2
     ws.verify()
 
 
