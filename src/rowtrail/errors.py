@@ -20,7 +20,8 @@ keep ``except ValueError`` / ``except RuntimeError`` / ``except ImportError`` wo
     │   ├── InclusionProofError
     │   ├── ConsistencyProofError
     │   ├── CheckpointError
-    │   │   └── TrustRootError
+    │   │   ├── TrustRootError
+    │   │   └── WitnessError
     │   ├── LogIntegrityError
     │   │   └── TableIntegrityError
     │   ├── FileIntegrityError
@@ -62,6 +63,7 @@ __all__ = [
     "TrustRootError",
     "UnknownSourceError",
     "VerificationError",
+    "WitnessError",
     "WorkspaceNotFoundError",
 ]
 
@@ -232,3 +234,29 @@ class LineageLostWarning(RowtrailWarning):
 
 class SecurityWarning(RowtrailWarning):
     """Something about a workspace weakens its protection (e.g. key files readable by others)."""
+
+
+class WitnessError(CheckpointError):
+    """A witness refused a checkpoint, or cosignatures do not back a checkpoint.
+
+    Raised by a witness that will not cosign (C2SP ``tlog-witness``: an unknown log, a bad
+    log signature, an older or inconsistent checkpoint), by a client whose witnesses report
+    the log rolled back or forked, and by cosignature checks: a forged cosignature, too few
+    trusted cosigners, or a split view (two roots for one size).
+
+    Attributes
+    ----------
+    status : int or None
+        The HTTP status code of a witness's refusal, as the protocol assigns it (400 malformed,
+        403 bad log signature, 404 unknown log, 409 old size differs from the witness's, 422
+        inconsistent); ``None`` for a check made by the client.
+    size : int or None
+        With status 409, the size of the latest checkpoint the witness cosigned for the log.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, size: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.size = size

@@ -115,3 +115,68 @@ __all__ = [
     "verify_subtree_consistency",
     "verify_subtree_inclusion",
 ]
+
+# ---------------------------------------------------------------- witnesses (C2SP tlog-witness)
+from rowtrail.ledger._cosignature import (
+    COSIGNATURE_TYPE,
+    Cosignature,
+    CosignatureSigner,
+    CosignatureVerifier,
+    cosignature_message,
+    cosignatures_of,
+    parse_cosignature_line,
+)
+from rowtrail.ledger._witness import (
+    MAX_PROOF_LINES,
+    Witness,
+    format_add_checkpoint,
+    load_witness_signer,
+    origin_hash,
+    parse_add_checkpoint,
+    witness_state_dir,
+)
+from rowtrail.ledger._witness_git import (
+    GitWitness,
+    GitWitnessReport,
+    verify_git_witness,
+)
+from rowtrail.ledger._witness_http import (
+    SIZE_CONTENT_TYPE,
+    WitnessClient,
+    WitnessServer,
+)
+from rowtrail.ledger._witness_policy import (
+    WitnessedCheckpoint,
+    WitnessEndpoint,
+    WitnessPolicy,
+    collect_cosignatures,
+    verify_no_split_view,
+)
+
+__all__ += [
+    "COSIGNATURE_TYPE",
+    "MAX_PROOF_LINES",
+    "SIZE_CONTENT_TYPE",
+    "Cosignature",
+    "CosignatureSigner",
+    "CosignatureVerifier",
+    "GitWitness",
+    "GitWitnessReport",
+    "Witness",
+    "WitnessClient",
+    "WitnessEndpoint",
+    "WitnessPolicy",
+    "WitnessServer",
+    "WitnessedCheckpoint",
+    "collect_cosignatures",
+    "cosignature_message",
+    "cosignatures_of",
+    "format_add_checkpoint",
+    "load_witness_signer",
+    "origin_hash",
+    "parse_add_checkpoint",
+    "parse_cosignature_line",
+    "verify_git_witness",
+    "verify_no_split_view",
+    "witness_state_dir",
+]
