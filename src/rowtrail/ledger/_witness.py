@@ -338,8 +338,9 @@ class Witness:
                     self._keep_evidence(directory, note)
                 raise
             timestamp = max(self._now(), stored[1] if stored else 0)
-            cosignature = self._signer.cosign(checkpoint.body, timestamp=timestamp)
             body, _, signatures = note.partition("\n\n")
+            # the whole note body, extension lines included (cosignature/v1 signs them)
+            cosignature = self._signer.cosign(body + "\n", timestamp=timestamp)
             own = [
                 line + "\n"
                 for line in signatures.splitlines()
