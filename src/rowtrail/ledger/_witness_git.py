@@ -200,6 +200,24 @@ class GitWitness(Witness):
         _git(self.repo, "add", "--", path)
         _git(self.repo, *identity, "commit", "-q", "-S", "--no-verify", "-F", "-",
              env=env, data=message.encode("utf-8"))
+        _write_durably(self.state_dir / "git-head", (self.head() or "").encode() + b"\n")
+
+    def _stored(
+        self, origin: str, verifiers: list[NoteVerifier]
+    ) -> tuple[Checkpoint, int] | None:
+        # The repository is the state: refuse to work over one whose HEAD is not the commit
+        # this witness made last (reset, amended or rewritten behind its back).
+        try:
+            expected = (self.state_dir / "git-head").read_text().strip() or None
+        except FileNotFoundError:
+            expected = None
+        if expected != self.head():
+            raise WitnessError(
+                f"git witness {self.repo} is at {self.head()}, but this witness last committed "
+                f"{expected}: its history was rewritten; refusing to cosign over it",
+                status=500,
+            )
+        return super()._stored(origin, verifiers)
 
     def verify(
         self, *, known_head: str | None = None, check_logs: bool = True
