@@ -151,6 +151,7 @@ from rowtrail.ledger._witness_policy import (
     WitnessPolicy,
     collect_cosignatures,
     verify_no_split_view,
+    verify_witnessed_prefix,
 )
 
 __all__ += [
@@ -178,5 +179,6 @@ __all__ += [
     "parse_cosignature_line",
     "verify_git_witness",
     "verify_no_split_view",
+    "verify_witnessed_prefix",
     "witness_state_dir",
 ]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rowtrail.errors import InvalidInputError, WitnessError
+from rowtrail.errors import ConsistencyProofError, InvalidInputError, WitnessError
 from rowtrail.ledger._checkpoint import Checkpoint, NoteVerifier, open_checkpoint
 from rowtrail.ledger._cosignature import (
     Cosignature,
@@ -27,6 +27,7 @@ from rowtrail.ledger._cosignature import (
     cosignatures_of,
     parse_cosignature_line,
 )
+from rowtrail.ledger._merkle import verify_consistency
 
 __all__ = [
     "WitnessEndpoint",
@@ -34,6 +35,7 @@ __all__ = [
     "WitnessedCheckpoint",
     "collect_cosignatures",
     "verify_no_split_view",
+    "verify_witnessed_prefix",
 ]
 
 
@@ -278,3 +280,36 @@ def verify_no_split_view(checkpoints: Iterable[WitnessedCheckpoint]) -> None:
             if size > largest[1]:
                 largest = (timestamp, size)
 
+
+
+def verify_witnessed_prefix(
+    checkpoints: Iterable[WitnessedCheckpoint],
+    *,
+    size: int,
+    root: bytes,
+    prove: Callable[[int, int], Sequence[bytes]],
+) -> None:
+    """Raise unless the log's current tree (``size``, ``root``) extends every witnessed one.
+
+    This is what catches a log rolled back and regrown on another history even by witnesses
+    that lost their state: a checkpoint cosigned earlier (kept by the log, a third party or a
+    git witness) must be a prefix of the current tree, proven by ``prove(old, new)``; a tree
+    smaller than a witnessed one was rolled back. Raises :class:`~rowtrail.errors.WitnessError`.
+    """
+    for item in checkpoints:
+        head = item.checkpoint
+        where = f"checkpoint of size {head.size} cosigned by {item.cosigners}"
+        if head.size > size:
+            raise WitnessError(
+                f"the log has {size} entries but a {where} exists: it was rolled back"
+            )
+        if head.size == 0:
+            continue
+        try:
+            verify_consistency(head.size, size, head.root, root, list(prove(head.size, size))
+                               if head.size < size else [])
+        except ConsistencyProofError as exc:
+            raise WitnessError(
+                f"the log's tree of size {size} does not extend the {where}: the log was "
+                f"rewritten ({exc})"
+            ) from exc

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "ledger"))
-from _witness_helpers import ORIGIN, MemoryLog  # noqa: E402
+from _witness_helpers import ORIGIN, MemoryLog
 
-from rowtrail.cli import app  # noqa: E402
-from rowtrail.errors import WitnessError  # noqa: E402
-from rowtrail.ledger import (  # noqa: E402
+from rowtrail.cli import app
+from rowtrail.errors import WitnessError
+from rowtrail.ledger import (
     CosignatureSigner,
     GitWitness,
     collect_cosignatures,
@@ -68,7 +68,8 @@ def test_history_verifies_with_rowtrail_and_with_stock_git(
     witness: GitWitness, log: MemoryLog, tmp_path: Path
 ) -> None:
     report = witness.verify()
-    assert report.n_commits == 5 and report.sizes == {ORIGIN: 20}
+    assert report.n_commits == 5
+    assert report.sizes == {ORIGIN: 20}
     assert report.head == witness.head()
     assert witness.latest(ORIGIN) == (witness.repo / PATH).read_text()
     allowed = tmp_path / "allowed"

@@ -12,10 +12,10 @@ from _witness_process import witness_process
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "ledger"))
-from _witness_helpers import ORIGIN, MemoryLog  # noqa: E402
+from _witness_helpers import ORIGIN, MemoryLog
 
-from rowtrail.errors import WitnessError  # noqa: E402
-from rowtrail.ledger import (  # noqa: E402
+from rowtrail.errors import WitnessError
+from rowtrail.ledger import (
     SIZE_CONTENT_TYPE,
     CosignatureVerifier,
     NoteSigner,
@@ -57,7 +57,8 @@ def test_server_protocol_end_to_end(tmp_path: Path, log: MemoryLog) -> None:
         policy.verify(second.note, [log.verifier])
         assert first.cosignatures[0].timestamp <= second.cosignatures[0].timestamp
         latest = client.latest(ORIGIN)
-        assert latest is not None and latest.endswith(second.cosignatures[0].line)
+        assert latest is not None
+        assert latest.endswith(second.cosignatures[0].line)
         policy.verify(latest, [log.verifier])
 
         # the spec's status codes, seen on the wire
@@ -74,7 +75,8 @@ def test_server_protocol_end_to_end(tmp_path: Path, log: MemoryLog) -> None:
         fork = log.fork(8)
         fork.grow(4, b"fork")
         status, _, text = raw_post(info["url"], format_add_checkpoint(12, [], fork.note(12)))
-        assert status == 422 and "fork" in text
+        assert status == 422
+        assert "fork" in text
 
         # the client maps refusals to typed errors
         with pytest.raises(WitnessError) as refused:
@@ -100,10 +102,11 @@ def test_state_survives_a_restart(tmp_path: Path, log: MemoryLog) -> None:
         info["process"].kill()  # no clean shutdown
         info["process"].wait()
     with witness_process("witness.example/restart", [log.verifier.vkey], state) as info:
-        with WitnessClient(info["url"], info["vkey"]) as client:
-            with pytest.raises(WitnessError, match="rolled back"):
-                collect_cosignatures(log.fork(7).note(7), [client],
-                                     log_verifiers=[log.verifier], prove=log.prove)
+        client = WitnessClient(info["url"], info["vkey"])
+        with pytest.raises(WitnessError, match="rolled back"):
+            collect_cosignatures(log.fork(7).note(7), [client],
+                                 log_verifiers=[log.verifier], prove=log.prove)
+        client.close()
 
 
 def test_monitoring_endpoint_and_prefix(tmp_path: Path, log: MemoryLog) -> None:
@@ -116,7 +119,8 @@ def test_monitoring_endpoint_and_prefix(tmp_path: Path, log: MemoryLog) -> None:
         connection = http.client.HTTPConnection(host_port, timeout=10)
         connection.request("GET", f"/witness/{origin_hash(ORIGIN)}/checkpoint")
         response = connection.getresponse()
-        assert response.status == 200 and response.read().decode() == client.latest(ORIGIN)
+        assert response.status == 200
+        assert response.read().decode() == client.latest(ORIGIN)
         connection.request("GET", f"/witness/{'0' * 64}/checkpoint")
         response = connection.getresponse()
         assert response.status == 404
@@ -130,7 +134,7 @@ def test_unreachable_witness_is_a_failure_not_a_pass(log: MemoryLog) -> None:
     key = CosignatureVerifier("witness.example/gone", Ed25519PrivateKey.generate()
                               .public_key().public_bytes_raw())
     client = WitnessClient("http://127.0.0.1:9", key, timeout=5)  # nothing listens on port 9
-    with pytest.raises(WitnessError, match="only 0 of the 1.*unreachable") as info:
+    with pytest.raises(WitnessError, match=r"only 0 of the 1.*unreachable") as info:
         collect_cosignatures(log.note(), [client], log_verifiers=[log.verifier],
                              prove=log.prove)
     assert info.value.status is None

@@ -64,7 +64,9 @@ def test_first_checkpoint_then_extension(witness: Witness, log: MemoryLog, clock
     assert cosig.timestamp == clock.now
     witness.verifier.verify(log.note(4).partition("\n\n")[0] + "\n", cosig)
     stored = witness.latest(ORIGIN)
-    assert stored is not None and stored.startswith(log.note(4)) and stored.endswith(line)
+    assert stored is not None
+    assert stored.startswith(log.note(4))
+    assert stored.endswith(line)
     clock.now += 5
     witness.add_checkpoint(4, log.prove(4, 10), log.note(10))
     stored = witness.latest(ORIGIN)
@@ -100,7 +102,8 @@ def test_forked_log_same_size_other_root(witness: Witness, log: MemoryLog) -> No
     fork = log.fork(6)
     fork.grow(4, b"other")
     error = refusal(witness, 10, [], fork.note(10))
-    assert error.status == 422 and "fork" in str(error)
+    assert error.status == 422
+    assert "fork" in str(error)
     assert witness.evidence(ORIGIN) == [fork.note(10)]  # kept: two signed roots for size 10
 
 
@@ -109,7 +112,8 @@ def test_forked_log_that_grew_is_inconsistent(witness: Witness, log: MemoryLog) 
     fork = log.fork(6)
     fork.grow(6, b"other")
     error = refusal(witness, 8, fork.prove(8, 12), fork.note(12))
-    assert error.status == 422 and "not consistent" in str(error)
+    assert error.status == 422
+    assert "not consistent" in str(error)
     # a proof made from the real log but for the forked root fails too
     assert refusal(witness, 8, log.prove(8, 10), fork.note(10)).status == 422
 
@@ -184,7 +188,8 @@ def test_malformed_requests(body: bytes, why: str) -> None:
 def test_request_round_trip(log: MemoryLog, witness: Witness) -> None:
     proof = log.prove(3, 10)
     request = format_add_checkpoint(3, proof, log.note(10))
-    assert request.startswith(b"old 3\n") and b"\n\n" + log.note(10).encode() in request
+    assert request.startswith(b"old 3\n")
+    assert b"\n\n" + log.note(10).encode() in request
     assert parse_add_checkpoint(request) == (3, proof, log.note(10))
     assert refusal(witness, 0, [], "no note here").status == 400
     with pytest.raises(InvalidInputError):
@@ -214,7 +219,8 @@ def test_concurrent_submissions_never_roll_back(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     stored = witness.latest(ORIGIN)
-    assert stored is not None and cosigned
+    assert stored is not None
+    assert cosigned
     assert open_checkpoint(stored, [log.verifier]).size == max(cosigned)
 
 

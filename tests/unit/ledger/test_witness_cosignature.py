@@ -133,7 +133,7 @@ def test_vkey_of_another_type_is_refused(signer: CosignatureSigner) -> None:
     plain = NoteVerifier("example.com/log", signer.verifier.public_key).vkey  # type 0x01
     with pytest.raises(InvalidInputError, match="0x04"):
         CosignatureVerifier.from_vkey(plain)
-    name, key_id, key = signer.verifier.vkey.split("+", 2)
+    name, _key_id, key = signer.verifier.vkey.split("+", 2)
     with pytest.raises(InvalidInputError, match="does not match"):
         CosignatureVerifier.from_vkey(f"{name}+00000000+{key}")
     with pytest.raises(InvalidInputError):
