@@ -182,3 +182,6 @@ __all__ += [
     "verify_witnessed_prefix",
     "witness_state_dir",
 ]
+# The block above is appended for an easy merge; keep the whole list in ruff's isort-style order
+# (CONSTANTS, Classes, functions), as the public-API test checks.
+__all__.sort(key=lambda name: (0 if name.upper() == name else 1 if name[:1].isupper() else 2, name))
