@@ -78,7 +78,11 @@ def serve(
     prefix: Annotated[str, typer.Option("--prefix", help="URL prefix, e.g. /witness.")] = "",
     git: Annotated[
         Path | None,
-        typer.Option("--git", help="Also commit every cosigned checkpoint to this git repo."),
+        typer.Option(
+            "--git",
+            help="Run a git witness: keep what it cosigns as signed commits of this repository "
+            "(created if missing), readable by anyone with `rowtrail witness check-git`.",
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Log requests to stderr.")] = False,
     traceback: TracebackOption = False,

@@ -138,3 +138,28 @@ def test_unreachable_witness_is_a_failure_not_a_pass(log: MemoryLog) -> None:
         collect_cosignatures(log.note(), [client], log_verifiers=[log.verifier],
                              prove=log.prove)
     assert info.value.status is None
+
+
+def test_git_witness_server_and_vkey_command(tmp_path: Path, log: MemoryLog) -> None:
+    from typer.testing import CliRunner
+
+    from rowtrail.cli import app
+    from rowtrail.ledger import verify_git_witness
+
+    state, repo = tmp_path / "w", tmp_path / "repo"
+    with witness_process("witness.example/git-served", [log.verifier.vkey], state,
+                         "--git", str(repo)) as info:
+        client = WitnessClient(info["url"], info["vkey"])
+        for old, size in [(0, 4), (4, 12)]:
+            client.add_checkpoint(old, log.prove(old, size) if old else [], log.note(size))
+        client.close()
+    witness = CosignatureVerifier.from_vkey(info["vkey"])
+    report = verify_git_witness(repo, witness, logs={ORIGIN: [log.verifier]})
+    assert (report.n_commits, dict(report.sizes)) == (2, {ORIGIN: 12})
+    shown = CliRunner().invoke(app, ["witness", "vkey", "--name", "witness.example/git-served",
+                                     "--state", str(state), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["vkey"] == info["vkey"]
+    other = CliRunner().invoke(app, ["witness", "vkey", "--name", "witness.example/other",
+                                     "--state", str(state)])
+    assert other.exit_code == 1
