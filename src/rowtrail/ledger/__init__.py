@@ -145,6 +145,7 @@ from rowtrail.ledger._witness_http import (
     WitnessClient,
     WitnessServer,
 )
+from rowtrail.ledger._witness_ledger import cosign_ledger, verify_witnessed_log
 from rowtrail.ledger._witness_policy import (
     WitnessedCheckpoint,
     WitnessEndpoint,
@@ -170,6 +171,7 @@ __all__ += [
     "WitnessServer",
     "WitnessedCheckpoint",
     "collect_cosignatures",
+    "cosign_ledger",
     "cosignature_message",
     "cosignatures_of",
     "format_add_checkpoint",
@@ -179,6 +181,7 @@ __all__ += [
     "parse_cosignature_line",
     "verify_git_witness",
     "verify_no_split_view",
+    "verify_witnessed_log",
     "verify_witnessed_prefix",
     "witness_state_dir",
 ]

@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rowtrail.errors import InvalidInputError, WitnessError
+from rowtrail.errors import InvalidInputError, RowtrailError, WitnessError
 from rowtrail.ledger._cosignature import CosignatureVerifier
 from rowtrail.ledger._witness import (
     _MAX_REQUEST,
@@ -83,6 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(409, f"{exc.size}\n", SIZE_CONTENT_TYPE)
             else:
                 self._reply(status, f"{exc}\n")
+            return
+        except (RowtrailError, OSError) as exc:  # e.g. the state could not be written: no cosig
+            sys.stderr.write(f"witness error: {exc!r}\n")
+            self._reply(500, "the witness could not store its state; nothing was cosigned\n")
             return
         self._reply(200, answer)
 

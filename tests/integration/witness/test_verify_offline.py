@@ -121,6 +121,18 @@ def test_rekor_checkpoint_with_three_real_witness_cosignatures() -> None:
                              not_after=WITNESS_KEYS["timestamp"] - 1)
 
 
+def test_rowtrail_witness_cosigns_a_real_rekor_checkpoint(tmp_path: Path) -> None:
+    """Interop: a real C2SP checkpoint (with other witnesses' lines) is accepted and cosigned."""
+    data = rekor("a.dsse.staging-rekor-v2.txt.sigstore.json")
+    origin = data["note"].split("\n", 1)[0]
+    witness = Witness.open("witness.example/interop", {origin: [NoteVerifier.from_vkey(
+        data["vkey"])]}, state_dir=tmp_path)
+    line = witness.add_checkpoint(0, [], data["note"])
+    head = vo.verify_checkpoint(data["note"] + line, data["vkey"],
+                                witness_vkeys=[*WITNESS_KEYS["vkeys"], witness.verifier.vkey])
+    assert len(head.cosigners) == 4
+
+
 def _flip_line(note: str, prefix: str, position: int) -> str:
     lines = note.split("\n")
     index = next(i for i, line in enumerate(lines) if line.startswith("\u2014 " + prefix))

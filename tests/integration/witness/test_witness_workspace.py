@@ -19,8 +19,10 @@ from rowtrail.ledger import (
     WitnessedCheckpoint,
     WitnessPolicy,
     collect_cosignatures,
+    cosign_ledger,
     default_state_dir,
     verify_no_split_view,
+    verify_witnessed_log,
     verify_witnessed_prefix,
 )
 
@@ -136,4 +138,27 @@ def test_honest_log_passes_every_check(
     verify_witnessed_prefix([ten, thirteen], size=head.size, root=head.root,
                             prove=lambda a, b: ws.ledger.consistency(a, b).path)
     ws.verify()
+    ws.close()
+
+
+def test_cosign_ledger_and_verify_witnessed_log(
+    setup: tuple[Path, Path, list[Witness]], tmp_path: Path
+) -> None:
+    path, backup, witnesses = setup
+    ws = rt.open(path)
+    policy = WitnessPolicy(tuple(w.verifier for w in witnesses), 2)
+    kept = [(tmp_path / "ten.note").read_text()]
+    append(ws, 2, "more")
+    kept.append(cosign_ledger(ws.ledger, witnesses, sizes={w.name: 10 for w in witnesses}).note)
+    checked = verify_witnessed_log(ws.ledger, kept, policy)
+    assert [c.checkpoint.size for c in checked] == [10, 12]
+    ws.close()
+    # the operator rolls the directory back and regrows it: the kept notes catch it
+    ws = roll_back(path, backup, default_state_dir())
+    append(ws, 9, "rewritten")  # size 14, another history
+    with pytest.raises(WitnessError, match="does not extend"):
+        verify_witnessed_log(ws.ledger, kept, policy)
+    one_cosignature = "\n".join(x for x in kept[0].split("\n") if "/w1 " not in x)
+    with pytest.raises(WitnessError, match="carries 1"):
+        verify_witnessed_log(ws.ledger, [one_cosignature], policy)
     ws.close()
