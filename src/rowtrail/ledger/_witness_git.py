@@ -185,6 +185,8 @@ class GitWitness(Witness):
         self, checkpoint: Checkpoint, cosigned: str, old_size: int, proof: Sequence[bytes]
     ) -> None:
         path = f"{origin_hash(checkpoint.origin)}/checkpoint"
+        if self.latest(checkpoint.origin) == cosigned:
+            return  # the same checkpoint cosigned again within one second: already committed
         (self.repo / path).parent.mkdir(exist_ok=True)
         _write_durably(self.repo / path, cosigned.encode("utf-8"), mode=0o644)
         stamp = max(c.timestamp for c in cosignatures_of(cosigned, [self.verifier]))

@@ -170,3 +170,11 @@ def test_check_git_command_remembers_the_head(witness: GitWitness, tmp_path: Pat
     second = runner.invoke(app, args)
     assert second.exit_code == 1
     assert json.loads(second.output)["error"] == "WitnessError"
+
+
+def test_resubmitting_the_same_checkpoint(tmp_path: Path, log: MemoryLog) -> None:
+    witness = GitWitness.open("witness.example/again", {ORIGIN: [log.verifier]},
+                              repo=tmp_path / "r", state_dir=tmp_path / "s", now=lambda: 1_000)
+    first = witness.add_checkpoint(0, [], log.note(5))
+    assert witness.add_checkpoint(5, [], log.note(5)) == first  # same second: same cosignature
+    assert witness.verify().n_commits == 1
