@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rowtrail.ledger._checkpoint import (
     BUCKET_BITS,
     Checkpoint,
@@ -140,11 +142,6 @@ from rowtrail.ledger._witness_git import (
     GitWitnessReport,
     verify_git_witness,
 )
-from rowtrail.ledger._witness_http import (
-    SIZE_CONTENT_TYPE,
-    WitnessClient,
-    WitnessServer,
-)
 from rowtrail.ledger._witness_ledger import cosign_ledger, verify_witnessed_log
 from rowtrail.ledger._witness_policy import (
     WitnessedCheckpoint,
@@ -185,6 +182,22 @@ __all__ += [
     "verify_witnessed_prefix",
     "witness_state_dir",
 ]
+if TYPE_CHECKING:
+    from rowtrail.ledger._witness_http import SIZE_CONTENT_TYPE, WitnessClient, WitnessServer
+
+# http.client/http.server add ~30 ms to ``import rowtrail``: the HTTP witness names load on
+# first use.
+_HTTP_NAMES = frozenset({"SIZE_CONTENT_TYPE", "WitnessClient", "WitnessServer"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _HTTP_NAMES:
+        from rowtrail.ledger import _witness_http
+
+        return getattr(_witness_http, name)
+    raise AttributeError(f"module 'rowtrail.ledger' has no attribute {name!r}")
+
+
 # The block above is appended for an easy merge; keep the whole list in ruff's isort-style order
 # (CONSTANTS, Classes, functions), as the public-API test checks.
 __all__.sort(key=lambda name: (0 if name.upper() == name else 1 if name[:1].isupper() else 2, name))
