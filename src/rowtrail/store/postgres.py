@@ -214,6 +214,11 @@ def _pg() -> Any:
     return _PSYCOPG
 
 
+def _said(exc: BaseException) -> str:
+    """Return a driver error's message on one line."""
+    return " ".join(str(exc).split())
+
+
 def _lock_key(schema: str) -> int:
     """Return the advisory lock key of a schema (a signed 64-bit integer)."""
     digest = hashlib.sha256(f"rowtrail:{schema}".encode()).digest()
@@ -344,7 +349,7 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise StorageError(
                 f"could not connect to the PostgreSQL server of {redact_url(url)}: "
-                f"{str(exc).strip()}. {_FIX} Nothing was created."
+                f"{_said(exc)}. {_FIX} Nothing was created."
             ) from exc
         try:
             self.run(f"SET lock_timeout = {int(timeout * 1000)}")
@@ -381,7 +386,7 @@ class PostgresDatabase:
             try:
                 return self.conn.execute(sql, params)
             except psycopg.Error as exc:
-                raise StorageError(f"PostgreSQL {self.location}: {str(exc).strip()}") from exc
+                raise StorageError(f"PostgreSQL {self.location}: {_said(exc)}") from exc
 
     def _schema_version(self) -> int:
         row = self.run(
@@ -558,6 +563,13 @@ class PostgresDatabase:
         """Close the connection."""
         with self.lock:
             self.conn.close()
+
+    def __del__(self) -> None:
+        # A handle dropped without close() releases its server connection, as SQLite's do.
+        conn = getattr(self, "conn", None)
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 class PostgresLedgerStore(SQLiteLedgerStore):

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _rawdb import dump_tables, raw_connection
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import rowtrail as rt
+from _rawdb import dump_tables, raw_connection
 from rowtrail.errors import SchemaVersionError, StateError, StorageError, VerificationError
 from rowtrail.ledger import Ledger, NoteSigner, TrustStore
 from rowtrail.lineage import SOURCE_EVENT_KINDS, register_source
@@ -50,7 +50,8 @@ def test_workspace_lives_in_its_own_schema(tmp_path: Path, pg_url: str) -> None:
     assert recorded == {"url": pg_url, "schema": schema_name(a.workspace_id)}
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["database.json", "keys"]
     with rt.open(tmp_path / "a") as again:  # reconnects from database.json
-        assert again.ledger.size == 1 and again.workspace_id == a.workspace_id
+        assert again.ledger.size == 1
+        assert again.workspace_id == a.workspace_id
         again.verify()
 
 
@@ -84,7 +85,8 @@ def test_append_prove_checkpoint(tmp_path: Path, pg_url: str) -> None:
         assert ws.ledger.indices(subject=alice) == [0]
         assert ws.ledger.indices(kind="test.many") == list(range(1, 301))
         checkpoints = ws.ledger.checkpoints()
-        assert checkpoints[-1].size == 301 and checkpoints[-1].root == head.root
+        assert checkpoints[-1].size == 301
+        assert checkpoints[-1].root == head.root
         assert [e.event.payload["i"] for e in ws.ledger.entries([5, 2])] == [4, 1]
         report = ws.verify()
         assert report.size == 301
