@@ -18,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import rowtrail as rt
 from _rawdb import dump_tables, raw_connection
-from rowtrail.errors import SchemaVersionError, StateError, StorageError, VerificationError
+from rowtrail.errors import (
+    InvalidInputError,
+    SchemaVersionError,
+    StateError,
+    StorageError,
+    VerificationError,
+)
 from rowtrail.ledger import Ledger, NoteSigner, TrustStore
 from rowtrail.lineage import SOURCE_EVENT_KINDS, register_source
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
@@ -64,6 +70,10 @@ def test_environment_chooses_postgresql_for_new_workspaces(
     monkeypatch.setenv("ROWTRAIL_DATABASE", pg_url)
     with rt.init(tmp_path / "pg") as ws:
         assert ws.db.dialect == "postgresql"
+    with rt.init(tmp_path / "forced", database="sqlite") as ws:  # whatever the environment
+        assert ws.db.dialect == "sqlite"
+    with pytest.raises(InvalidInputError, match="PostgreSQL workspace already"):
+        rt.init(tmp_path / "pg", database="sqlite")
     with rt.open(tmp_path / "lite") as lite:  # an existing workspace keeps its database
         assert lite.db.dialect == "sqlite"
 
@@ -174,7 +184,7 @@ def test_translate_portable_sql() -> None:
 
 def test_portable_sql_on_both_databases(tmp_path: Path, pg_url: str) -> None:
     """What a projection of another module runs: DDL, ON CONFLICT, bytes, grouped texts."""
-    lite = rt.init(tmp_path / "lite", database=None)
+    lite = rt.init(tmp_path / "lite", database="sqlite")
     pg = pg_workspace(tmp_path, pg_url)
     results = []
     for ws in (lite, pg):

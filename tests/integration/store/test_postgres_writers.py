@@ -129,7 +129,7 @@ def test_wrong_urls(tmp_path: Path, pg_url: str) -> None:
 
 
 def test_existing_workspaces_keep_their_database(tmp_path: Path, pg_url: str) -> None:
-    rt.init(tmp_path / "lite", database=None).close()
+    rt.init(tmp_path / "lite", database="sqlite").close()
     with pytest.raises(InvalidInputError, match="SQLite workspace already"):
         rt.init(tmp_path / "lite", database=pg_url)
     rt.init(tmp_path / "pg", database=pg_url).close()
