@@ -255,6 +255,22 @@ class _Handle:
             raise StorageError(f"statement failed: {exc}") from exc
 
 
+    def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """Insert rows with one ``COPY ... FROM STDIN`` (a bulk append's fast path)."""
+        psycopg = _pg()
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        try:
+            with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.errors.IntegrityError as exc:
+            raise RowConflictError(f"statement failed: {_said(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"statement failed: {_said(exc)}") from exc
+
+
 class _ReadSnapshot:
     """The context of :meth:`PostgresDatabase.read_snapshot`."""
 
