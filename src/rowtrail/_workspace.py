@@ -221,6 +221,9 @@ def _open_postgres(
             return _open_postgres(path, database, new=False, read_only=read_only)
         db.set_meta_default("workspace_id", schema.removeprefix("rowtrail_"))
     except BaseException:
+        if not (path / DATABASE_FILE).exists():  # leave no schema that nothing points to
+            with contextlib.suppress(StorageError):
+                db.run(f'DROP SCHEMA "{schema}" CASCADE')
         db.close()
         raise
     return db

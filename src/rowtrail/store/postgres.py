@@ -134,8 +134,13 @@ def schema_name(workspace_id: str) -> str:
     return name
 
 
-_WORDS = re.compile(r"\b(INTEGER|BLOB|TEXT|WITHOUT\s+ROWID)\b", re.IGNORECASE)
-_DDL_TYPES = {"integer": "BIGINT", "blob": "BYTEA", "text": 'TEXT COLLATE "C"'}
+_WORDS = re.compile(r"\b(INTEGER|BLOB|TEXT|REAL|WITHOUT\s+ROWID)\b", re.IGNORECASE)
+_DDL_TYPES = {
+    "integer": "BIGINT",
+    "blob": "BYTEA",
+    "text": 'TEXT COLLATE "C"',
+    "real": "DOUBLE PRECISION",  # SQLite's REAL is 8 bytes; PostgreSQL's is 4
+}
 _FUNCTIONS = re.compile(r"\b(group_concat|char)\s*\(", re.IGNORECASE)
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
 
@@ -172,8 +177,10 @@ def translate(sql: str) -> str:
 
     Outside quoted literals: ``?`` becomes ``%s`` and ``%`` becomes ``%%``;
     ``group_concat(`` and ``char(`` become ``string_agg(`` and ``chr(``. In ``CREATE`` and
-    ``ALTER`` statements ``INTEGER`` becomes ``BIGINT``, ``BLOB`` ``BYTEA``, ``TEXT``
-    ``TEXT COLLATE "C"`` (code point order, as in SQLite), and ``WITHOUT ROWID`` is dropped.
+    ``ALTER`` statements ``INTEGER`` becomes ``BIGINT``, ``BLOB`` ``BYTEA``, ``REAL``
+    ``DOUBLE PRECISION``, ``TEXT`` ``TEXT COLLATE "C"`` (code point order, as in SQLite), and
+    ``WITHOUT ROWID`` is dropped. An ``INTEGER PRIMARY KEY`` is not filled in when a row
+    omits it (no rowid): give every key a value.
     ``INSERT OR IGNORE INTO ...`` becomes ``INSERT INTO ... ON CONFLICT DO NOTHING``.
 
     Examples

@@ -180,6 +180,9 @@ def test_translate_portable_sql() -> None:
         "CREATE TABLE r (k TEXT NOT NULL, n INTEGER, b BLOB, PRIMARY KEY (k, n)) WITHOUT ROWID"
     ) == 'CREATE TABLE r (k TEXT COLLATE "C" NOT NULL, n BIGINT, b BYTEA, PRIMARY KEY (k, n)) '
     assert translate("SELECT 'it''s ?', ?") == "SELECT 'it''s ?', %s"
+    assert translate("ALTER TABLE r ADD COLUMN score REAL") == (
+        "ALTER TABLE r ADD COLUMN score DOUBLE PRECISION"
+    )
 
 
 def test_portable_sql_on_both_databases(tmp_path: Path, pg_url: str) -> None:
