@@ -18,7 +18,8 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v in
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
-eval "$(python scripts/pgserver.py start)"
+PG_ENV="$(python scripts/pgserver.py start)"  # an assignment, so that a failure stops here
+eval "$PG_ENV"
 trap 'python scripts/pgserver.py stop "$ROWTRAIL_PG_DIR"' EXIT
 export ROWTRAIL_PG_URL ROWTRAIL_PG_DIR
 
