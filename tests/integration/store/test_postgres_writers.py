@@ -146,6 +146,10 @@ def test_dropped_schema_and_edited_database_file(tmp_path: Path, pg_url: str) ->
         raw.execute(f'DROP SCHEMA "{schema}" CASCADE')
     with pytest.raises(StorageError, match=f"schema {schema}.*does not exist"):
         rt.open(tmp_path / "ws")
+    down = f"postgresql://postgres@127.0.0.1:{_free_port()}/rowtrail"  # the server is gone
+    (tmp_path / "ws" / "database.json").write_text(json.dumps({"url": down, "schema": schema}))
+    with pytest.raises(StorageError, match=r"could not connect.*Start the server"):
+        rt.open(tmp_path / "ws", read_only=True)
     (tmp_path / "ws" / "database.json").write_text(json.dumps({"url": pg_url}))
     with pytest.raises(StorageError, match=r"database\.json"):
         rt.open(tmp_path / "ws")
