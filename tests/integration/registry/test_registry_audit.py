@@ -73,3 +73,23 @@ def test_events_appended_around_the_registry_fail_verify(ws: rt.Workspace, name:
     with pytest.raises(LogIntegrityError, match=match) as caught:
         ws.verify()
     assert caught.value.index == index
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        ("registry.alias", {"model": "scorecard"}),
+        ("registry.deployment", {"deployment_id": "dep-x", "model": "scorecard", "version": "1"}),
+        ("registry.policy", {"policy": {"stages": {"p": {"approvals": -3}}}}),
+        ("registry.run", {"run_id": "r", "name": "n", "params": {}, "metrics": {},
+                          "datasets": [], "code": ["not", "a", "mapping"]}),
+    ],
+)
+def test_malformed_registry_events_raise_typed_errors_on_read(
+    ws: rt.Workspace, kind: str, payload: dict[str, Any]
+) -> None:
+    _gated(ws)
+    index = _forge(ws, kind, payload)
+    with pytest.raises(LogIntegrityError, match=f"registry event {index}") as caught:
+        Registry(ws).history("scorecard")
+    assert caught.value.index == index
