@@ -140,7 +140,7 @@ class Registry(Governance):
         payload = {"name": name, "sources": listed, "lineage_digest": digest,
                    "lineage_status": status}
         index = self._append_versioned("registry.dataset", "registry_datasets", "name", payload,
-                                       [d.version for d in self.datasets(name)])
+                                       self._versions("registry.dataset", name))
         return self._dataset_at(index)
 
     def _resolve_sources(self, sources: object) -> tuple[list[Any], str | None]:
@@ -445,7 +445,7 @@ class Registry(Governance):
                    "run_index": None if proven_run is None else proven_run.index,
                    "weights_digest": weights, "binding": binding, "overrides": overrides}
         index = self._append_versioned("registry.model", "registry_models", "name", payload,
-                                       [m.version for m in self.model_versions(name)],
+                                       self._versions("registry.model", name),
                                        blobs=[digest])
         return self._model_from(self._entry("registry.model", index))
 
@@ -581,6 +581,10 @@ class Registry(Governance):
         return [self._deployment_from(e) for e in entries]
 
     # ------------------------------------------------------------ plumbing
+    def _versions(self, kind: str, name: str) -> list[int]:
+        return [int(e.event.payload["version"]) for e in self._events.entries(kind)
+                if e.event.payload["name"] == name]
+
     def _check_writable(self) -> None:
         if getattr(self.ws, "read_only", False):
             raise StateError(
