@@ -25,6 +25,7 @@ __all__ = [
 
 
 def check_json(value: object, what: str, caller: str) -> dict[str, Any]:
+    """Return ``value`` as a JSON-ready dict (``None``: empty), or raise naming ``what``."""
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
@@ -42,6 +43,7 @@ def check_json(value: object, what: str, caller: str) -> dict[str, Any]:
 
 
 def source_entry(info: Any) -> dict[str, Any]:
+    """Return how a dataset version names one source version (with its registration event)."""
     return {
         "name": info.name,
         "version": int(info.version),
