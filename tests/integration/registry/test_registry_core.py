@@ -328,7 +328,7 @@ def test_imported_run_records_what_the_other_system_recorded(ws: rt.Workspace) -
     assert run.to_json()["origin"] == {"system": "mlflow", "run_id": "abc"}
     before = _size(ws)
     with pytest.raises(InvalidInputError, match=r"origin of Registry\.log_run"):
-        ws.registry.log_run("imported", origin=["mlflow"])
+        ws.registry.log_run("imported", origin=["mlflow"])  # type: ignore[arg-type]
     assert _size(ws) == before
 
 
