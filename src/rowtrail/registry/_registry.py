@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from rowtrail.errors import InvalidInputError, StateError
@@ -462,6 +463,20 @@ class Registry(Governance):
         entries = [e for e in self._events.entries("registry.deployment")
                    if name is None or e.event.payload.get("model") == name]
         return [self._deployment_from(e) for e in entries]
+
+    def deployment_at(self, environment: str, when: datetime | str) -> Deployment | None:
+        """Return what was deployed to ``environment`` at ``when`` (``None``: nothing yet).
+
+        The last deployment to it recorded at or before ``when`` (event times, in ledger
+        order), replayed from proven events.
+        """
+        moment = _build.parse_when(when, "Registry.deployment_at")
+        found = None
+        for entry in self._events.entries("registry.deployment"):
+            payload = entry.event.payload
+            if payload.get("environment") == environment and entry.event.time <= moment:
+                found = entry
+        return None if found is None else self._deployment_from(found)
 
     # ------------------------------------------------------------ plumbing
     def _versions(self, kind: str, name: str) -> list[int]:

@@ -349,3 +349,18 @@ def test_torch_model_is_bound_to_the_sealed_weights(ws: rt.Workspace) -> None:
         model.weight.add_(1.0)
     with pytest.raises(InvalidInputError, match="not the model that run trained"):
         ws.registry.register_model("net", model, run=record)
+
+
+def test_deployment_at_answers_what_ran_in_an_environment(ws: rt.Workspace) -> None:
+    reg = ws.registry
+    reg.register_model("m", b"v1")
+    reg.register_model("m", b"v2")
+    first = reg.deploy("m", 1, environment="prod")
+    reg.deploy("m", 2, environment="staging")
+    second = reg.deploy("m", 2, environment="prod")
+    assert reg.deployment_at("prod", first.created_at.replace(year=2000)) is None
+    assert reg.deployment_at("prod", first.created_at) == first
+    assert reg.deployment_at("prod", second.created_at.isoformat()) == second
+    assert reg.deployment_at("nowhere", second.created_at) is None
+    with pytest.raises(InvalidInputError, match=r"when of Registry\.deployment_at"):
+        reg.deployment_at("prod", "noon")
