@@ -449,8 +449,9 @@ class Workspace:
                 f"keys/subject.key of {self.path} is not the key this log was created with: "
                 "pseudonyms would not match. Restore it from your backup."
             )
+        registry: list[tuple[int, Event]] = []
         with self.db.read_snapshot():  # the log and its caches as of one committed state
-            report, cache_rows = self._verify_snapshot(root, trust_root, progress)
+            report, cache_rows = self._verify_snapshot(root, trust_root, progress, registry)
         from rowtrail.attribution import verify_decision_keys
         from rowtrail.registry import verify_registry
         from rowtrail.unlearning._commitments import verify_commitment_keys
@@ -461,7 +462,7 @@ class Workspace:
             "bound_files": _verify_bound_files(self),
             "data_keys": verify_decision_keys(self),
             "commitment_keys": verify_commitment_keys(self),
-            "registry_decisions": verify_registry(self),
+            "registry_decisions": verify_registry(self, registry),
         }
         return report.with_counts(extra)
 
@@ -470,8 +471,12 @@ class Workspace:
         root: TrustRoot,
         given: TrustRoot | None,
         progress: Callable[[int], None] | None,
+        registry_events: list[tuple[int, Event]],
     ) -> tuple[VerifyReport, int]:
-        """Verify the log, then rebuild the cache tables from the events it decoded."""
+        """Verify the log, then rebuild the cache tables from the events it decoded.
+
+        The registry's events are added to ``registry_events`` for the decision checks.
+        """
         kinds = set(SOURCE_EVENT_KINDS) | set(REGISTRY_EVENT_KINDS)
         events: list[tuple[int, Event]] = []
         report = verify_log(
@@ -485,8 +490,9 @@ class Workspace:
         )
         registry = set(REGISTRY_EVENT_KINDS)
         lineage = [(i, e) for i, e in events if e.kind not in registry]
+        registry_events.extend((i, e) for i, e in events if e.kind in registry)
         rows = self.lineage_store.verify_caches(self.ledger, lineage, verifier=root.verifier)
-        rows += verify_registry_caches(self.db, [(i, e) for i, e in events if e.kind in registry])
+        rows += verify_registry_caches(self.db, registry_events)
         return report, rows
 
     # ------------------------------------------------------------ lifecycle

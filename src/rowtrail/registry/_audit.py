@@ -12,15 +12,15 @@ a reference to a missing or later event, or a version number used twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rowtrail.errors import LogIntegrityError
-from rowtrail.ledger import LedgerEntry
+from rowtrail.ledger import Event, LedgerEntry
 from rowtrail.lineage import LineageWorkspace
 from rowtrail.registry import _build
 from rowtrail.registry._policy import DEFAULT_POLICY, stage_reasons
-from rowtrail.registry._state import ProvenEvents
+from rowtrail.registry._state import EventSource, ProvenEvents, VerifiedEvents
 
 __all__ = ["verify_registry", "verify_registry_decisions"]
 
@@ -39,7 +39,7 @@ def _fail(entry: LedgerEntry, why: str) -> LogIntegrityError:
 class _Replay:
     """The registry's rule-relevant state, advanced event by event in ledger order."""
 
-    def __init__(self, events: ProvenEvents) -> None:
+    def __init__(self, events: EventSource) -> None:
         self.roles = events.entries("registry.role")
         self.policies = events.entries("registry.policy")
         self.approvals = [_build.approval(e) for e in events.entries("registry.approval")]
@@ -110,7 +110,7 @@ def _check_alias(replay: _Replay, entry: LedgerEntry) -> None:
         raise _fail(entry, "; ".join(reasons))
 
 
-def _check_versions(events: ProvenEvents) -> int:
+def _check_versions(events: EventSource) -> int:
     count = 0
     for kind in ("registry.dataset", "registry.model"):
         seen: set[tuple[str, int]] = set()
@@ -130,7 +130,7 @@ def _check_versions(events: ProvenEvents) -> int:
     return count
 
 
-def verify_registry_decisions(events: ProvenEvents) -> int:
+def verify_registry_decisions(events: EventSource) -> int:
     """Raise :class:`LogIntegrityError` for any registry event its rules would have refused.
 
     Returns the number of registry events checked. Reads never write.
@@ -144,14 +144,19 @@ def verify_registry_decisions(events: ProvenEvents) -> int:
     return count + len(aliases) + _check_versions(events)
 
 
-def verify_registry(workspace: LineageWorkspace) -> int:
-    """Re-check every registry decision of ``workspace`` from freshly proven events.
+def verify_registry(
+    workspace: LineageWorkspace, events: Iterable[tuple[int, Event]] | None = None
+) -> int:
+    """Re-check every registry decision of ``workspace``; return how many events were checked.
 
-    Called by ``Workspace.verify``; returns the number of registry events checked.
+    ``events`` are the registry events a full verification has just checked (``Workspace.
+    verify`` passes them, so a third party's trust root suffices); without them the events
+    are read and proven against this user's trust root.
 
     Raises
     ------
     LogIntegrityError
         Naming the first registry event that its rules would have refused.
     """
-    return verify_registry_decisions(ProvenEvents(workspace.ledger))
+    source = ProvenEvents(workspace.ledger) if events is None else VerifiedEvents(events)
+    return verify_registry_decisions(source)

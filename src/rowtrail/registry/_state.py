@@ -9,16 +9,17 @@ to answer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rowtrail.errors import InvalidInputError, LogIntegrityError
-from rowtrail.ledger import LedgerEntry
+from rowtrail.ledger import Event, LedgerEntry, leaf_hash
 from rowtrail.store.registry_tables import REGISTRY_EVENT_KINDS
 
 if TYPE_CHECKING:
     from rowtrail.ledger import Ledger
 
-__all__ = ["KINDS", "ProvenEvents"]
+__all__ = ["KINDS", "EventSource", "ProvenEvents", "VerifiedEvents"]
 
 #: The kinds read: the registry's own, training seals and schema violations it gates on.
 KINDS = (*REGISTRY_EVENT_KINDS, "training.completed", "rows.validation_failed")
@@ -115,3 +116,32 @@ class ProvenEvents:
         self._refresh()
         found = self._by_kind[kind]
         return [found[i] for i in sorted(found)]
+
+
+class EventSource(Protocol):
+    """Where registry answers and checks read events from, by kind, in ledger order."""
+
+    def entries(self, kind: str) -> list[LedgerEntry]:
+        """Return the entries of ``kind``, ascending by index."""
+        ...
+
+
+class VerifiedEvents:
+    """Events a full verification has just checked against its trust root (no proofs needed).
+
+    ``Workspace.verify`` checks the log against the trust root it is given (possibly files
+    a third party kept, with no trust state of this user), so the registry's decisions are
+    re-checked from the events it decoded rather than by proving them again.
+    """
+
+    def __init__(self, pairs: Iterable[tuple[int, Event]]) -> None:
+        self._by_kind: dict[str, list[LedgerEntry]] = {}
+        for index, event in pairs:
+            leaf = event.leaf()
+            entry = LedgerEntry(index, leaf, leaf_hash(leaf), event)
+            _check_shape(entry)
+            self._by_kind.setdefault(event.kind, []).append(entry)
+
+    def entries(self, kind: str) -> list[LedgerEntry]:
+        """Return the verified entries of ``kind``, ascending by index."""
+        return sorted(self._by_kind.get(kind, []), key=lambda entry: entry.index)

@@ -106,7 +106,9 @@ def test_reads_write_nothing(workspace: tuple[Path, dict[str, Any]]) -> None:
     assert not (path / "rowtrail.db-wal").exists()
 
 
-def test_ledger_key_prints_the_verifier_key(workspace: tuple[Path, dict[str, Any]]) -> None:
+def test_ledger_key_prints_the_verifier_key(
+    workspace: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path, _ = workspace
     code, out = invoke("ledger", "key", "--workspace", str(path), "--json")
     assert code == 0, out
@@ -119,12 +121,14 @@ def test_ledger_key_prints_the_verifier_key(workspace: tuple[Path, dict[str, Any
     assert data["key_id"] == verifier.key_id.hex()
     code, out = invoke("ledger", "key", "--workspace", str(path))
     assert out.strip() == data["vkey"]
-    # a third party can pin it: verify against the printed key
+    # a third party (no trust state of their own) pins it and verifies the registry with it
     (path.parent / "vkey").write_text(data["vkey"] + "\n")
     (path.parent / "checkpoint").write_text(_latest_note(path))
+    monkeypatch.setenv("ROWTRAIL_STATE_DIR", str(path.parent / "auditor-state"))
     code, out = invoke("verify", "--workspace", str(path), "--vkey", str(path.parent / "vkey"),
-                       "--checkpoint", str(path.parent / "checkpoint"))
+                       "--checkpoint", str(path.parent / "checkpoint"), "--json")
     assert code == 0, out
+    assert json.loads(out)["registry_decisions"] == 7
 
 
 def _latest_note(path: Path) -> str:
