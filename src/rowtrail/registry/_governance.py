@@ -256,9 +256,14 @@ class Governance:
         return [_build.override(e) for e in self._events.entries("registry.override")]
 
     def refusals(self, target: str | None = None) -> list[Refusal]:
-        """Return every recorded refusal (whose target key starts with ``target``)."""
+        """Return every recorded refusal, or those of ``target`` and the keys below it.
+
+        ``target`` is a key such as ``model:NAME:VERSION``, which also selects refusals of
+        ``model:NAME:VERSION:STAGE``.
+        """
         found = [_build.refusal(e) for e in self._events.entries("registry.refusal")]
-        return [r for r in found if target is None or r.target.startswith(target)]
+        return [r for r in found
+                if target is None or r.target == target or r.target.startswith(target + ":")]
 
     # ------------------------------------------------------------ reviews
     def _model(self, name: str, version: int, caller: str) -> ModelVersion:

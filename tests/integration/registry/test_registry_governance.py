@@ -222,3 +222,19 @@ def test_set_alias_on_a_gated_stage_goes_through_the_gate(ws: rt.Workspace) -> N
     with pytest.raises(PolicyRefusedError, match="approvals"):
         alice.set_alias("scorecard", "production", 1)
     assert alice.refusals()[-1].action == "set_alias"
+
+
+def test_reads_by_alias_and_refusals_by_key(ws: rt.Workspace) -> None:
+    alice, _, carol = _setup(ws)
+    for version in range(2, 11):
+        alice.register_model("scorecard", f"v{version}".encode())
+    alice.set_alias("scorecard", "canary", 10)
+    assert alice.load_model("scorecard", "canary") == b"v10"
+    assert alice.model_version("scorecard").version == 10
+    with pytest.raises(PolicyRefusedError):
+        alice.promote("scorecard", 1, stage="production")
+    with pytest.raises(PolicyRefusedError):
+        carol.approve("scorecard", 10, stage="production")
+    assert [r.action for r in alice.refusals("model:scorecard:1")] == ["promote"]
+    assert [r.action for r in alice.refusals("model:scorecard:10")] == ["approve"]
+    assert len(alice.refusals()) == 2
