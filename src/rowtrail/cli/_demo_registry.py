@@ -104,6 +104,7 @@ def section(ctx: DemoContext) -> None:
             f"{dep.config_digest[:23]}…")
     before = admin.alias_at(model.name, "production", change.created_at.replace(year=2000))
     ctx.say(f"production served at the promotion: v{change.version}; in 2000: {before}")
+    ctx.say(f"inspect it: rowtrail registry history {model.name} --workspace {ws.path}")
     ctx.state["deployment"] = dep
     ctx.record("registry", {
         "dataset": dataset.to_json(), "run_id": run.run_id, "model_version": model.version,
