@@ -8,8 +8,8 @@ declarative policy; refusals are ledger events too.
 
 - :class:`Registry` (``ws.registry``): ``register_dataset``, ``log_run``, ``register_model``
   (``ModelVersion.load()``), ``attest``, ``approve``, ``promote``, ``set_alias``,
-  ``history``, ``alias_at``, ``deploy``, ``deployment``, ``set_policy``, ``grant_role``,
-  ``override``.
+  ``history``, ``alias_at``, ``deploy``, ``deployment``, ``deployment_at``, ``set_policy``,
+  ``grant_role``, ``override``.
 - :func:`verify_registry` (run by ``Workspace.verify``): re-checks every registry decision
   against the roles and policy in force when it was made.
 - Records: :class:`DatasetVersion`, :class:`RunRecord`, :class:`ModelVersion`,
