@@ -386,14 +386,38 @@ class Governance:
         caller = f"Registry.{via}"
         found = self._model(name, version, caller)
         check_name(alias, "stage" if via == "promote" else "alias", caller)
+        # The gate is evaluated under the write lock, in the state the move commits in, so
+        # a concurrent revocation or policy change cannot slip between check and move.
+        with self.ws.ledger.transaction():
+            reasons, relied = self._gate_move(found, alias)
+            if not reasons:
+                current = self.current_alias(name, alias)
+                index = self._append("registry.alias", {
+                    "model": name, "alias": alias, "version": found.version,
+                    "model_index": found.index,
+                    "previous": None if current is None else current.version, "via": via,
+                    **relied,
+                })
+        if reasons:
+            raise self._refuse(via, f"{found.key}:{alias}", reasons)
+        return _build.alias_change(self._entry("registry.alias", index))
+
+    def _gate_move(self, found: ModelVersion, alias: str) -> tuple[list[str], dict[str, Any]]:
+        """Return why the policy refuses moving ``alias`` to ``found``, and what it relies on.
+
+        The second item holds the ledger indices of the approvals, attestations and
+        overrides the move relies on.
+        """
         policy = self.policy()
         gate = policy["stages"].get(alias)
         reasons: list[str] = []
         approvals: list[int] = []
         attestations: list[int] = []
         if gate is not None:
-            listed = [(a.index, a.actor) for a in self.approvals(name, version) if a.stage == alias]
-            latest = {a.kind: (a.index, a.passed) for a in self.attestations(name, version)}
+            listed = [(a.index, a.actor) for a in self.approvals(found.name, found.version)
+                      if a.stage == alias]
+            latest = {a.kind: (a.index, a.passed)
+                      for a in self.attestations(found.name, found.version)}
             reasons, approvals, attestations = stage_reasons(
                 gate, listed, latest, lambda who, role, at: self.has_role(who, role, at)
             )
@@ -405,15 +429,8 @@ class Governance:
                 if finding.check in item.checks and item.target in (finding.target, *scopes):
                     waivers[(finding.target, finding.check)] = item.index
         more, overrides = required_findings(policy, findings, waivers)
-        if reasons or more:
-            raise self._refuse(via, f"{found.key}:{alias}", reasons + more)
-        current = self.current_alias(name, alias)
-        index = self._append("registry.alias", {
-            "model": name, "alias": alias, "version": found.version, "model_index": found.index,
-            "previous": None if current is None else current.version, "via": via,
-            "approvals": approvals, "attestations": attestations, "overrides": overrides,
-        })
-        return _build.alias_change(self._entry("registry.alias", index))
+        relied = {"approvals": approvals, "attestations": attestations, "overrides": overrides}
+        return reasons + more, relied
 
     def _run_findings(self, run: Any) -> list[Finding]:
         raise NotImplementedError  # pragma: no cover - overridden
