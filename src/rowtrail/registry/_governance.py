@@ -8,7 +8,7 @@ what an alias pointed to at a time, who holds a role) is replayed from proven ev
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +108,27 @@ class Governance:
                 return entry
         raise InvalidInputError(f"ledger entry {index} is not a proven {kind!r} event")
 
+    def _append_if(
+        self,
+        action: str,
+        target: str,
+        kind: str,
+        decide: Callable[[], tuple[list[str], dict[str, Any]]],
+        blobs: Sequence[str] = (),
+    ) -> int:
+        """Append ``kind`` with the payload ``decide()`` returns, unless it gives reasons.
+
+        ``decide`` runs under the write lock, in the state the event commits in, so a
+        concurrent revocation or policy change cannot slip between the check and the event.
+        A refusal is recorded (once the lock is released) and raised.
+        """
+        with self.ws.ledger.transaction():
+            reasons, payload = decide()
+            index = None if reasons else self._append(kind, payload, blobs)
+        if index is None:
+            raise self._refuse(action, target, reasons)
+        return index
+
     def _refuse(self, action: str, target: str, reasons: Sequence[str]) -> PolicyRefusedError:
         """Record a refusal with every reason and return the error to raise."""
         index = self._append(
@@ -151,15 +172,17 @@ class Governance:
         """Return whether ``actor`` holds ``role`` (just before ledger index ``at``)."""
         return role in self.roles(at).get(actor, set())
 
-    def _require_admin(self, action: str, target: str) -> bool:
-        """Refuse unless this actor is an admin; return True when this is the bootstrap."""
+    def _admin_reasons(self) -> tuple[list[str], bool]:
+        """Return why this actor may not administer, and whether no admin exists yet.
+
+        No reasons for an admin; while no admin exists (the bootstrap) none either.
+        """
         roles = self.roles()
         if not any(_ADMIN in held for held in roles.values()):
-            return True
+            return [], True
         if _ADMIN not in roles.get(self.actor, set()):
-            raise self._refuse(action, target, [f"role: {self.actor!r} does not hold the "
-                                                f"{_ADMIN!r} role"])
-        return False
+            return [f"role: {self.actor!r} does not hold the {_ADMIN!r} role"], False
+        return [], False
 
     def grant_role(self, actor: str, role: str) -> int:
         """Grant ``role`` to ``actor``; return the ledger index of the ``registry.role`` event.
@@ -170,22 +193,31 @@ class Governance:
         self._check_writable()
         check_name(actor, "actor", "Registry.grant_role")
         check_name(role, "role", "Registry.grant_role")
-        bootstrap = self._require_admin("grant_role", f"role:{actor}:{role}")
-        return self._append("registry.role", {"grantee": actor, "role": role, "granted": True,
-                                              "bootstrap": bootstrap})
+
+        def decide() -> tuple[list[str], dict[str, Any]]:
+            reasons, bootstrap = self._admin_reasons()
+            return reasons, {"grantee": actor, "role": role, "granted": True,
+                             "bootstrap": bootstrap}
+
+        return self._append_if("grant_role", f"role:{actor}:{role}", "registry.role", decide)
 
     def revoke_role(self, actor: str, role: str) -> int:
         """Revoke ``role`` from ``actor`` (admin only); return the event's ledger index."""
         self._check_writable()
         check_name(actor, "actor", "Registry.revoke_role")
         check_name(role, "role", "Registry.revoke_role")
-        if self._require_admin("revoke_role", f"role:{actor}:{role}"):
-            raise InvalidInputError(
-                "Registry.revoke_role: no role has been granted yet, so there is nothing to "
-                "revoke. Nothing was written."
-            )
-        return self._append("registry.role", {"grantee": actor, "role": role, "granted": False,
-                                              "bootstrap": False})
+
+        def decide() -> tuple[list[str], dict[str, Any]]:
+            reasons, bootstrap = self._admin_reasons()
+            if bootstrap:
+                raise InvalidInputError(
+                    "Registry.revoke_role: no role has been granted yet, so there is nothing "
+                    "to revoke. Nothing was written."
+                )
+            return reasons, {"grantee": actor, "role": role, "granted": False,
+                             "bootstrap": False}
+
+        return self._append_if("revoke_role", f"role:{actor}:{role}", "registry.role", decide)
 
     def set_policy(self, policy: Mapping[str, Any]) -> int:
         """Set the declarative policy (admin only); return the ledger index of its event.
@@ -195,13 +227,15 @@ class Governance:
         """
         self._check_writable()
         checked = check_policy(policy)
-        roles = self.roles()
-        if not any(_ADMIN in held for held in roles.values()):
-            raise self._refuse("set_policy", "policy", [
-                "role: no admin exists yet; grant a role first (the first grant makes its "
-                "actor an admin)"])
-        self._require_admin("set_policy", "policy")
-        return self._append("registry.policy", {"policy": checked})
+
+        def decide() -> tuple[list[str], dict[str, Any]]:
+            reasons, bootstrap = self._admin_reasons()
+            if bootstrap:
+                reasons = ["role: no admin exists yet; grant a role first (the first grant "
+                           "makes its actor an admin)"]
+            return reasons, {"policy": checked}
+
+        return self._append_if("set_policy", "policy", "registry.policy", decide)
 
     def policy(self) -> dict[str, Any]:
         """Return the policy in force (the latest ``registry.policy`` event's, or none)."""
@@ -241,14 +275,17 @@ class Governance:
                 f"got {checks!r}"
             )
         check_name(reason, "reason", "Registry.override")
-        role = self.policy()["provenance"]["override_role"]
-        if role is None or not self.has_role(self.actor, role):
-            why = ("the policy names no override_role" if role is None
-                   else f"{self.actor!r} does not hold the {role!r} role")
-            raise self._refuse("override", key, [f"role: {why}"])
-        index = self._append("registry.override", {
-            "target_key": key, "checks": sorted(set(checks)), "reason": reason, "role": role,
-        })
+
+        def decide() -> tuple[list[str], dict[str, Any]]:
+            role = self.policy()["provenance"]["override_role"]
+            if role is None or not self.has_role(self.actor, role):
+                why = ("the policy names no override_role" if role is None
+                       else f"{self.actor!r} does not hold the {role!r} role")
+                return [f"role: {why}"], {}
+            return [], {"target_key": key, "checks": sorted(set(checks)), "reason": reason,
+                        "role": role}
+
+        index = self._append_if("override", key, "registry.override", decide)
         return _build.override(self._entry("registry.override", index))
 
     def overrides(self) -> list[Override]:
@@ -325,16 +362,17 @@ class Governance:
         check_name(stage, "stage", "Registry.approve")
         if not isinstance(comment, str):
             raise InvalidInputError(f"comment of Registry.approve must be a str; got {comment!r}")
-        gate = self.policy()["stages"].get(stage)
-        role = None if gate is None else gate["approver_role"]
-        if role is not None and not self.has_role(self.actor, role):
-            raise self._refuse("approve", found.key, [
-                f"role: {self.actor!r} does not hold the {role!r} role needed to approve for "
-                f"{stage!r}"])
-        index = self._append("registry.approval", {
-            "model": found.name, "version": found.version, "model_index": found.index,
-            "stage": stage, "comment": comment,
-        })
+
+        def decide() -> tuple[list[str], dict[str, Any]]:
+            gate = self.policy()["stages"].get(stage)
+            role = None if gate is None else gate["approver_role"]
+            if role is not None and not self.has_role(self.actor, role):
+                return [f"role: {self.actor!r} does not hold the {role!r} role needed to "
+                        f"approve for {stage!r}"], {}
+            return [], {"model": found.name, "version": found.version,
+                        "model_index": found.index, "stage": stage, "comment": comment}
+
+        index = self._append_if("approve", found.key, "registry.approval", decide)
         return _build.approval(self._entry("registry.approval", index))
 
     def approvals(self, name: str, version: int | None = None) -> list[Approval]:
@@ -386,20 +424,17 @@ class Governance:
         caller = f"Registry.{via}"
         found = self._model(name, version, caller)
         check_name(alias, "stage" if via == "promote" else "alias", caller)
-        # The gate is evaluated under the write lock, in the state the move commits in, so
-        # a concurrent revocation or policy change cannot slip between check and move.
-        with self.ws.ledger.transaction():
+
+        def decide() -> tuple[list[str], dict[str, Any]]:
             reasons, relied = self._gate_move(found, alias)
-            if not reasons:
-                current = self.current_alias(name, alias)
-                index = self._append("registry.alias", {
-                    "model": name, "alias": alias, "version": found.version,
-                    "model_index": found.index,
-                    "previous": None if current is None else current.version, "via": via,
-                    **relied,
-                })
-        if reasons:
-            raise self._refuse(via, f"{found.key}:{alias}", reasons)
+            current = self.current_alias(name, alias)
+            return reasons, {
+                "model": name, "alias": alias, "version": found.version,
+                "model_index": found.index, "via": via,
+                "previous": None if current is None else current.version, **relied,
+            }
+
+        index = self._append_if(via, f"{found.key}:{alias}", "registry.alias", decide)
         return _build.alias_change(self._entry("registry.alias", index))
 
     def _gate_move(self, found: ModelVersion, alias: str) -> tuple[list[str], dict[str, Any]]:
