@@ -69,9 +69,15 @@ from rowtrail.ledger import (
 from rowtrail.lineage import SOURCE_EVENT_KINDS, PipelineContext
 from rowtrail.lineage import pipeline as lineage_pipeline
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
+from rowtrail.store.registry_tables import (
+    REGISTRY_EVENT_KINDS,
+    project_registry,
+    verify_registry_caches,
+)
 
 if TYPE_CHECKING:
     from rowtrail.attribution import Attributor, Explanation
+    from rowtrail.registry import Registry
     from rowtrail.store.postgres import PostgresDatabase
     from rowtrail.training import TrainingRun
     from rowtrail.unlearning._job import ErasureJob
@@ -151,6 +157,11 @@ def _verify_bound_files(ws: Workspace) -> int:
     from rowtrail.training import verify_feature_stores
 
     return verify_attribution_files(ws) + verify_feature_stores(ws)
+
+
+def _default_actor() -> str:
+    """Return ``$ROWTRAIL_ACTOR`` or ``"rowtrail"``: configured, never the OS user."""
+    return os.environ.get("ROWTRAIL_ACTOR") or "rowtrail"
 
 
 def _is_workspace_dir(path: Path) -> bool:
@@ -285,7 +296,7 @@ class Workspace:
         self,
         path: Path,
         *,
-        actor: str = "rowtrail",
+        actor: str | None = None,
         now: Callable[[], datetime] | None = None,
         create: bool = False,
         read_only: bool = False,
@@ -359,12 +370,14 @@ class Workspace:
             self.blobs,
             signer,
             origin=self.origin,
-            actor=actor,
+            actor=_default_actor() if actor is None else actor,
             now=now,
             trust=self.trust,
         )
         self.lineage_store = SQLiteLineageStore(self.db, self.ledger)
         ledger_store.add_projection(SOURCE_EVENT_KINDS, self.lineage_store.project)
+        ledger_store.add_projection(REGISTRY_EVENT_KINDS, project_registry)
+        self._registry: Registry | None = None
         if new:
             self.ledger.pin_trust()
             self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
@@ -400,6 +413,20 @@ class Workspace:
         checkpoint = self.ledger.pin_trust()
         self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
         return checkpoint
+
+    # ------------------------------------------------------------ registry
+    @property
+    def registry(self) -> Registry:
+        """The registry audit trail (:class:`rowtrail.registry.Registry`) of this workspace.
+
+        Its actor is this handle's (``rt.open(..., actor=...)`` or ``$ROWTRAIL_ACTOR``).
+        """
+        self._check_open()
+        if self._registry is None:
+            from rowtrail.registry import Registry
+
+            self._registry = Registry(self)
+        return self._registry
 
     # ------------------------------------------------------------ training
     def training_run(self, name: str, **options: Any) -> TrainingRun:
@@ -510,7 +537,8 @@ class Workspace:
         Checks, without writing anything: every ledger entry, tree node and index; every
         signed checkpoint and the chain of their records; the log against the trust root kept
         outside the workspace (or ``trust_root``, e.g. files a third party saved); every cache
-        table rebuilt from the ledger; every blob; every file bound to the ledger by a digest.
+        table rebuilt from the ledger; every blob; every file bound to the ledger by a digest;
+        every registry decision against the roles and policy in force when it was made.
 
         Raises
         ------
@@ -526,9 +554,11 @@ class Workspace:
                 f"keys/subject.key of {self.path} is not the key this log was created with: "
                 "pseudonyms would not match. Restore it from your backup."
             )
+        registry: list[tuple[int, Event]] = []
         with self.db.read_snapshot():  # the log and its caches as of one committed state
-            report, cache_rows = self._verify_snapshot(root, trust_root, progress)
+            report, cache_rows = self._verify_snapshot(root, trust_root, progress, registry)
         from rowtrail.attribution import verify_decision_keys
+        from rowtrail.registry import verify_registry
         from rowtrail.unlearning._commitments import verify_commitment_keys
 
         extra = {
@@ -537,6 +567,7 @@ class Workspace:
             "bound_files": _verify_bound_files(self),
             "data_keys": verify_decision_keys(self),
             "commitment_keys": verify_commitment_keys(self),
+            "registry_decisions": verify_registry(self, registry),
         }
         return report.with_counts(extra)
 
@@ -545,9 +576,13 @@ class Workspace:
         root: TrustRoot,
         given: TrustRoot | None,
         progress: Callable[[int], None] | None,
+        registry_events: list[tuple[int, Event]],
     ) -> tuple[VerifyReport, int]:
-        """Verify the log, then rebuild the cache tables from the events it decoded."""
-        kinds = set(SOURCE_EVENT_KINDS)
+        """Verify the log, then rebuild the cache tables from the events it decoded.
+
+        The registry's events are added to ``registry_events`` for the decision checks.
+        """
+        kinds = set(SOURCE_EVENT_KINDS) | set(REGISTRY_EVENT_KINDS)
         events: list[tuple[int, Event]] = []
         report = verify_log(
             self.ledger,
@@ -558,7 +593,11 @@ class Workspace:
             if event.kind in kinds
             else None,
         )
-        rows = self.lineage_store.verify_caches(self.ledger, events, verifier=root.verifier)
+        registry = set(REGISTRY_EVENT_KINDS)
+        lineage = [(i, e) for i, e in events if e.kind not in registry]
+        registry_events.extend((i, e) for i, e in events if e.kind in registry)
+        rows = self.lineage_store.verify_caches(self.ledger, lineage, verifier=root.verifier)
+        rows += verify_registry_caches(self.db, registry_events)
         return report, rows
 
     # ------------------------------------------------------------ lifecycle
@@ -590,7 +629,7 @@ class Workspace:
 def open_workspace(
     location: str | os.PathLike[str] | None = None,
     *,
-    actor: str = "rowtrail",
+    actor: str | None = None,
     now: Callable[[], datetime] | None = None,
     create: bool = False,
     read_only: bool = False,
@@ -606,8 +645,9 @@ def open_workspace(
     location : str or path, optional
         A directory or ``sqlite:///<dir>``. Defaults to ``$ROWTRAIL_WORKSPACE`` or
         ``./.rowtrail``. A PostgreSQL workspace is opened by its directory too.
-    actor : str
-        Default actor recorded on events appended through this handle.
+    actor : str, optional
+        Default actor recorded on events appended through this handle; default
+        ``$ROWTRAIL_ACTOR`` or ``"rowtrail"`` (never the operating-system user).
     now : callable, optional
         Clock returning an aware UTC datetime (inject for reproducible tests).
     create : bool
@@ -666,7 +706,7 @@ def open_workspace(
 def init_workspace(
     location: str | os.PathLike[str] | None = None,
     *,
-    actor: str = "rowtrail",
+    actor: str | None = None,
     now: Callable[[], datetime] | None = None,
     database: str | None = None,
 ) -> Workspace:

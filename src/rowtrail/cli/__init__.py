@@ -23,6 +23,7 @@ from rowtrail.cli._erase import erase
 from rowtrail.cli._explain import explain
 from rowtrail.cli._ledger import init, ledger_app, trust, verify
 from rowtrail.cli._witness import verify_offline, witness_app
+from rowtrail.cli._registry import registry_app
 
 __all__ = ["app", "main"]
 
@@ -42,6 +43,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(certificate_app, name="certificate")
 app.add_typer(witness_app, name="witness")
 app.command("verify-offline")(verify_offline)
+app.add_typer(registry_app, name="registry")
 
 
 @app.command("demo")
