@@ -63,6 +63,11 @@ from rowtrail.ledger import (
 )
 from rowtrail.lineage import SOURCE_EVENT_KINDS, PipelineContext
 from rowtrail.lineage import pipeline as lineage_pipeline
+from rowtrail.registry._predictions import (
+    PREDICTION_BATCH_KIND,
+    project_predictions,
+    verify_prediction_cache,
+)
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
 
 if TYPE_CHECKING:
@@ -260,6 +265,8 @@ class Workspace:
         )
         self.lineage_store = SQLiteLineageStore(self.db, self.ledger)
         ledger_store.add_projection(SOURCE_EVENT_KINDS, self.lineage_store.project)
+        # Serving (issue 13): the prediction lookup cache, projected from batch events.
+        ledger_store.add_projection([PREDICTION_BATCH_KIND], project_predictions)
         if new:
             self.ledger.pin_trust()
             self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
@@ -442,7 +449,7 @@ class Workspace:
         progress: Callable[[int], None] | None,
     ) -> tuple[VerifyReport, int]:
         """Verify the log, then rebuild the cache tables from the events it decoded."""
-        kinds = set(SOURCE_EVENT_KINDS)
+        kinds = {*SOURCE_EVENT_KINDS, PREDICTION_BATCH_KIND}
         events: list[tuple[int, Event]] = []
         report = verify_log(
             self.ledger,
@@ -453,7 +460,10 @@ class Workspace:
             if event.kind in kinds
             else None,
         )
+        batches = [(i, e) for i, e in events if e.kind == PREDICTION_BATCH_KIND]
+        events = [(i, e) for i, e in events if e.kind != PREDICTION_BATCH_KIND]
         rows = self.lineage_store.verify_caches(self.ledger, events, verifier=root.verifier)
+        rows += verify_prediction_cache(self, batches)
         return report, rows
 
     # ------------------------------------------------------------ lifecycle

@@ -1,0 +1,829 @@
+"""Prediction logging for serving: batched, asynchronous, crash-safe (issue 13, DESIGN §8).
+
+A :class:`PredictionLogger` gives every prediction an id at once and makes it durable before
+``log`` returns: the record is appended (one ``write``) to a spool segment under
+``<workspace>/spool/predictions/``; a background thread turns the spooled records into one
+``registry.prediction_batch`` ledger event per flushed batch and deletes the segment once the
+event has committed. A process killed at any point leaves segments that the next logger of the
+workspace (or :func:`replay_prediction_spool`) appends; ids already in the ledger are skipped,
+so a crash between the commit and the deletion logs nothing twice. With ``fsync=True`` each
+``log`` also survives a machine crash (one ``fsync`` per prediction).
+
+What a batch records
+--------------------
+The event names one payload blob holding each prediction's input, and lists per prediction:
+its id, time, output, input digest, input lineage (``recorded`` with the lineage document, or
+``unknown`` with the reason) and subject pseudonym (never a raw identifier). The subjects are
+also the event's ``subjects``, so subject audits and erasure find the batch. A subject's input
+is sealed in the blob under the subject's data key (as ``attribution.log_prediction`` does), so
+erasure shreds it; the input digest is SHA-256 over a random 16-byte nonce and the encoded
+input, the nonce kept inside the (sealed) input, so a digest in the ledger cannot be matched
+against guessed inputs once the key is gone.
+
+Prediction ids are ``pred-<session>-<n>``: a random 64-bit session per logger and a counter.
+They are unique without coordination between replicas, cost nothing per call (no randomness,
+no clock), and order the predictions of one logger; the time is recorded separately.
+
+Finding a prediction by id is an indexed lookup in the ``registry_predictions`` cache table,
+projected from the batch events in their append's transaction; the row found is checked
+against the proven event it names. A missing row is never taken as "no such prediction": the
+proven batch events are then searched, and a prediction found there raises
+:class:`~rowtrail.errors.TableIntegrityError` (the cache was edited).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rowtrail.attribution._decision import record_input_lineage
+from rowtrail.errors import (
+    InvalidInputError,
+    ShreddedError,
+    StateError,
+    StorageError,
+    TableIntegrityError,
+    VerificationError,
+)
+from rowtrail.hashing import canonical_json, decode_canonical_json
+from rowtrail.ids import is_pseudonym
+from rowtrail.ledger import (
+    Event,
+    LedgerEntry,
+    decrypt_payload,
+    encrypt_payload,
+    key_id_of,
+    subject_keys,
+)
+from rowtrail.ledger._events import format_time, parse_time
+
+if TYPE_CHECKING:
+    from rowtrail._workspace import Workspace
+
+__all__ = [
+    "PREDICTION_BATCH_KIND",
+    "PredictionLogger",
+    "PredictionRecord",
+    "find_prediction",
+    "load_prediction_input",
+    "prediction_cache_rows",
+    "project_predictions",
+    "replay_prediction_spool",
+    "verify_prediction_cache",
+]
+
+PREDICTION_BATCH_KIND = "registry.prediction_batch"
+FORMAT = "rowtrail.predictions/1"
+_SPOOL = Path("spool") / "predictions"
+_ID = re.compile(r"^pred-[0-9a-f]{16}-[0-9]{1,18}$")
+_TABLE = "registry_predictions"
+_COLUMNS = "prediction_id, deployment_id, ledger_index, position"
+_INSERT = f"INSERT INTO {_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?)"
+_MAX_BATCH = 10_000
+
+
+# ------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One logged prediction, read from its proven ``registry.prediction_batch`` event.
+
+    Attributes
+    ----------
+    prediction_id : str
+        The id :meth:`PredictionLogger.log` returned.
+    deployment_id : str
+        The deployment that served it.
+    entry : LedgerEntry
+        The batch event (proven against the signed checkpoint when read).
+    position : int
+        The prediction's position in the batch.
+    """
+
+    prediction_id: str
+    deployment_id: str
+    entry: LedgerEntry
+    position: int
+
+    def _field(self, name: str) -> Any:
+        return self.entry.event.payload[name][self.position]
+
+    @property
+    def ledger_index(self) -> int:
+        """Index of the batch event in the ledger."""
+        return self.entry.index
+
+    @property
+    def made_at(self) -> datetime:
+        """When the prediction was logged (UTC)."""
+        return parse_time(self._field("times"))
+
+    @property
+    def output(self) -> Any:
+        """The logged output (JSON value)."""
+        return self._field("outputs")
+
+    @property
+    def input_digest(self) -> str:
+        """SHA-256 over the input's nonce and encoding (see the module docstring)."""
+        return str(self._field("input_digests"))
+
+    @property
+    def subject(self) -> str | None:
+        """The subject pseudonym, or ``None`` when the prediction is about no known subject."""
+        value = self._field("subjects")
+        return None if value is None else str(value)
+
+    @property
+    def input_lineage(self) -> dict[str, Any]:
+        """``{"status": "recorded", ...}`` or ``{"status": "unknown", "reason": ...}``."""
+        return dict(self._field("input_lineage"))
+
+    @property
+    def blob(self) -> str:
+        """Digest of the batch's payload blob (the inputs)."""
+        return str(self.entry.event.payload["blob"])
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as JSON-ready data."""
+        return {
+            "prediction_id": self.prediction_id,
+            "deployment_id": self.deployment_id,
+            "ledger_index": self.ledger_index,
+            "position": self.position,
+            "made_at": format_time(self.made_at),
+            "output": self.output,
+            "input_digest": self.input_digest,
+            "subject": self.subject,
+            "input_lineage": self.input_lineage,
+            "blob": self.blob,
+        }
+
+
+# ------------------------------------------------------------------------------- encoding
+def _encode_input(row: Any) -> dict[str, Any]:
+    array = np.asarray(row)
+    if array.dtype.kind not in "biuf":
+        raise InvalidInputError(
+            f"input_row of PredictionLogger.log must be numeric (bool, int or float); got "
+            f"dtype {array.dtype}. Log the model's numeric input row."
+        )
+    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return {
+        "dtype": array.dtype.str,
+        "shape": list(array.shape),
+        "data": base64.b64encode(array.tobytes()).decode("ascii"),
+    }
+
+
+def _decode_input(doc: dict[str, Any]) -> NDArray[Any]:
+    data = base64.b64decode(doc["data"])
+    return np.frombuffer(data, dtype=np.dtype(doc["dtype"])).reshape(doc["shape"]).copy()
+
+
+def _input_digest(nonce: str, encoded: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(bytes.fromhex(nonce) + canonical_json(encoded)).hexdigest()
+
+
+def _json_output(output: Any) -> Any:
+    value = output.tolist() if isinstance(output, np.ndarray | np.generic) else output
+    try:
+        canonical_json({"output": value})
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"output of PredictionLogger.log must be a JSON value (number, string, bool, list, "
+            f"dict); got {output!r}: {exc}"
+        ) from exc
+    return value
+
+
+def _is_int_in(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _deployment_id(deployment: object) -> str:
+    found = getattr(deployment, "deployment_id", deployment)
+    if not isinstance(found, str) or not found:
+        raise InvalidInputError(
+            f"deployment of PredictionLogger must be a deployment or its id; got {deployment!r}. "
+            "Deploy a model version with ws.registry.deploy(...)."
+        )
+    return found
+
+
+# ------------------------------------------------------------------------------- spool
+class _Segment:
+    """One spool file, locked by its writer (so no other process replays it while open)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any], *, sync: bool) -> None:
+        line = canonical_json(record) + b"\n"
+        os.write(self.fd, line)  # one write: a killed process leaves whole lines only
+        if sync:
+            os.fsync(self.fd)
+        self.records.append(record)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self.fd)
+
+
+def _read_segment(path: Path) -> list[dict[str, Any]]:
+    """Return the whole records of a spool file (a torn last line was never acknowledged)."""
+    records = []
+    for line in path.read_bytes().split(b"\n"):
+        if not line:
+            continue
+        try:
+            records.append(dict(decode_canonical_json(line)))
+        except (InvalidInputError, ValueError, TypeError):
+            continue
+    return records
+
+
+def _spool_dir(ws: Workspace) -> Path:
+    return Path(ws.path) / _SPOOL
+
+
+# ------------------------------------------------------------------------------- batches
+def _batch_events(ws: Workspace, records: Sequence[dict[str, Any]]) -> list[Event]:
+    """Build one event per (deployment, chunk) of ``records``; their blobs are stored."""
+    by_deployment: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_deployment.setdefault(str(record["deployment"]), []).append(record)
+    events = []
+    for deployment, rows in by_deployment.items():
+        for start in range(0, len(rows), _MAX_BATCH):
+            events.append(_batch_event(ws, deployment, rows[start : start + _MAX_BATCH]))
+    return events
+
+
+def _batch_event(ws: Workspace, deployment: str, rows: Sequence[dict[str, Any]]) -> Event:
+    inputs = [
+        {"id": r["id"], "sealed": r["sealed"]} if "sealed" in r else {"id": r["id"], **r["input"]}
+        for r in rows
+    ]
+    blob = ws.ledger.put_blob(canonical_json({"format": FORMAT, "inputs": inputs}))
+    lineage_blobs = [d for r in rows for d in r.get("lineage_blobs", ())]
+    payload = {
+        "format": FORMAT,
+        "deployment": deployment,
+        "blob": blob,
+        "n_predictions": len(rows),
+        "ids": [r["id"] for r in rows],
+        "times": [r["time"] for r in rows],
+        "outputs": [r["output"] for r in rows],
+        "input_digests": [r["digest"] for r in rows],
+        "input_lineage": [r["lineage"] for r in rows],
+        "subjects": [r.get("subject") for r in rows],
+    }
+    subjects = sorted({str(r["subject"]) for r in rows if r.get("subject")})
+    return ws.ledger.make_event(
+        PREDICTION_BATCH_KIND,
+        payload,
+        subjects=subjects,
+        blobs=list(dict.fromkeys([blob, *lineage_blobs])),
+    )
+
+
+def _logged_ids(ws: Workspace, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        part = list(ids[start : start + 500])
+        marks = ",".join("?" * len(part))
+        rows = ws.db.query(f"SELECT prediction_id FROM {_TABLE} WHERE prediction_id IN ({marks})",
+                           part)
+        found.update(str(row[0]) for row in rows)
+    return found
+
+
+def _append_records(ws: Workspace, records: Sequence[dict[str, Any]]) -> int:
+    """Append the records not yet in the ledger as batch events; return how many."""
+    with ws.ledger.transaction():
+        logged = _logged_ids(ws, [str(r["id"]) for r in records])
+        fresh = [r for r in records if r["id"] not in logged]
+        if fresh:
+            ws.ledger.append_events(_batch_events(ws, fresh))
+    return len(fresh)
+
+
+def replay_prediction_spool(ws: Workspace) -> int:
+    """Append the spooled predictions a crashed or closed-unflushed logger left behind.
+
+    Segments held by a live logger (in any process) are skipped; predictions already in the
+    ledger are not appended again.
+
+    Returns
+    -------
+    int
+        The number of predictions appended.
+    """
+    root = _spool_dir(ws)
+    if not root.is_dir():
+        return 0
+    appended = 0
+    for path in sorted(root.glob("*.spool")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # flushed and removed by its logger meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live logger's segment
+            if not path.exists():
+                continue
+            records = _read_segment(path)
+            if records:
+                appended += _append_records(ws, records)
+            os.unlink(path)
+        finally:
+            os.close(fd)
+    return appended
+
+
+# ------------------------------------------------------------------------------- cache
+def prediction_cache_rows(index: int, event: Event) -> list[tuple[str, str, int, int]]:
+    """Return the ``registry_predictions`` rows one batch event implies."""
+    payload = event.payload
+    if event.kind != PREDICTION_BATCH_KIND or not isinstance(payload.get("ids"), list):
+        return []
+    deployment = str(payload.get("deployment"))
+    return [(str(pid), deployment, index, pos) for pos, pid in enumerate(payload["ids"])]
+
+
+def project_predictions(handle: Any, entries: Sequence[tuple[int, bytes]]) -> list[Any]:
+    """Write the cache rows of appended batch events (in the append's transaction).
+
+    The rows are not part of the checkpoint's signed cache digest: every row read is checked
+    against the proven event it names, and a missing row is caught by the fallback search.
+    """
+    rows = [
+        row
+        for index, leaf in entries
+        for row in prediction_cache_rows(index, Event.from_leaf(leaf))
+    ]
+    if rows:
+        try:
+            handle.executemany(_INSERT, rows)
+        except Exception as exc:  # driver errors differ between backends
+            raise InvalidInputError(
+                f"a prediction id of the batch is already logged ({exc}); nothing was written"
+            ) from exc
+    return []
+
+
+def verify_prediction_cache(ws: Workspace, events: Sequence[tuple[int, Event]]) -> int:
+    """Rebuild ``registry_predictions`` from the batch events and compare; return row count.
+
+    Raises
+    ------
+    TableIntegrityError
+        A row is missing, extra or different.
+    """
+    expected = {row for index, event in events for row in prediction_cache_rows(index, event)}
+    stored = {
+        (str(a), str(b), int(c), int(d))
+        for a, b, c, d in ws.db.query(f"SELECT {_COLUMNS} FROM {_TABLE}")
+    }
+    missing, extra = sorted(expected - stored), sorted(stored - expected)
+    if missing or extra:
+        row = (missing or extra)[0]
+        what = "is missing" if missing else "is not backed by any ledger event"
+        raise TableIntegrityError(
+            f"cache table {_TABLE!r}: row with key {row[0]!r} {what} ({len(missing)} missing, "
+            f"{len(extra)} extra or altered rows). The table was edited outside rowtrail.",
+            table=_TABLE,
+            key=repr(row[0]),
+        )
+    return len(stored)
+
+
+def _record_from(entry: LedgerEntry, prediction_id: str, position: int) -> PredictionRecord:
+    payload = entry.event.payload
+    ids = payload.get("ids")
+    if (
+        entry.event.kind != PREDICTION_BATCH_KIND
+        or not isinstance(ids, list)
+        or not 0 <= position < len(ids)
+        or ids[position] != prediction_id
+    ):
+        raise TableIntegrityError(
+            f"cache table {_TABLE!r}: the row of prediction {prediction_id!r} points at entry "
+            f"{entry.index} position {position}, which records another prediction; run "
+            "`rowtrail verify`",
+            table=_TABLE,
+            key=repr(prediction_id),
+        )
+    return PredictionRecord(prediction_id, str(payload["deployment"]), entry, position)
+
+
+def find_prediction(ws: Workspace, prediction_id: str) -> PredictionRecord:
+    """Return the logged prediction ``prediction_id``, its batch event proven.
+
+    Raises
+    ------
+    InvalidInputError
+        No prediction has this id (or it is malformed).
+    StateError
+        The prediction is spooled but not yet flushed to the ledger.
+    TableIntegrityError
+        The cache table disagrees with the ledger.
+    """
+    if not _is_id(prediction_id):
+        raise InvalidInputError(
+            f"prediction_id of find_prediction must look like 'pred-<16 hex>-<n>'; got "
+            f"{prediction_id!r}. Use the id PredictionLogger.log returned."
+        )
+    rows = ws.db.query(
+        f"SELECT ledger_index, position FROM {_TABLE} WHERE prediction_id = ?", (prediction_id,)
+    )
+    if rows:
+        (entry,) = ws.ledger.proven([int(rows[0][0])])
+        return _record_from(entry, prediction_id, int(rows[0][1]))
+    for entry in ws.ledger.entries_of_kind(PREDICTION_BATCH_KIND):
+        ids = entry.event.payload.get("ids")
+        if isinstance(ids, list) and prediction_id in ids:
+            raise TableIntegrityError(
+                f"cache table {_TABLE!r} has no row for prediction {prediction_id!r}, which "
+                f"ledger entry {entry.index} records: the table was edited; run `rowtrail "
+                "verify`",
+                table=_TABLE,
+                key=repr(prediction_id),
+            )
+    if _spooled(ws, prediction_id):
+        raise StateError(
+            f"prediction {prediction_id!r} is spooled but not yet in the ledger; flush its "
+            "logger (logger.flush()) or open a PredictionLogger, which replays the spool."
+        )
+    raise InvalidInputError(
+        f"prediction_id of find_prediction must name a logged prediction; got "
+        f"{prediction_id!r}, which no registry.prediction_batch event records."
+    )
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.match(value) is not None
+
+
+def _spooled(ws: Workspace, prediction_id: str) -> bool:
+    session = prediction_id.split("-")[1]
+    root = _spool_dir(ws)
+    for path in sorted(root.glob(f"{session}-*.spool")) if root.is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):
+            if any(r.get("id") == prediction_id for r in _read_segment(path)):
+                return True
+    return False
+
+
+# ------------------------------------------------------------------------------- inputs
+def _batch_inputs(ws: Workspace, record: PredictionRecord) -> dict[str, Any]:
+    """Return the prediction's input entry of the batch blob (StorageError when gone)."""
+    data = ws.ledger.blobs.get(record.blob)
+    doc = decode_canonical_json(data)
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    if not isinstance(inputs, list) or record.position >= len(inputs):
+        raise VerificationError(f"batch blob {record.blob} does not list the batch's inputs")
+    found = inputs[record.position]
+    if not isinstance(found, dict) or found.get("id") != record.prediction_id:
+        raise VerificationError(
+            f"batch blob {record.blob} holds another input at position {record.position}"
+        )
+    return found
+
+
+def load_prediction_input(ws: Workspace, record: PredictionRecord) -> NDArray[Any]:
+    """Return the logged input of ``record``, checked against the digest the event records.
+
+    Raises
+    ------
+    BlobNotFoundError
+        The batch's payload blob is gone (expired by retention, or deleted).
+    ShreddedError
+        The subject's data key was destroyed by an erasure.
+    VerificationError
+        The input does not match its recorded digest.
+    """
+    found = _batch_inputs(ws, record)
+    if "sealed" in found:
+        sealed = base64.b64decode(found["sealed"])
+        try:
+            plain = decrypt_payload(subject_keys(ws), sealed)
+        except ShreddedError as exc:
+            raise ShreddedError(f"{exc} (key {key_id_of(sealed)})") from exc
+        found = dict(decode_canonical_json(plain))
+    nonce = str(found.pop("nonce", ""))
+    found.pop("id", None)
+    if _input_digest(nonce, found) != record.input_digest:
+        raise VerificationError(
+            f"the stored input of prediction {record.prediction_id} does not match the digest "
+            f"ledger entry {record.ledger_index} records; it was altered"
+        )
+    return _decode_input(found)
+
+
+# ------------------------------------------------------------------------------- logger
+class PredictionLogger:
+    """Log a deployment's predictions: ids at once, durable at once, batched into the ledger.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A workspace opened for writing.
+    deployment : Deployment or str
+        The deployment serving the predictions (or its id).
+    model : object, optional
+        What :meth:`predict` calls (``model.predict(X)``); default: the deployment's model
+        version, loaded (digest checked) on first use.
+    batch_size : int
+        Flush once this many predictions are pending (default 512).
+    flush_interval : float
+        Seconds between background flushes (default 0.5).
+    fsync : bool
+        Also ``fsync`` each record before :meth:`log` returns (survives a machine crash, not
+        only a process crash).
+
+    Examples
+    --------
+    >>> import tempfile, rowtrail as rt
+    >>> ws = rt.init(tempfile.mkdtemp())
+    >>> with PredictionLogger(ws, "dep-demo") as logger:
+    ...     pid = logger.log([1.0, 2.0], 1)
+    >>> find_prediction(ws, pid).output
+    1
+    """
+
+    def __init__(
+        self,
+        ws: Workspace,
+        deployment: Any,
+        *,
+        model: Any = None,
+        batch_size: int = 512,
+        flush_interval: float = 0.5,
+        fsync: bool = False,
+    ) -> None:
+        if not _is_int_in(batch_size, 1, _MAX_BATCH):
+            raise InvalidInputError(
+                f"batch_size of PredictionLogger must be an int in [1, {_MAX_BATCH}]; got "
+                f"{batch_size!r}."
+            )
+        if not _is_positive(flush_interval):
+            raise InvalidInputError(
+                f"flush_interval of PredictionLogger must be a positive number of seconds; got "
+                f"{flush_interval!r}."
+            )
+        if getattr(ws, "read_only", False):
+            raise StateError(
+                "ws of PredictionLogger must be open for writing; open it with rt.open(path)."
+            )
+        self.ws = ws
+        self.deployment_id = _deployment_id(deployment)
+        self._deployment = deployment
+        self._model = model
+        self.batch_size = batch_size
+        self.flush_interval = float(flush_interval)
+        self.fsync = bool(fsync)
+        self.session = secrets.token_hex(8)
+        self._counter = 0
+        self._lock = threading.Lock()  # pending records and the current segment
+        self._flush_lock = threading.Lock()  # one flush at a time
+        self._wake = threading.Condition(self._lock)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._segments: list[_Segment] = []  # rotated, not yet in the ledger
+        self._n_segments = 0
+        root = _spool_dir(ws)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.replayed = replay_prediction_spool(ws)
+        self._segment = self._new_segment()
+        self._thread = threading.Thread(
+            target=self._run, name=f"rowtrail-predictions-{self.session}", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ logging
+    def _new_segment(self) -> _Segment:
+        self._n_segments += 1
+        path = _spool_dir(self.ws) / f"{self.session}-{self._n_segments:08d}.spool"
+        return _Segment(path)
+
+    def _record(
+        self, input_row: Any, output: Any, subject: str | None, input_lineage: Any
+    ) -> dict[str, Any]:
+        if subject is not None and not is_pseudonym(subject):
+            raise InvalidInputError(
+                f"subject of PredictionLogger.log must be a subject pseudonym ('ps:<64 hex>'); "
+                f"got {subject!r}. Pseudonymize raw identifiers with ws.pseudonymize(raw)."
+            )
+        encoded = _encode_input(input_row)
+        value = _json_output(output)
+        nonce = secrets.token_hex(16)
+        record: dict[str, Any] = {
+            "deployment": self.deployment_id,
+            "digest": _input_digest(nonce, encoded),
+            "output": value,
+            "time": format_time(self.ws.ledger.now()),
+            "subject": subject,
+        }
+        lineage, blobs = record_input_lineage(self.ws, input_row, input_lineage)
+        record["lineage"] = lineage
+        if blobs:
+            record["lineage_blobs"] = blobs
+        sealed_input = {**encoded, "nonce": nonce}
+        if subject is None:
+            record["input"] = sealed_input
+        else:
+            envelope = encrypt_payload(subject_keys(self.ws), subject, canonical_json(sealed_input))
+            record["sealed"] = base64.b64encode(envelope).decode("ascii")
+        return record
+
+    def log(
+        self,
+        input_row: Any,
+        output: Any,
+        *,
+        subject: str | None = None,
+        input_lineage: Any = None,
+    ) -> str:
+        """Log one prediction; return its id once the record is durable (spooled).
+
+        Parameters
+        ----------
+        input_row : array-like
+            The model's numeric input for this prediction (kept so it can be re-scored).
+        output : JSON value or NumPy value
+            What the model returned.
+        subject : str, optional
+            Pseudonym of the data subject the prediction is about (``ws.pseudonymize(raw)``).
+        input_lineage : lineage view, optional
+            The input's lineage when ``input_row`` itself is not traced.
+
+        Returns
+        -------
+        str
+            The prediction id, ``pred-<session>-<n>``.
+        """
+        self._raise_pending_error()
+        record = self._record(input_row, output, subject, input_lineage)
+        with self._lock:
+            if self._closed:
+                raise StateError("this PredictionLogger is closed; create a new one to log.")
+            self._counter += 1
+            record["id"] = prediction_id = f"pred-{self.session}-{self._counter}"
+            try:
+                self._segment.write(record, sync=self.fsync)
+            except OSError as exc:
+                raise StorageError(
+                    f"could not spool prediction to {self._segment.path}: {exc}"
+                ) from exc
+            if len(self._segment.records) >= self.batch_size:
+                self._wake.notify()
+        return prediction_id
+
+    def _loaded_model(self) -> Any:
+        if self._model is None:
+            deployment = self._deployment
+            if isinstance(deployment, str):
+                deployment = self.ws.registry.deployment(deployment)  # type: ignore[attr-defined]
+            self._model = deployment.model_version.load()
+        return self._model
+
+    def predict(
+        self,
+        X: Any,  # noqa: N803 (scikit-learn's name for a design matrix)
+        *,
+        subjects: Sequence[str | None] | None = None,
+    ) -> Any:
+        """Call the deployed model on ``X`` (``model.predict``) and log every row.
+
+        Returns the model's outputs; the prediction ids are in :attr:`last_ids`.
+        """
+        rows = np.asarray(X)
+        if rows.ndim != 2:
+            raise InvalidInputError(
+                f"X of PredictionLogger.predict must be 2-D (rows x features); got shape "
+                f"{rows.shape}."
+            )
+        if subjects is not None and len(subjects) != rows.shape[0]:
+            raise InvalidInputError(
+                f"subjects of PredictionLogger.predict must have one entry per row of X "
+                f"({rows.shape[0]}); got {len(subjects)}."
+            )
+        outputs = self._loaded_model().predict(X)
+        self.last_ids = [
+            self.log(rows[i], outputs[i], subject=None if subjects is None else subjects[i])
+            for i in range(rows.shape[0])
+        ]
+        return outputs
+
+    # ------------------------------------------------------------------ flushing
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                if len(self._segment.records) < self.batch_size:
+                    self._wake.wait(self.flush_interval)
+                if self._is_closed():
+                    return
+            try:
+                self._flush_once()
+            except BaseException as exc:  # kept, raised to the caller by the next call
+                self._error = exc
+                return
+
+    def _flush_once(self) -> int:
+        with self._flush_lock:
+            with self._lock:
+                if self._segment.records:
+                    self._segments.append(self._segment)
+                    self._segment = self._new_segment()
+                segments, self._segments = self._segments, []
+            if not segments:
+                return 0
+            records = [r for s in segments for r in s.records]
+            try:
+                appended = _append_records(self.ws, records)
+            except BaseException:
+                with self._lock:
+                    self._segments = segments + self._segments  # retried by the next flush
+                raise
+            for segment in segments:
+                segment.remove()
+            return appended
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    def _raise_pending_error(self) -> None:
+        error = self._error
+        if error is not None:
+            raise StateError(
+                f"the prediction logger's background flush failed ({error}); its records are "
+                "kept in the spool and replayed by the next PredictionLogger."
+            ) from error
+
+    def flush(self) -> int:
+        """Append every pending prediction to the ledger now; return how many were appended."""
+        self._raise_pending_error()
+        return self._flush_once()
+
+    def close(self) -> None:
+        """Flush, stop the background thread and release the spool."""
+        if self._closed:
+            return
+        with self._lock:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+        try:
+            self._flush_once()
+        finally:
+            self._segment.remove()
+        self._raise_pending_error()
+
+    def __enter__(self) -> PredictionLogger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PredictionLogger(deployment={self.deployment_id!r}, session={self.session!r})"
+
+
+def iter_batches(ws: Workspace) -> Iterator[LedgerEntry]:
+    """Yield every ``registry.prediction_batch`` entry (kind-checked)."""
+    yield from ws.ledger.entries_of_kind(PREDICTION_BATCH_KIND)
+
