@@ -1,0 +1,135 @@
+"""Issue 13: retention per event kind — payloads expire, leaf hashes and proofs stay.
+
+A policy shorter than the legal minimum (six months for AI Act logs) is refused; nothing is
+deleted before its time; expired payload blobs are named by a ``retention.expired`` event
+written before they are deleted, after which ``ws.verify()`` still passes, while a payload
+deleted without such an event still fails verification.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rowtrail as rt
+from rowtrail.errors import BlobNotFoundError, InvalidInputError, LogIntegrityError
+from rowtrail.registry._predictions import PredictionLogger, find_prediction
+from rowtrail.registry._retention import (
+    LEGAL_MINIMUM_DAYS,
+    RETENTION_EXPIRED_KIND,
+    apply_retention,
+    expiry_of,
+    retention_policy,
+    set_retention_policy,
+)
+
+KIND = "registry.prediction_batch"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    """The ledger's injected clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _logged(tmp_path: Path) -> tuple[rt.Workspace, Clock, list[str]]:
+    clock = Clock()
+    ws = rt.init(tmp_path / "ws", now=clock)
+    ids = []
+    for day in (0, 30):  # two batches a month apart
+        clock.now = START + timedelta(days=day)
+        with PredictionLogger(ws, "dep-1") as logger:
+            ids.append(logger.log(np.array([day, 1.0]), day))
+    return ws, clock, ids
+
+
+def test_policies_shorter_than_the_legal_minimum_are_refused(tmp_path: Path) -> None:
+    ws = rt.init(tmp_path / "ws")
+    assert LEGAL_MINIMUM_DAYS[KIND] == 183
+    assert retention_policy(ws) is None
+    for bad in ({KIND: 182}, {KIND: 1.5}, {KIND: True}, {"ledger.anything": 400}, {}):
+        with pytest.raises(InvalidInputError, match="set_retention_policy"):
+            set_retention_policy(ws, bad)  # type: ignore[arg-type]
+    assert ws.ledger.size == 0
+    policy = set_retention_policy(ws, {KIND: 183})
+    assert retention_policy(ws) == policy
+    assert policy.days == {KIND: 183}
+
+
+def test_nothing_expires_without_a_policy_or_before_its_time(tmp_path: Path) -> None:
+    ws, clock, _ids = _logged(tmp_path)
+    clock.now = START + timedelta(days=1000)
+    assert apply_retention(ws).expired == []  # no policy: retention unknown, nothing deleted
+    set_retention_policy(ws, {KIND: 365})
+    clock.now = START + timedelta(days=364)
+    size = ws.ledger.size
+    report = apply_retention(ws)
+    assert report.expired == []
+    assert report.event_index is None
+    assert ws.ledger.size == size
+    with pytest.raises(InvalidInputError, match="no later than the ledger's clock"):
+        apply_retention(ws, now=START + timedelta(days=800))  # never judged in the future
+    with pytest.raises(InvalidInputError, match="aware datetime"):
+        apply_retention(ws, now=datetime(2026, 1, 1))
+
+
+def test_expired_payloads_are_deleted_recorded_and_verify_still_passes(tmp_path: Path) -> None:
+    ws, clock, ids = _logged(tmp_path)
+    set_retention_policy(ws, {KIND: 183})
+    clock.now = START + timedelta(days=200)  # first batch expired (day 183), second not (213)
+    dry = apply_retention(ws, dry_run=True)
+    assert [item.ledger_index for item in dry.expired] == [find_prediction(ws, ids[0]).ledger_index]
+    first, second = find_prediction(ws, ids[0]), find_prediction(ws, ids[1])
+    assert ws.blobs.has(first.blob)  # a dry run deletes nothing
+    root = ws.ledger.root()
+    report = apply_retention(ws)
+    assert report.n_deleted == 1
+    assert report.event_index is not None
+    assert not ws.blobs.has(first.blob)
+    assert ws.blobs.has(second.blob)
+    event = ws.ledger.entry(report.event_index).event
+    assert event.kind == RETENTION_EXPIRED_KIND
+    assert event.payload["blobs"] == [first.blob]
+    assert event.payload["expires_at"] == ["2026-07-03T00:00:00.000000Z"]
+    assert expiry_of(ws, first.blob) == (report.event_index, clock.now)
+    # The batch event, its leaf and its proof stay; the log only grew.
+    assert ws.ledger.consistency(ws.ledger.size - 1).old_size == ws.ledger.size - 1
+    assert ws.ledger.root(ws.ledger.size - 1) == root
+    assert find_prediction(ws, ids[0]).output == 0
+    ws.verify()
+    assert apply_retention(ws).expired == []  # idempotent
+
+
+def test_a_payload_deleted_without_a_retention_event_fails_verification(tmp_path: Path) -> None:
+    ws, _, ids = _logged(tmp_path)
+    record = find_prediction(ws, ids[1])
+    ws.blobs.path_of(record.blob).unlink()
+    with pytest.raises(LogIntegrityError, match="is missing"):
+        ws.verify()
+
+
+def test_a_crash_after_the_event_deletes_the_named_blobs_on_the_next_run(tmp_path: Path) -> None:
+    ws, clock, ids = _logged(tmp_path)
+    set_retention_policy(ws, {KIND: 183})
+    clock.now = START + timedelta(days=300)
+    record = find_prediction(ws, ids[0])
+    data = ws.blobs.get(record.blob)
+    apply_retention(ws)
+    ws.blobs.put(data)  # as if the process died after the event, before the deletion
+    assert ws.blobs.has(record.blob)
+    size = ws.ledger.size
+    report = apply_retention(ws)
+    assert report.expired == []
+    assert report.n_deleted == 1
+    assert ws.ledger.size == size
+    with pytest.raises(BlobNotFoundError):
+        ws.blobs.get(record.blob)
+    ws.verify()
