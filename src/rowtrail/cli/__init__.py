@@ -22,6 +22,7 @@ from rowtrail.cli._demo import run_demo
 from rowtrail.cli._erase import erase
 from rowtrail.cli._explain import explain
 from rowtrail.cli._ledger import init, ledger_app, trust, verify
+from rowtrail.cli._reproduce import reconcile, reproduce, retention_app
 
 __all__ = ["app", "main"]
 
@@ -39,6 +40,9 @@ app.command("explain")(explain)
 app.command("erase")(erase)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(certificate_app, name="certificate")
+app.command("reproduce")(reproduce)
+app.command("reconcile")(reconcile)
+app.add_typer(retention_app, name="retention")
 
 
 @app.command("demo")

@@ -219,6 +219,10 @@ def _is_positive(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and value.isidentifier()
+
+
 def _deployment_id(deployment: object) -> str:
     found = getattr(deployment, "deployment_id", deployment)
     if not isinstance(found, str) or not found:
@@ -272,17 +276,21 @@ def _spool_dir(ws: Workspace) -> Path:
 # ------------------------------------------------------------------------------- batches
 def _batch_events(ws: Workspace, records: Sequence[dict[str, Any]]) -> list[Event]:
     """Build one event per (deployment, chunk) of ``records``; their blobs are stored."""
-    by_deployment: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
-        by_deployment.setdefault(str(record["deployment"]), []).append(record)
+        key = (str(record["deployment"]), str(record.get("method", "predict")))
+        groups.setdefault(key, []).append(record)
     events = []
-    for deployment, rows in by_deployment.items():
+    for (deployment, method), rows in groups.items():
         for start in range(0, len(rows), _MAX_BATCH):
-            events.append(_batch_event(ws, deployment, rows[start : start + _MAX_BATCH]))
+            part = rows[start : start + _MAX_BATCH]
+            events.append(_batch_event(ws, deployment, method, part))
     return events
 
 
-def _batch_event(ws: Workspace, deployment: str, rows: Sequence[dict[str, Any]]) -> Event:
+def _batch_event(
+    ws: Workspace, deployment: str, method: str, rows: Sequence[dict[str, Any]]
+) -> Event:
     inputs = [
         {"id": r["id"], "sealed": r["sealed"]} if "sealed" in r else {"id": r["id"], **r["input"]}
         for r in rows
@@ -292,6 +300,7 @@ def _batch_event(ws: Workspace, deployment: str, rows: Sequence[dict[str, Any]])
     payload = {
         "format": FORMAT,
         "deployment": deployment,
+        "method": method,
         "blob": blob,
         "n_predictions": len(rows),
         "ids": [r["id"] for r in rows],
@@ -567,6 +576,9 @@ class PredictionLogger:
     fsync : bool
         Also ``fsync`` each record before :meth:`log` returns (survives a machine crash, not
         only a process crash).
+    method : str
+        The model method whose outputs are logged (default ``"predict"``); :meth:`predict`
+        calls it and ``reproduce`` re-scores with it.
 
     Examples
     --------
@@ -587,6 +599,7 @@ class PredictionLogger:
         batch_size: int = 512,
         flush_interval: float = 0.5,
         fsync: bool = False,
+        method: str = "predict",
     ) -> None:
         if not _is_int_in(batch_size, 1, _MAX_BATCH):
             raise InvalidInputError(
@@ -609,6 +622,12 @@ class PredictionLogger:
         self.batch_size = batch_size
         self.flush_interval = float(flush_interval)
         self.fsync = bool(fsync)
+        if not _is_name(method):
+            raise InvalidInputError(
+                f"method of PredictionLogger must be a method name such as 'predict' or "
+                f"'predict_proba'; got {method!r}."
+            )
+        self.method = method
         self.session = secrets.token_hex(8)
         self._counter = 0
         self._lock = threading.Lock()  # pending records and the current segment
@@ -646,6 +665,7 @@ class PredictionLogger:
         nonce = secrets.token_hex(16)
         record: dict[str, Any] = {
             "deployment": self.deployment_id,
+            "method": self.method,
             "digest": _input_digest(nonce, encoded),
             "output": value,
             "time": format_time(self.ws.ledger.now()),
@@ -720,7 +740,7 @@ class PredictionLogger:
         *,
         subjects: Sequence[str | None] | None = None,
     ) -> Any:
-        """Call the deployed model on ``X`` (``model.predict``) and log every row.
+        """Call the deployed model's method on ``X`` (``model.predict``) and log every row.
 
         Returns the model's outputs; the prediction ids are in :attr:`last_ids`.
         """
@@ -735,7 +755,7 @@ class PredictionLogger:
                 f"subjects of PredictionLogger.predict must have one entry per row of X "
                 f"({rows.shape[0]}); got {len(subjects)}."
             )
-        outputs = self._loaded_model().predict(X)
+        outputs = getattr(self._loaded_model(), self.method)(X)
         self.last_ids = [
             self.log(rows[i], outputs[i], subject=None if subjects is None else subjects[i])
             for i in range(rows.shape[0])
