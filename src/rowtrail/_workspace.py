@@ -4,6 +4,8 @@ Layout of a workspace directory (default ``./.rowtrail``, or ``$ROWTRAIL_WORKSPA
 with mode 0700 (directories) and 0600 (files)::
 
     rowtrail.db            SQLite (WAL): ledger entries, tree nodes, checkpoints, cache tables
+    database.json          instead of rowtrail.db: the PostgreSQL URL (never a password) and
+                           the workspace's own schema on that server
     blobs/                 content-addressed blobs (row maps, id arrays, features)
     keys/ledger.pem        Ed25519 checkpoint signing key
     keys/subject.key       HMAC secret for subject pseudonyms
@@ -14,8 +16,10 @@ directory cannot vouch for itself. ``keys/subject.key`` re-identifies every subj
 identifiers can be enumerated (sequential ids, phone numbers): never copy it with the rest of
 the directory to someone who should only verify; a verifier needs no key at all.
 
-The storage backend is chosen by the location: a directory path or ``sqlite:///dir``; a
-``postgresql://`` URL is reserved for the server backend.
+The storage backend is chosen when the workspace is created: SQLite, or PostgreSQL with
+``rowtrail.init(directory, database="postgresql://user@host:port/dbname")`` (or
+``$ROWTRAIL_DATABASE`` set to such a URL). The directory always holds the keys and blobs;
+``rowtrail.open(directory)`` finds the database from it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import stat
@@ -72,12 +77,15 @@ from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQL
 
 if TYPE_CHECKING:
     from rowtrail.attribution import Attributor, Explanation
+    from rowtrail.store.postgres import PostgresDatabase
     from rowtrail.training import TrainingRun
     from rowtrail.unlearning._job import ErasureJob
 
 __all__ = ["Workspace", "init_workspace", "open_workspace"]
 
 DB_NAME = "rowtrail.db"
+DATABASE_FILE = "database.json"  # a PostgreSQL workspace's server URL and schema
+DATABASE_ENV = "ROWTRAIL_DATABASE"
 
 
 def _write_new_file(path: Path, data: bytes) -> bytes:
@@ -112,7 +120,8 @@ def subject_key_check(secret: bytes) -> str:
 
 def _warn_if_exposed(path: Path) -> None:
     """Warn when others may read the keys: a copy of subject.key re-identifies subjects."""
-    for target in (path, path / "keys", path / "keys" / "subject.key", path / DB_NAME):
+    for target in (path, path / "keys", path / "keys" / "subject.key", path / DB_NAME,
+                   path / DATABASE_FILE):
         with contextlib.suppress(FileNotFoundError):
             if os.stat(target).st_mode & 0o077:
                 warnings.warn(
@@ -149,19 +158,77 @@ def _verify_bound_files(ws: Workspace) -> int:
     return verify_attribution_files(ws) + verify_feature_stores(ws)
 
 
-def _create_layout(path: Path) -> None:
-    """Make a new workspace's directory and keys (mode 0700/0600); keep an existing one's."""
+def _is_workspace_dir(path: Path) -> bool:
+    return (path / DB_NAME).exists() or (path / DATABASE_FILE).exists()
+
+
+def _check_layout(path: Path) -> None:
+    """Refuse a location that is a file or a directory holding other files (nothing created)."""
     if path.exists() and not path.is_dir():
         raise InvalidInputError(f"location of rowtrail.init must be a directory; {path} is a file")
-    if path.is_dir() and not (path / DB_NAME).exists() and any(path.iterdir()):
+    if path.is_dir() and not _is_workspace_dir(path) and any(path.iterdir()):
         raise InvalidInputError(
             f"location of rowtrail.init must be a new or empty directory, or a workspace; "
             f"{path} holds other files. Choose another directory. Nothing was created."
         )
+
+
+def _create_layout(path: Path) -> None:
+    """Make a new workspace's directory and keys (mode 0700/0600); keep an existing one's."""
+    _check_layout(path)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     keys = path / "keys"
     _write_new_file(keys / "subject.key", secrets.token_bytes(32))
     _write_new_file(keys / "ledger.pem", _new_signing_key())
+
+
+def _read_database_file(path: Path) -> tuple[str, str]:
+    """Return the ``(url, schema)`` a PostgreSQL workspace's ``database.json`` records."""
+    try:
+        data = json.loads((path / DATABASE_FILE).read_text())
+        url, schema = str(data["url"]), str(data["schema"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StorageError(
+            f"{path / DATABASE_FILE} does not hold a PostgreSQL URL and schema ({exc}): it was "
+            "edited or truncated. Restore it from your backup."
+        ) from exc
+    return url, schema
+
+
+def _open_postgres(
+    path: Path, database: str | None, *, new: bool, read_only: bool
+) -> PostgresDatabase:
+    """Open (or, ``new``, create) the PostgreSQL schema of the workspace at ``path``.
+
+    A new workspace connects before anything is created locally, so an unreachable server
+    leaves nothing behind; then it records the URL and schema in ``database.json``.
+    """
+    from rowtrail.store.postgres import PostgresDatabase, check_url, schema_name
+
+    if not new:
+        url, schema = _read_database_file(path)
+        if database is not None and database != url:
+            raise InvalidInputError(
+                f"database of rowtrail.init must be the one {path} was created with "
+                f"({url!r}); got {database!r}. Nothing was changed."
+            )
+        return PostgresDatabase(url, schema, read_only=read_only)
+    url = check_url(str(database), "rowtrail.init")
+    _check_layout(path)
+    schema = schema_name(uuid.uuid4().hex[:16])
+    db = PostgresDatabase(url, schema, create=True)
+    try:
+        _create_layout(path)
+        record = json.dumps({"url": url, "schema": schema}, indent=2).encode() + b"\n"
+        if _write_new_file(path / DATABASE_FILE, record) != record:  # another init won the race
+            db.run(f'DROP SCHEMA "{schema}" CASCADE')
+            db.close()
+            return _open_postgres(path, database, new=False, read_only=read_only)
+        db.set_meta_default("workspace_id", schema.removeprefix("rowtrail_"))
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _read_key_file(path: Path, what: str) -> bytes:
@@ -225,26 +292,47 @@ class Workspace:
         create: bool = False,
         read_only: bool = False,
         trust: TrustStore | None = None,
+        database: str | None = None,
     ) -> None:
         self.path = path
-        new = create and not (path / DB_NAME).exists()
-        if create:
+        exists = _is_workspace_dir(path)
+        new = create and not exists
+        if new and database is None:
+            database = os.environ.get(DATABASE_ENV) or None
+        postgres = (path / DATABASE_FILE).exists() if exists else database is not None
+        if exists and database is not None and not postgres:
+            raise InvalidInputError(
+                f"database of rowtrail.init: {path} is a SQLite workspace already; got "
+                f"{database!r}. Choose a new directory for a PostgreSQL workspace. Nothing "
+                "was changed."
+            )
+        if create and not postgres:
             _create_layout(path)
-        elif not (path / DB_NAME).is_file():
+        elif not create and not exists:
             raise WorkspaceNotFoundError(
                 f"location of rowtrail.open: no workspace at {path}. Create one with "
                 f"rowtrail.init({str(path)!r}) (or `rowtrail init --workspace {path}`), or "
                 "check the path for a typo. Nothing was created."
             )
+        # A new PostgreSQL workspace reaches its server before it creates anything here.
+        made = (
+            _open_postgres(path, database, new=True, read_only=False) if new and postgres else None
+        )
         keys = path / "keys"
         # Keys are read before the database is touched: a missing key changes nothing.
         self._secret = _read_key_file(keys / "subject.key", "the subject pseudonym key")
         signing_key = _load_signing_key(keys / "ledger.pem")
         _warn_if_exposed(path)
         self.read_only = read_only
-        self.db = SQLiteDatabase(path / DB_NAME, read_only=read_only)
-        if new:
-            os.chmod(path / DB_NAME, 0o600)
+        self.db: SQLiteDatabase | PostgresDatabase
+        if made is not None:
+            self.db = made
+        elif postgres:
+            self.db = _open_postgres(path, database, new=False, read_only=read_only)
+        else:
+            self.db = SQLiteDatabase(path / DB_NAME, read_only=read_only)
+            if new:
+                os.chmod(path / DB_NAME, 0o600)
         workspace_id = self.db.get_meta("workspace_id")
         if workspace_id is None:
             workspace_id = self.db.set_meta_default("workspace_id", uuid.uuid4().hex[:16])
@@ -499,6 +587,7 @@ def open_workspace(
     now: Callable[[], datetime] | None = None,
     create: bool = False,
     read_only: bool = False,
+    database: str | None = None,
 ) -> Workspace:
     """Open an existing workspace (or create one with ``create=True``).
 
@@ -508,8 +597,8 @@ def open_workspace(
     Parameters
     ----------
     location : str or path, optional
-        A directory, ``sqlite:///<dir>``, or (reserved) ``postgresql://…``. Defaults to
-        ``$ROWTRAIL_WORKSPACE`` or ``./.rowtrail``.
+        A directory or ``sqlite:///<dir>``. Defaults to ``$ROWTRAIL_WORKSPACE`` or
+        ``./.rowtrail``. A PostgreSQL workspace is opened by its directory too.
     actor : str
         Default actor recorded on events appended through this handle.
     now : callable, optional
@@ -519,12 +608,27 @@ def open_workspace(
     read_only : bool
         Open without creating or changing any file (no migration, no WAL side files); every
         write raises :class:`~rowtrail.errors.StateError`. The CLI's reads use it.
+    database : str, optional
+        With ``create=True``: ``postgresql://user@host:port/dbname`` puts a new workspace's
+        database on that PostgreSQL server, in a schema of its own (default
+        ``$ROWTRAIL_DATABASE``, else SQLite). No password in the URL: libpq reads
+        ``PGPASSWORD`` or ``~/.pgpass``. An existing workspace keeps its database.
+
+    Raises
+    ------
+    WorkspaceNotFoundError
+        No workspace at ``location`` (and ``create`` is false).
+    StorageError
+        The database cannot be opened, e.g. its PostgreSQL server is unreachable (nothing is
+        created then).
     """
     text = os.fspath(location) if location is not None else _context.default_location()
     if text.startswith(("postgresql://", "postgres://")):
         raise InvalidInputError(
-            "location of rowtrail.open: the PostgreSQL backend is not available in this version; "
-            "use a workspace directory such as './.rowtrail'"
+            f"location of rowtrail.open must be a workspace directory; got {text!r}. A "
+            "PostgreSQL workspace keeps its keys and blobs in a directory: create it with "
+            "rowtrail.init(directory, database='postgresql://user@host:port/dbname') and open "
+            "it with rowtrail.open(directory)."
         )
     if text.startswith("sqlite:///"):
         text = (
@@ -534,15 +638,22 @@ def open_workspace(
         )
     elif "://" in text:
         raise InvalidInputError(
-            "location of rowtrail.open must be a directory, sqlite:///<dir> or "
-            f"postgresql://…; got {text!r}"
+            "location of rowtrail.open must be a directory or sqlite:///<dir>; got "
+            f"{text!r}"
         )
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise InvalidInputError(f"location of rowtrail.open must be a directory; {path} is a file")
     if create and read_only:
         raise InvalidInputError("create and read_only of rowtrail.open exclude each other")
-    return Workspace(path.resolve(), actor=actor, now=now, create=create, read_only=read_only)
+    if database is not None and not create:
+        raise InvalidInputError(
+            "database of rowtrail.open is only for creating a workspace (create=True or "
+            "rowtrail.init); an existing workspace keeps the database it was created with"
+        )
+    return Workspace(
+        path.resolve(), actor=actor, now=now, create=create, read_only=read_only, database=database
+    )
 
 
 def init_workspace(
@@ -550,8 +661,12 @@ def init_workspace(
     *,
     actor: str = "rowtrail",
     now: Callable[[], datetime] | None = None,
+    database: str | None = None,
 ) -> Workspace:
     """Create a workspace (or open the one already there) and return it.
+
+    ``database="postgresql://user@host:port/dbname"`` (default ``$ROWTRAIL_DATABASE``) puts a
+    new workspace's database on a PostgreSQL server; see :func:`open_workspace`.
 
     Examples
     --------
@@ -560,7 +675,7 @@ def init_workspace(
     ...     ws.ledger.size
     0
     """
-    return open_workspace(location, actor=actor, now=now, create=True)
+    return open_workspace(location, actor=actor, now=now, create=True, database=database)
 
 
 _context.register_opener(open_workspace)

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from rowtrail.errors import LogIntegrityError, SchemaVersionError, StateError, StorageError
 from rowtrail.ledger import BUCKET_BITS, EntryBatch, EntryRow, Projection, StoredCheckpoint
 from rowtrail.store._migrations import MIGRATIONS, SCHEMA_VERSION
+from rowtrail.store._sql import Database
 
 __all__ = ["SQLiteDatabase", "SQLiteLedgerStore", "grouped_texts"]
 
@@ -86,6 +87,8 @@ class _ReadSnapshot:
 
 class SQLiteDatabase:
     """A workspace database file with its migrations applied."""
+
+    dialect = "sqlite"
 
     def __init__(
         self, path: str | Path, *, timeout: float = 60.0, read_only: bool = False
@@ -236,6 +239,15 @@ class SQLiteDatabase:
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
             return str(conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
 
+    @property
+    def location(self) -> str:
+        """The database file's path, for messages."""
+        return str(self.path)
+
+    def reopen_read_only(self) -> SQLiteDatabase:
+        """Open a second, read-only connection to the same file."""
+        return SQLiteDatabase(self.path, read_only=True)
+
     def close(self) -> None:
         """Close the connection."""
         with self.lock:
@@ -260,9 +272,9 @@ def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
 
 
 class _Transaction:
-    def __init__(
-        self, conn: sqlite3.Connection, projections: Mapping[str, Sequence[Projection]]
-    ) -> None:
+    """The ledger's write transaction on either database (``conn`` is its handle)."""
+
+    def __init__(self, conn: Any, projections: Mapping[str, Sequence[Projection]]) -> None:
         self._conn = conn
         self._projections = projections
         self._projected: list[tuple[int, int]] = []
@@ -272,12 +284,12 @@ class _Transaction:
         return changes
 
     def subject_bucket(self, bucket: int) -> list[tuple[int, str]]:
+        # The text is built here, not in SQL: PostgreSQL text cannot hold the NUL byte.
         rows = self._conn.execute(
-            "SELECT idx, subject || char(0) || idx FROM event_subjects "
-            "WHERE idx >= ? AND idx < ?",
+            "SELECT idx, subject FROM event_subjects WHERE idx >= ? AND idx < ?",
             (bucket << BUCKET_BITS, (bucket + 1) << BUCKET_BITS),
         ).fetchall()
-        return [(int(i), str(t)) for i, t in rows]
+        return [(int(i), f"{s}\x00{int(i)}") for i, s in rows]
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         row = self._conn.execute(_LATEST_CHECKPOINT).fetchone()
@@ -354,9 +366,13 @@ class _Transaction:
 
 
 class SQLiteLedgerStore:
-    """:class:`~rowtrail.ledger.LedgerStore` on a :class:`SQLiteDatabase`."""
+    """:class:`~rowtrail.ledger.LedgerStore` on a :class:`SQLiteDatabase`.
 
-    def __init__(self, db: SQLiteDatabase) -> None:
+    The same SQL serves a PostgreSQL database (:class:`rowtrail.store.postgres.PostgresDatabase`
+    translates it); where the dialects differ, ``db.dialect`` decides.
+    """
+
+    def __init__(self, db: Database) -> None:
         self.db = db
         self._projections: dict[str, list[Projection]] = {}
 
@@ -385,9 +401,9 @@ class SQLiteLedgerStore:
     @contextmanager
     def fresh_view(self) -> Iterator[SQLiteLedgerStore]:
         """Open a read-only store on a second connection (sees the latest commit)."""
-        db = SQLiteDatabase(self.db.path, read_only=True)
+        db = self.db.reopen_read_only()
         try:
-            yield SQLiteLedgerStore(db)
+            yield type(self)(db)
         finally:
             db.close()
 
@@ -552,9 +568,13 @@ class SQLiteLedgerStore:
         """Return every subject index row's ``subject || 0x00 || index``, by bucket."""
         # One range query a bucket: each is a scan of the covering (idx) index in order,
         # where a GROUP BY over ``idx >> BUCKET_BITS`` would sort every row in a temp b-tree.
+        found: dict[int, list[str]] = {}
+        if self.db.dialect != "sqlite":  # no NUL in PostgreSQL text: build the texts here
+            for idx, subject in self.db.query("SELECT idx, subject FROM event_subjects"):
+                found.setdefault(int(idx) >> BUCKET_BITS, []).append(f"{subject}\x00{int(idx)}")
+            return found
         with self.db.read_snapshot():
             (top,) = self.db.query("SELECT max(idx) FROM event_subjects")[0]
-            found: dict[int, list[str]] = {}
             for bucket in range(0 if top is None else (int(top) >> BUCKET_BITS) + 1):
                 found.update(
                     grouped_texts(
@@ -605,10 +625,12 @@ def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
     return StoredCheckpoint(int(size), bytes(root), str(note), str(record), str(created_at))
 
 
-def grouped_texts(
-    db: SQLiteDatabase, sql: str, params: Sequence[Any] = ()
-) -> dict[int, list[str]]:
+def grouped_texts(db: Database, sql: str, params: Sequence[Any] = ()) -> dict[int, list[str]]:
     """Run a ``SELECT bucket, count(*), group_concat(text, char(30)) … GROUP BY bucket`` query.
+
+    On PostgreSQL ``group_concat(`` and ``char(`` are read as ``string_agg(`` and ``chr(``:
+    the text must then be of type text (cast numbers: ``CAST(idx AS TEXT)``) and cannot hold
+    ``char(0)``.
 
     The texts come back in no particular order; bucket hashes sort them. A text holding the
     separator itself would split into other rows' texts, so each bucket must split into

@@ -25,7 +25,7 @@ from rowtrail.ledger import (
     digest_of,
 )
 from rowtrail.lineage import SOURCE_EVENT_KINDS, SourceInfo, SubjectRows, subject_rows_digest
-from rowtrail.store.sqlite import SQLiteDatabase
+from rowtrail.store._sql import Database, RowConflictError
 
 __all__ = ["SQLiteLineageStore"]
 
@@ -100,7 +100,7 @@ def _expected_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]
     return {}
 
 
-def _bucket_rows(conn: sqlite3.Connection, table: str, bucket: int) -> list[tuple[int, str]]:
+def _bucket_rows(conn: Any, table: str, bucket: int) -> list[tuple[int, str]]:
     """Return ``(ledger index, canonical text)`` of every row of one cache bucket."""
     lo, hi = bucket << BUCKET_BITS, (bucket + 1) << BUCKET_BITS
     rows = conn.execute(
@@ -231,7 +231,7 @@ class SQLiteLineageStore:
     as written.
     """
 
-    def __init__(self, db: SQLiteDatabase, ledger: Ledger | None = None) -> None:
+    def __init__(self, db: Database, ledger: Ledger | None = None) -> None:
         self.db = db
         self._ledger = ledger
         self._state: tuple[int, int] | None = None
@@ -315,7 +315,7 @@ class SQLiteLineageStore:
         Returns the ``(old, new)`` hash of every cache bucket the rows went into, by which the
         checkpoint record's signed cache digest is updated.
         """
-        conn: sqlite3.Connection = handle
+        conn = handle
         touched: set[tuple[str, int]] = set()
         for index, leaf in entries:
             event = Event.from_leaf(leaf)
@@ -323,7 +323,7 @@ class SQLiteLineageStore:
                 statement = _INSERT[table]
                 try:
                     conn.executemany(statement, rows)
-                except sqlite3.IntegrityError as exc:
+                except (sqlite3.IntegrityError, RowConflictError) as exc:
                     raise InvalidInputError(
                         f"event {event.kind!r} conflicts with the {table} already recorded "
                         f"({exc}); nothing was written"
