@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
 
 import rowtrail as rt
 from rowtrail.errors import FileIntegrityError
@@ -21,15 +22,15 @@ from rowtrail.registry._reconcile import (
 )
 
 
-def _workspace(tmp_path: Path) -> tuple[rt.Workspace, list[str]]:
-    ws = rt.init(tmp_path / "ws")
+def _workspace(tmp_path: Path, opened: Keep) -> tuple[rt.Workspace, list[str]]:
+    ws = opened(rt.init(tmp_path / "ws"))
     blobs = [ws.ledger.put_blob(bytes([n]) * (1000 * (n + 1))) for n in range(3)]
     ws.ledger.append("model.saved", {"name": "m"}, blobs=blobs)
     return ws, blobs
 
 
-def test_clean_workspace_reconciles_and_records_a_summary(tmp_path: Path) -> None:
-    ws, _blobs = _workspace(tmp_path)
+def test_clean_workspace_reconciles_and_records_a_summary(tmp_path: Path, opened: Keep) -> None:
+    ws, _blobs = _workspace(tmp_path, opened)
     seen: list[int] = []
     report = reconcile(ws, progress=seen.append)
     assert report.ok
@@ -43,8 +44,8 @@ def test_clean_workspace_reconciles_and_records_a_summary(tmp_path: Path) -> Non
     ws.verify()
 
 
-def test_altered_and_missing_blobs_are_errors_and_events(tmp_path: Path) -> None:
-    ws, blobs = _workspace(tmp_path)
+def test_altered_and_missing_blobs_are_errors_and_events(tmp_path: Path, opened: Keep) -> None:
+    ws, blobs = _workspace(tmp_path, opened)
     altered = ws.blobs.path_of(blobs[0])
     altered.chmod(0o600)
     altered.write_bytes(b"\x07" * 1000)
@@ -63,8 +64,8 @@ def test_altered_and_missing_blobs_are_errors_and_events(tmp_path: Path) -> None
     assert len(ws.ledger.entries_of_kind(RECONCILE_FAILED_KIND)) == 2  # record=False wrote none
 
 
-def test_blobs_accounted_for_by_retention_are_not_mismatches(tmp_path: Path) -> None:
-    ws, blobs = _workspace(tmp_path)
+def test_blobs_accounted_for_by_retention_are_not_mismatches(tmp_path: Path, opened: Keep) -> None:
+    ws, blobs = _workspace(tmp_path, opened)
     ws.ledger.append("retention.expired", {"blobs": [blobs[1]], "events": [0]})
     ws.blobs.path_of(blobs[1]).unlink()
     assert reconcile(ws).ok

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
 
 import rowtrail as rt
 from rowtrail.errors import BlobNotFoundError, InvalidInputError, LogIntegrityError
@@ -40,9 +41,9 @@ class Clock:
         return self.now
 
 
-def _logged(tmp_path: Path) -> tuple[rt.Workspace, Clock, list[str]]:
+def _logged(tmp_path: Path, opened: Keep) -> tuple[rt.Workspace, Clock, list[str]]:
     clock = Clock()
-    ws = rt.init(tmp_path / "ws", now=clock)
+    ws = opened(rt.init(tmp_path / "ws", now=clock))
     ids = []
     for day in (0, 30):  # two batches a month apart
         clock.now = START + timedelta(days=day)
@@ -51,8 +52,8 @@ def _logged(tmp_path: Path) -> tuple[rt.Workspace, Clock, list[str]]:
     return ws, clock, ids
 
 
-def test_policies_shorter_than_the_legal_minimum_are_refused(tmp_path: Path) -> None:
-    ws = rt.init(tmp_path / "ws")
+def test_policies_shorter_than_the_legal_minimum_are_refused(tmp_path: Path, opened: Keep) -> None:
+    ws = opened(rt.init(tmp_path / "ws"))
     assert LEGAL_MINIMUM_DAYS[KIND] == 183
     assert retention_policy(ws) is None
     for bad in ({KIND: 182}, {KIND: 1.5}, {KIND: True}, {"ledger.anything": 400}, {}):
@@ -64,8 +65,8 @@ def test_policies_shorter_than_the_legal_minimum_are_refused(tmp_path: Path) -> 
     assert policy.days == {KIND: 183}
 
 
-def test_nothing_expires_without_a_policy_or_before_its_time(tmp_path: Path) -> None:
-    ws, clock, _ids = _logged(tmp_path)
+def test_nothing_expires_without_a_policy_or_before_its_time(tmp_path: Path, opened: Keep) -> None:
+    ws, clock, _ids = _logged(tmp_path, opened)
     clock.now = START + timedelta(days=1000)
     assert apply_retention(ws).expired == []  # no policy: retention unknown, nothing deleted
     set_retention_policy(ws, {KIND: 365})
@@ -81,8 +82,10 @@ def test_nothing_expires_without_a_policy_or_before_its_time(tmp_path: Path) -> 
         apply_retention(ws, now=datetime(2026, 1, 1))
 
 
-def test_expired_payloads_are_deleted_recorded_and_verify_still_passes(tmp_path: Path) -> None:
-    ws, clock, ids = _logged(tmp_path)
+def test_expired_payloads_are_deleted_recorded_and_verify_still_passes(
+    tmp_path: Path, opened: Keep
+) -> None:
+    ws, clock, ids = _logged(tmp_path, opened)
     set_retention_policy(ws, {KIND: 183})
     clock.now = START + timedelta(days=200)  # first batch expired (day 183), second not (213)
     dry = apply_retention(ws, dry_run=True)
@@ -108,16 +111,20 @@ def test_expired_payloads_are_deleted_recorded_and_verify_still_passes(tmp_path:
     assert apply_retention(ws).expired == []  # idempotent
 
 
-def test_a_payload_deleted_without_a_retention_event_fails_verification(tmp_path: Path) -> None:
-    ws, _, ids = _logged(tmp_path)
+def test_a_payload_deleted_without_a_retention_event_fails_verification(
+    tmp_path: Path, opened: Keep
+) -> None:
+    ws, _, ids = _logged(tmp_path, opened)
     record = find_prediction(ws, ids[1])
     ws.blobs.path_of(record.blob).unlink()
     with pytest.raises(LogIntegrityError, match="is missing"):
         ws.verify()
 
 
-def test_a_crash_after_the_event_deletes_the_named_blobs_on_the_next_run(tmp_path: Path) -> None:
-    ws, clock, ids = _logged(tmp_path)
+def test_a_crash_after_the_event_deletes_the_named_blobs_on_the_next_run(
+    tmp_path: Path, opened: Keep
+) -> None:
+    ws, clock, ids = _logged(tmp_path, opened)
     set_retention_policy(ws, {KIND: 183})
     clock.now = START + timedelta(days=300)
     record = find_prediction(ws, ids[0])

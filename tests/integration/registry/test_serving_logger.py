@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
 
 import rowtrail as rt
+from _rawdb import raw_connection
 from rowtrail.errors import (
     InvalidInputError,
     ShreddedError,
@@ -41,10 +42,6 @@ from rowtrail.registry._predictions import (
 CHILD = Path(__file__).with_name("_serving_child.py")
 
 
-def _db(ws: rt.Workspace) -> sqlite3.Connection:
-    return sqlite3.connect(str(Path(ws.path) / "rowtrail.db"), isolation_level=None)
-
-
 def _wait_for(condition: object, what: str) -> None:
     deadline = time.monotonic() + 60
     while not condition():  # type: ignore[operator]
@@ -54,9 +51,9 @@ def _wait_for(condition: object, what: str) -> None:
 
 
 def test_logged_predictions_are_found_by_id_with_inputs_outputs_and_subjects(
-    tmp_path: Path,
+    tmp_path: Path, opened: Keep
 ) -> None:
-    ws = rt.init(tmp_path / "ws")
+    ws = opened(rt.init(tmp_path / "ws"))
     alice = ws.pseudonymize("alice")
     with PredictionLogger(ws, "dep-1", batch_size=4) as logger:
         ids = [
@@ -84,8 +81,8 @@ def test_logged_predictions_are_found_by_id_with_inputs_outputs_and_subjects(
     assert ws.ledger.indices(subject=alice) == [record.ledger_index]
 
 
-def test_background_thread_flushes_without_being_asked(tmp_path: Path) -> None:
-    ws = rt.init(tmp_path / "ws")
+def test_background_thread_flushes_without_being_asked(tmp_path: Path, opened: Keep) -> None:
+    ws = opened(rt.init(tmp_path / "ws"))
     logger = PredictionLogger(ws, "dep-1", batch_size=3, flush_interval=0.01)
     ids = [logger.log([float(i)], i) for i in range(7)]
     _wait_for(
@@ -103,8 +100,8 @@ def test_background_thread_flushes_without_being_asked(tmp_path: Path) -> None:
         logger.log([1.0], 1)
 
 
-def test_bad_input_raises_and_writes_nothing(tmp_path: Path) -> None:
-    ws = rt.init(tmp_path / "ws")
+def test_bad_input_raises_and_writes_nothing(tmp_path: Path, opened: Keep) -> None:
+    ws = opened(rt.init(tmp_path / "ws"))
     with PredictionLogger(ws, "dep-1") as logger:
         size = ws.ledger.size
         with pytest.raises(InvalidInputError, match=r"subject of PredictionLogger\.log"):
@@ -127,8 +124,10 @@ def test_bad_input_raises_and_writes_nothing(tmp_path: Path) -> None:
         find_prediction(ws, "pred-0123456789abcdef-1")
 
 
-def test_unflushed_prediction_is_reported_as_spooled_not_unknown(tmp_path: Path) -> None:
-    ws = rt.init(tmp_path / "ws")
+def test_unflushed_prediction_is_reported_as_spooled_not_unknown(
+    tmp_path: Path, opened: Keep
+) -> None:
+    ws = opened(rt.init(tmp_path / "ws"))
     logger = PredictionLogger(ws, "dep-1", batch_size=1000, flush_interval=3600)
     pid = logger.log([1.0], 1)
     with pytest.raises(StateError, match="spooled but not yet in the ledger"):
@@ -138,26 +137,28 @@ def test_unflushed_prediction_is_reported_as_spooled_not_unknown(tmp_path: Path)
     logger.close()
 
 
-def test_cache_row_deleted_or_edited_never_changes_the_answer(tmp_path: Path) -> None:
-    ws = rt.init(tmp_path / "ws")
+def test_cache_row_deleted_or_edited_never_changes_the_answer(tmp_path: Path, opened: Keep) -> None:
+    ws = opened(rt.init(tmp_path / "ws"))
     with PredictionLogger(ws, "dep-1") as logger:
         ids = [logger.log([float(i)], i) for i in range(3)]
-    conn = _db(ws)
-    conn.execute("UPDATE registry_predictions SET position = 0 WHERE prediction_id = ?", (ids[1],))
+    with raw_connection(Path(ws.path)) as conn:
+        conn.execute(
+            "UPDATE registry_predictions SET position = 0 WHERE prediction_id = ?", (ids[1],)
+        )
     with pytest.raises(TableIntegrityError, match="records another prediction"):
         find_prediction(ws, ids[1])
     with pytest.raises(TableIntegrityError, match="registry_predictions"):
         ws.verify()
-    conn.execute("DELETE FROM registry_predictions WHERE prediction_id = ?", (ids[1],))
+    with raw_connection(Path(ws.path)) as conn:
+        conn.execute("DELETE FROM registry_predictions WHERE prediction_id = ?", (ids[1],))
     with pytest.raises(TableIntegrityError, match="has no row for prediction"):
         find_prediction(ws, ids[1])
     with pytest.raises(TableIntegrityError, match="registry_predictions"):
         ws.verify()
-    conn.close()
 
 
-def test_altered_input_blob_is_refused(tmp_path: Path) -> None:
-    ws = rt.init(tmp_path / "ws")
+def test_altered_input_blob_is_refused(tmp_path: Path, opened: Keep) -> None:
+    ws = opened(rt.init(tmp_path / "ws"))
     with PredictionLogger(ws, "dep-1") as logger:
         pid = logger.log([1.0, 2.0], 1)
     record = find_prediction(ws, pid)
@@ -168,8 +169,8 @@ def test_altered_input_blob_is_refused(tmp_path: Path) -> None:
         load_prediction_input(ws, record)
 
 
-def test_erased_subject_input_is_shredded(tmp_path: Path) -> None:
-    ws = rt.init(tmp_path / "ws")
+def test_erased_subject_input_is_shredded(tmp_path: Path, opened: Keep) -> None:
+    ws = opened(rt.init(tmp_path / "ws"))
     register_source(
         ws,
         name="applicants.csv",
@@ -191,9 +192,9 @@ def test_erased_subject_input_is_shredded(tmp_path: Path) -> None:
 
 
 def test_replay_after_a_crash_between_commit_and_spool_removal_logs_nothing_twice(
-    tmp_path: Path,
+    tmp_path: Path, opened: Keep
 ) -> None:
-    ws = rt.init(tmp_path / "ws")
+    ws = opened(rt.init(tmp_path / "ws"))
     spool = Path(ws.path) / "spool" / "predictions"
     logger = PredictionLogger(ws, "dep-1", batch_size=1000, flush_interval=3600)
     ids = [logger.log([float(i)], i) for i in range(5)]
@@ -212,7 +213,7 @@ def test_replay_after_a_crash_between_commit_and_spool_removal_logs_nothing_twic
     ws.verify()
 
 
-def test_sigkill_mid_stream_loses_no_acknowledged_prediction(tmp_path: Path) -> None:
+def test_sigkill_mid_stream_loses_no_acknowledged_prediction(tmp_path: Path, opened: Keep) -> None:
     ws_path = tmp_path / "ws"
     rt.init(ws_path).close()
     report = tmp_path / "acknowledged.txt"
@@ -234,7 +235,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_prediction(tmp_path: Path) -> 
             child.wait()
         assert child.returncode == -signal.SIGKILL, errors.read_text()
     acknowledged = [line for line in report.read_text().splitlines() if line]
-    ws = rt.open(ws_path)
+    ws = opened(rt.open(ws_path))
     with PredictionLogger(ws, "dep-crash") as logger:
         assert logger.replayed >= 0
     found = {
@@ -254,9 +255,9 @@ def test_sigkill_mid_stream_loses_no_acknowledged_prediction(tmp_path: Path) -> 
 
 
 def test_predictions_only_in_the_spool_of_a_killed_process_are_replayed_once(
-    tmp_path: Path,
+    tmp_path: Path, opened: Keep
 ) -> None:
-    ws = rt.init(tmp_path / "ws")
+    ws = opened(rt.init(tmp_path / "ws"))
     report = tmp_path / "acknowledged.txt"
     child = subprocess.run(
         [sys.executable, str(CHILD), str(ws.path), str(report), "25"],
