@@ -175,7 +175,7 @@ class PredictionRecord:
 
 
 # ------------------------------------------------------------------------------- encoding
-def _encode_input(row: Any) -> dict[str, Any]:
+def _encode_input(row: Any) -> tuple[dict[str, Any], bytes]:
     array = np.asarray(row)
     if array.dtype.kind not in "biuf":
         raise InvalidInputError(
@@ -183,11 +183,13 @@ def _encode_input(row: Any) -> dict[str, Any]:
             f"dtype {array.dtype}. Log the model's numeric input row."
         )
     array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    return {
+    data = array.tobytes()
+    doc = {
         "dtype": array.dtype.str,
         "shape": list(array.shape),
-        "data": base64.b64encode(array.tobytes()).decode("ascii"),
+        "data": base64.b64encode(data).decode("ascii"),
     }
+    return doc, data
 
 
 def _decode_input(doc: dict[str, Any]) -> NDArray[Any]:
@@ -195,20 +197,25 @@ def _decode_input(doc: dict[str, Any]) -> NDArray[Any]:
     return np.frombuffer(data, dtype=np.dtype(doc["dtype"])).reshape(doc["shape"]).copy()
 
 
-def _input_digest(nonce: str, encoded: dict[str, Any]) -> str:
-    return "sha256:" + hashlib.sha256(bytes.fromhex(nonce) + canonical_json(encoded)).hexdigest()
+def _input_digest(nonce: str, dtype: str, shape: Sequence[int], data: bytes) -> str:
+    """SHA-256 over ``nonce | dtype | shape | raw little-endian bytes`` of the input."""
+    head = f"{dtype}|{','.join(str(int(n)) for n in shape)}|".encode("ascii")
+    return "sha256:" + hashlib.sha256(bytes.fromhex(nonce) + head + data).hexdigest()
 
 
-def _json_output(output: Any) -> Any:
-    value = output.tolist() if isinstance(output, np.ndarray | np.generic) else output
+def _doc_digest(nonce: str, doc: dict[str, Any]) -> str:
+    return _input_digest(nonce, doc["dtype"], doc["shape"], base64.b64decode(doc["data"]))
+
+
+def _spool_line(record: dict[str, Any], output: Any) -> bytes:
+    """Encode a record as one canonical JSON line (this also validates the output)."""
     try:
-        canonical_json({"output": value})
+        return canonical_json(record) + b"\n"
     except InvalidInputError as exc:
         raise InvalidInputError(
             f"output of PredictionLogger.log must be a JSON value (number, string, bool, list, "
             f"dict); got {output!r}: {exc}"
         ) from exc
-    return value
 
 
 def _is_int_in(value: object, low: int, high: int) -> bool:
@@ -243,8 +250,7 @@ class _Segment:
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         self.records: list[dict[str, Any]] = []
 
-    def write(self, record: dict[str, Any], *, sync: bool) -> None:
-        line = canonical_json(record) + b"\n"
+    def write(self, record: dict[str, Any], line: bytes, *, sync: bool) -> None:
         os.write(self.fd, line)  # one write: a killed process leaves whole lines only
         if sync:
             os.fsync(self.fd)
@@ -548,7 +554,7 @@ def load_prediction_input(ws: Workspace, record: PredictionRecord) -> NDArray[An
         found = dict(decode_canonical_json(plain))
     nonce = str(found.pop("nonce", ""))
     found.pop("id", None)
-    if _input_digest(nonce, found) != record.input_digest:
+    if _doc_digest(nonce, found) != record.input_digest:
         raise VerificationError(
             f"the stored input of prediction {record.prediction_id} does not match the digest "
             f"ledger entry {record.ledger_index} records; it was altered"
@@ -660,14 +666,13 @@ class PredictionLogger:
                 f"subject of PredictionLogger.log must be a subject pseudonym ('ps:<64 hex>'); "
                 f"got {subject!r}. Pseudonymize raw identifiers with ws.pseudonymize(raw)."
             )
-        encoded = _encode_input(input_row)
-        value = _json_output(output)
+        encoded, data = _encode_input(input_row)
         nonce = secrets.token_hex(16)
         record: dict[str, Any] = {
             "deployment": self.deployment_id,
             "method": self.method,
-            "digest": _input_digest(nonce, encoded),
-            "output": value,
+            "digest": _input_digest(nonce, encoded["dtype"], encoded["shape"], data),
+            "output": output.tolist() if isinstance(output, np.ndarray | np.generic) else output,
             "time": format_time(self.ws.ledger.now()),
             "subject": subject,
         }
@@ -717,7 +722,12 @@ class PredictionLogger:
             self._counter += 1
             record["id"] = prediction_id = f"pred-{self.session}-{self._counter}"
             try:
-                self._segment.write(record, sync=self.fsync)
+                line = _spool_line(record, output)
+            except InvalidInputError:
+                self._counter -= 1  # nothing was written: the id is not used
+                raise
+            try:
+                self._segment.write(record, line, sync=self.fsync)
             except OSError as exc:
                 raise StorageError(
                     f"could not spool prediction to {self._segment.path}: {exc}"
