@@ -9,7 +9,7 @@ one (the logged round's time includes the final flush, so every prediction is in
 when the clock stops), so a noisy moment hits both.
 """
 
-# ruff: noqa: N803, N806 - X: the scikit-learn naming
+# ruff: noqa: N806 - X: the scikit-learn naming
 
 from __future__ import annotations
 
