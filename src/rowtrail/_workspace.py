@@ -74,9 +74,15 @@ from rowtrail.registry._predictions import (
     verify_prediction_cache,
 )
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
+from rowtrail.store.registry_tables import (
+    REGISTRY_EVENT_KINDS,
+    project_registry,
+    verify_registry_caches,
+)
 
 if TYPE_CHECKING:
     from rowtrail.attribution import Attributor, Explanation
+    from rowtrail.registry import Registry
     from rowtrail.store.postgres import PostgresDatabase
     from rowtrail.training import TrainingRun
     from rowtrail.unlearning._job import ErasureJob
@@ -156,6 +162,11 @@ def _verify_bound_files(ws: Workspace) -> int:
     from rowtrail.training import verify_feature_stores
 
     return verify_attribution_files(ws) + verify_feature_stores(ws)
+
+
+def _default_actor() -> str:
+    """Return ``$ROWTRAIL_ACTOR`` or ``"rowtrail"``: configured, never the OS user."""
+    return os.environ.get("ROWTRAIL_ACTOR") or "rowtrail"
 
 
 def _is_workspace_dir(path: Path) -> bool:
@@ -287,7 +298,7 @@ class Workspace:
         self,
         path: Path,
         *,
-        actor: str = "rowtrail",
+        actor: str | None = None,
         now: Callable[[], datetime] | None = None,
         create: bool = False,
         read_only: bool = False,
@@ -347,12 +358,14 @@ class Workspace:
             self.blobs,
             signer,
             origin=self.origin,
-            actor=actor,
+            actor=_default_actor() if actor is None else actor,
             now=now,
             trust=self.trust,
         )
         self.lineage_store = SQLiteLineageStore(self.db, self.ledger)
         ledger_store.add_projection(SOURCE_EVENT_KINDS, self.lineage_store.project)
+        ledger_store.add_projection(REGISTRY_EVENT_KINDS, project_registry)
+        self._registry: Registry | None = None
         # Serving (issue 13): the prediction lookup cache, projected from batch events.
         ledger_store.add_projection([PREDICTION_BATCH_KIND], project_predictions)
         if new:
@@ -390,6 +403,20 @@ class Workspace:
         checkpoint = self.ledger.pin_trust()
         self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
         return checkpoint
+
+    # ------------------------------------------------------------ registry
+    @property
+    def registry(self) -> Registry:
+        """The registry audit trail (:class:`rowtrail.registry.Registry`) of this workspace.
+
+        Its actor is this handle's (``rt.open(..., actor=...)`` or ``$ROWTRAIL_ACTOR``).
+        """
+        self._check_open()
+        if self._registry is None:
+            from rowtrail.registry import Registry
+
+            self._registry = Registry(self)
+        return self._registry
 
     # ------------------------------------------------------------ training
     def training_run(self, name: str, **options: Any) -> TrainingRun:
@@ -537,7 +564,7 @@ class Workspace:
         progress: Callable[[int], None] | None,
     ) -> tuple[VerifyReport, int]:
         """Verify the log, then rebuild the cache tables from the events it decoded."""
-        kinds = {*SOURCE_EVENT_KINDS, PREDICTION_BATCH_KIND}
+        kinds = set(SOURCE_EVENT_KINDS) | set(REGISTRY_EVENT_KINDS) | {PREDICTION_BATCH_KIND}
         events: list[tuple[int, Event]] = []
         report = verify_log(
             self.ledger,
@@ -548,9 +575,13 @@ class Workspace:
             if event.kind in kinds
             else None,
         )
+        registry = set(REGISTRY_EVENT_KINDS)
         batches = [(i, e) for i, e in events if e.kind == PREDICTION_BATCH_KIND]
-        events = [(i, e) for i, e in events if e.kind != PREDICTION_BATCH_KIND]
-        rows = self.lineage_store.verify_caches(self.ledger, events, verifier=root.verifier)
+        lineage = [
+            (i, e) for i, e in events if e.kind not in registry and e.kind != PREDICTION_BATCH_KIND
+        ]
+        rows = self.lineage_store.verify_caches(self.ledger, lineage, verifier=root.verifier)
+        rows += verify_registry_caches(self.db, [(i, e) for i, e in events if e.kind in registry])
         rows += verify_prediction_cache(self, batches)
         return report, rows
 
@@ -583,7 +614,7 @@ class Workspace:
 def open_workspace(
     location: str | os.PathLike[str] | None = None,
     *,
-    actor: str = "rowtrail",
+    actor: str | None = None,
     now: Callable[[], datetime] | None = None,
     create: bool = False,
     read_only: bool = False,
@@ -599,8 +630,9 @@ def open_workspace(
     location : str or path, optional
         A directory or ``sqlite:///<dir>``. Defaults to ``$ROWTRAIL_WORKSPACE`` or
         ``./.rowtrail``. A PostgreSQL workspace is opened by its directory too.
-    actor : str
-        Default actor recorded on events appended through this handle.
+    actor : str, optional
+        Default actor recorded on events appended through this handle; default
+        ``$ROWTRAIL_ACTOR`` or ``"rowtrail"`` (never the operating-system user).
     now : callable, optional
         Clock returning an aware UTC datetime (inject for reproducible tests).
     create : bool
@@ -659,7 +691,7 @@ def open_workspace(
 def init_workspace(
     location: str | os.PathLike[str] | None = None,
     *,
-    actor: str = "rowtrail",
+    actor: str | None = None,
     now: Callable[[], datetime] | None = None,
     database: str | None = None,
 ) -> Workspace:

@@ -740,7 +740,7 @@ class PredictionLogger:
         if self._model is None:
             deployment = self._deployment
             if isinstance(deployment, str):
-                deployment = self.ws.registry.deployment(deployment)  # type: ignore[attr-defined]
+                deployment = self.ws.registry.deployment(deployment)
             self._model = deployment.model_version.load()
         return self._model
 
