@@ -230,14 +230,15 @@ def _is_name(value: object) -> bool:
     return isinstance(value, str) and value.isidentifier()
 
 
-def _deployment_id(deployment: object) -> str:
+def _deployment(ws: Workspace, deployment: object) -> Any:
+    """Return the recorded deployment ``deployment`` names (a Deployment or its id)."""
     found = getattr(deployment, "deployment_id", deployment)
     if not isinstance(found, str) or not found:
         raise InvalidInputError(
             f"deployment of PredictionLogger must be a deployment or its id; got {deployment!r}. "
             "Deploy a model version with ws.registry.deploy(...)."
         )
-    return found
+    return ws.registry.deployment(found)  # raises for an id no registry event records
 
 
 # ------------------------------------------------------------------------------- spool
@@ -571,7 +572,8 @@ class PredictionLogger:
     ws : Workspace
         A workspace opened for writing.
     deployment : Deployment or str
-        The deployment serving the predictions (or its id).
+        The deployment serving the predictions (or its id), recorded with
+        ``ws.registry.deploy``.
     model : object, optional
         What :meth:`predict` calls (``model.predict(X)``); default: the deployment's model
         version, loaded (digest checked) on first use.
@@ -590,7 +592,9 @@ class PredictionLogger:
     --------
     >>> import tempfile, rowtrail as rt
     >>> ws = rt.init(tempfile.mkdtemp())
-    >>> with PredictionLogger(ws, "dep-demo") as logger:
+    >>> _ = ws.registry.register_model("scorer", b"weights", flavor="bytes")
+    >>> deployment = ws.registry.deploy("scorer", 1, environment="prod")
+    >>> with PredictionLogger(ws, deployment) as logger:
     ...     pid = logger.log([1.0, 2.0], 1)
     >>> find_prediction(ws, pid).output
     1
@@ -622,8 +626,8 @@ class PredictionLogger:
                 "ws of PredictionLogger must be open for writing; open it with rt.open(path)."
             )
         self.ws = ws
-        self.deployment_id = _deployment_id(deployment)
-        self._deployment = deployment
+        self.deployment = _deployment(ws, deployment)
+        self.deployment_id: str = self.deployment.deployment_id
         self._model = model
         self.batch_size = batch_size
         self.flush_interval = float(flush_interval)
@@ -738,10 +742,7 @@ class PredictionLogger:
 
     def _loaded_model(self) -> Any:
         if self._model is None:
-            deployment = self._deployment
-            if isinstance(deployment, str):
-                deployment = self.ws.registry.deployment(deployment)
-            self._model = deployment.model_version.load()
+            self._model = self.deployment.model_version.load()  # digest checked
         return self._model
 
     def predict(

@@ -24,10 +24,11 @@ def main() -> None:
     workspace, report = sys.argv[1], sys.argv[2]
     stop = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     ws = rt.open(workspace, actor="serving-child")
+    (deployment,) = ws.registry.deployments()
     if stop:
-        logger = PredictionLogger(ws, "dep-crash", batch_size=10_000, flush_interval=3600)
+        logger = PredictionLogger(ws, deployment, batch_size=10_000, flush_interval=3600)
     else:
-        logger = PredictionLogger(ws, "dep-crash", batch_size=50, flush_interval=0.01)
+        logger = PredictionLogger(ws, deployment, batch_size=50, flush_interval=0.01)
     subject = ws.pseudonymize("applicant-7")
     with open(report, "a", encoding="utf-8") as out:
         for n in range(1_000_000):

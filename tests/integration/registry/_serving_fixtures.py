@@ -1,4 +1,4 @@
-"""Fixture shared by the serving tests: workspaces closed when the test ends.
+"""Helpers shared by the serving tests: workspaces closed when the test ends, a deployment.
 
 On PostgreSQL an unclosed workspace leaves an open connection, which warns when collected.
 """
@@ -26,3 +26,9 @@ def opened_fixture() -> Iterator[Keep]:
     yield keep
     for ws in handles:
         ws.close()
+
+
+def deployment_of(ws: rt.Workspace, name: str = "scorer") -> str:
+    """Register a bytes model and deploy it; return the deployment id."""
+    version = ws.registry.register_model(name, b"weights of " + name.encode(), flavor="bytes")
+    return str(ws.registry.deploy(name, version.version, environment="test").deployment_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
+from _serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 (the fixture)
 
 import rowtrail as rt
 from rowtrail.errors import BlobNotFoundError, InvalidInputError, LogIntegrityError
@@ -44,10 +44,11 @@ class Clock:
 def _logged(tmp_path: Path, opened: Keep) -> tuple[rt.Workspace, Clock, list[str]]:
     clock = Clock()
     ws = opened(rt.init(tmp_path / "ws", now=clock))
+    dep = deployment_of(ws)
     ids = []
     for day in (0, 30):  # two batches a month apart
         clock.now = START + timedelta(days=day)
-        with PredictionLogger(ws, "dep-1") as logger:
+        with PredictionLogger(ws, dep) as logger:
             ids.append(logger.log(np.array([day, 1.0]), day))
     return ws, clock, ids
 

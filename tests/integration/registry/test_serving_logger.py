@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
+from _serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 (the fixture)
 
 import rowtrail as rt
 from _rawdb import raw_connection
@@ -54,8 +54,9 @@ def test_logged_predictions_are_found_by_id_with_inputs_outputs_and_subjects(
     tmp_path: Path, opened: Keep
 ) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
+    dep = deployment_of(ws)
     alice = ws.pseudonymize("alice")
-    with PredictionLogger(ws, "dep-1", batch_size=4) as logger:
+    with PredictionLogger(ws, dep, batch_size=4) as logger:
         ids = [
             logger.log(np.array([i, 2.0 * i]), {"score": i / 4}, subject=alice if i == 2 else None)
             for i in range(10)
@@ -65,7 +66,7 @@ def test_logged_predictions_are_found_by_id_with_inputs_outputs_and_subjects(
     batches = ws.ledger.entries_of_kind(PREDICTION_BATCH_KIND)
     assert sum(e.event.payload["n_predictions"] for e in batches) == 10
     record = find_prediction(ws, ids[2])
-    assert record.deployment_id == "dep-1"
+    assert record.deployment_id == dep
     assert record.output == {"score": 0.5}
     assert record.subject == alice
     assert alice in record.entry.event.subjects
@@ -76,14 +77,15 @@ def test_logged_predictions_are_found_by_id_with_inputs_outputs_and_subjects(
     assert b"alice" not in leaves
     assert b"RTENC1" not in ws.ledger.blobs.get(record.blob)  # base64 of the envelope
     np.testing.assert_array_equal(load_prediction_input(ws, find_prediction(ws, ids[9])), [9, 18])
-    report = ws.verify()
-    assert report.counts["cache_rows"] == 10
+    ws.verify()
+    assert len(ws.db.query("SELECT prediction_id FROM registry_predictions")) == 10
     assert ws.ledger.indices(subject=alice) == [record.ledger_index]
 
 
 def test_background_thread_flushes_without_being_asked(tmp_path: Path, opened: Keep) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
-    logger = PredictionLogger(ws, "dep-1", batch_size=3, flush_interval=0.01)
+    dep = deployment_of(ws)
+    logger = PredictionLogger(ws, dep, batch_size=3, flush_interval=0.01)
     ids = [logger.log([float(i)], i) for i in range(7)]
     _wait_for(
         lambda: sum(
@@ -102,7 +104,8 @@ def test_background_thread_flushes_without_being_asked(tmp_path: Path, opened: K
 
 def test_bad_input_raises_and_writes_nothing(tmp_path: Path, opened: Keep) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
-    with PredictionLogger(ws, "dep-1") as logger:
+    dep = deployment_of(ws)
+    with PredictionLogger(ws, dep) as logger:
         size = ws.ledger.size
         with pytest.raises(InvalidInputError, match=r"subject of PredictionLogger\.log"):
             logger.log([1.0], 1, subject="alice")
@@ -115,9 +118,11 @@ def test_bad_input_raises_and_writes_nothing(tmp_path: Path, opened: Keep) -> No
         assert logger.flush() == 0
     assert ws.ledger.size == size
     with pytest.raises(InvalidInputError, match="batch_size of PredictionLogger"):
-        PredictionLogger(ws, "dep-1", batch_size=0)
+        PredictionLogger(ws, dep, batch_size=0)
     with pytest.raises(InvalidInputError, match="deployment of PredictionLogger"):
         PredictionLogger(ws, "")
+    with pytest.raises(InvalidInputError, match="no deployment 'dep-unknown'"):
+        PredictionLogger(ws, "dep-unknown")
     with pytest.raises(InvalidInputError, match="must look like"):
         find_prediction(ws, "42")
     with pytest.raises(InvalidInputError, match=r"no registry\.prediction_batch event"):
@@ -128,7 +133,8 @@ def test_unflushed_prediction_is_reported_as_spooled_not_unknown(
     tmp_path: Path, opened: Keep
 ) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
-    logger = PredictionLogger(ws, "dep-1", batch_size=1000, flush_interval=3600)
+    dep = deployment_of(ws)
+    logger = PredictionLogger(ws, dep, batch_size=1000, flush_interval=3600)
     pid = logger.log([1.0], 1)
     with pytest.raises(StateError, match="spooled but not yet in the ledger"):
         find_prediction(ws, pid)
@@ -139,7 +145,8 @@ def test_unflushed_prediction_is_reported_as_spooled_not_unknown(
 
 def test_cache_row_deleted_or_edited_never_changes_the_answer(tmp_path: Path, opened: Keep) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
-    with PredictionLogger(ws, "dep-1") as logger:
+    dep = deployment_of(ws)
+    with PredictionLogger(ws, dep) as logger:
         ids = [logger.log([float(i)], i) for i in range(3)]
     with raw_connection(Path(ws.path)) as conn:
         conn.execute(
@@ -159,7 +166,8 @@ def test_cache_row_deleted_or_edited_never_changes_the_answer(tmp_path: Path, op
 
 def test_altered_input_blob_is_refused(tmp_path: Path, opened: Keep) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
-    with PredictionLogger(ws, "dep-1") as logger:
+    dep = deployment_of(ws)
+    with PredictionLogger(ws, dep) as logger:
         pid = logger.log([1.0, 2.0], 1)
     record = find_prediction(ws, pid)
     path = ws.blobs.path_of(record.blob)
@@ -171,6 +179,7 @@ def test_altered_input_blob_is_refused(tmp_path: Path, opened: Keep) -> None:
 
 def test_erased_subject_input_is_shredded(tmp_path: Path, opened: Keep) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
+    dep = deployment_of(ws)
     register_source(
         ws,
         name="applicants.csv",
@@ -181,7 +190,7 @@ def test_erased_subject_input_is_shredded(tmp_path: Path, opened: Keep) -> None:
         subject_column="id",
         subject_ids=["alice", "bob"],
     )
-    with PredictionLogger(ws, "dep-1") as logger:
+    with PredictionLogger(ws, dep) as logger:
         pid = logger.log([1.0, 2.0], 1, subject=ws.pseudonymize("alice"))
         other = logger.log([3.0, 4.0], 0, subject=ws.pseudonymize("bob"))
     ws.erase(subject="alice", reason="GDPR Art. 17").run()
@@ -195,8 +204,9 @@ def test_replay_after_a_crash_between_commit_and_spool_removal_logs_nothing_twic
     tmp_path: Path, opened: Keep
 ) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
+    dep = deployment_of(ws)
     spool = Path(ws.path) / "spool" / "predictions"
-    logger = PredictionLogger(ws, "dep-1", batch_size=1000, flush_interval=3600)
+    logger = PredictionLogger(ws, dep, batch_size=1000, flush_interval=3600)
     ids = [logger.log([float(i)], i) for i in range(5)]
     saved = tmp_path / "saved"
     saved.mkdir()
@@ -215,7 +225,8 @@ def test_replay_after_a_crash_between_commit_and_spool_removal_logs_nothing_twic
 
 def test_sigkill_mid_stream_loses_no_acknowledged_prediction(tmp_path: Path, opened: Keep) -> None:
     ws_path = tmp_path / "ws"
-    rt.init(ws_path).close()
+    with rt.init(ws_path) as created:
+        deployment_of(created)
     report = tmp_path / "acknowledged.txt"
     for round_ in range(2):
         before = report.read_text().count("\n") if report.exists() else 0
@@ -236,7 +247,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_prediction(tmp_path: Path, ope
         assert child.returncode == -signal.SIGKILL, errors.read_text()
     acknowledged = [line for line in report.read_text().splitlines() if line]
     ws = opened(rt.open(ws_path))
-    with PredictionLogger(ws, "dep-crash") as logger:
+    with PredictionLogger(ws, ws.registry.deployments()[0]) as logger:
         assert logger.replayed >= 0
     found = {
         pid
@@ -258,6 +269,7 @@ def test_predictions_only_in_the_spool_of_a_killed_process_are_replayed_once(
     tmp_path: Path, opened: Keep
 ) -> None:
     ws = opened(rt.init(tmp_path / "ws"))
+    deployment_of(ws)
     report = tmp_path / "acknowledged.txt"
     child = subprocess.run(
         [sys.executable, str(CHILD), str(ws.path), str(report), "25"],
