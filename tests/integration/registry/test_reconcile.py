@@ -8,12 +8,15 @@ for, not a mismatch.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from _serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
+from typer.testing import CliRunner
 
 import rowtrail as rt
+from rowtrail.cli import app
 from rowtrail.errors import FileIntegrityError
 from rowtrail.registry._reconcile import (
     RECONCILE_FAILED_KIND,
@@ -70,3 +73,22 @@ def test_blobs_accounted_for_by_retention_are_not_mismatches(tmp_path: Path, ope
     ws.blobs.path_of(blobs[1]).unlink()
     assert reconcile(ws).ok
     ws.verify()
+
+
+def test_cli_reconcile_reports_mb_per_s_and_exits_1_on_a_mismatch(
+    tmp_path: Path, opened: Keep
+) -> None:
+    ws, blobs = _workspace(tmp_path, opened)
+    runner = CliRunner()
+    done = runner.invoke(app, ["reconcile", "--workspace", str(ws.path), "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert report["ok"] is True
+    assert report["n_bytes"] == 6000
+    assert report["mb_per_s"] > 0
+    ws.blobs.path_of(blobs[1]).unlink()
+    size = ws.ledger.size
+    done = runner.invoke(app, ["reconcile", "--workspace", str(ws.path), "--no-record"])
+    assert done.exit_code == 1
+    assert "missing" in done.output
+    assert ws.ledger.size == size  # --no-record opens read-only and writes nothing

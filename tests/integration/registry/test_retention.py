@@ -8,14 +8,17 @@ deleted without such an event still fails verification.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 (the fixture)
+from typer.testing import CliRunner
 
 import rowtrail as rt
+from rowtrail.cli import app
 from rowtrail.errors import BlobNotFoundError, InvalidInputError, LogIntegrityError
 from rowtrail.registry._predictions import PredictionLogger, find_prediction
 from rowtrail.registry._retention import (
@@ -140,4 +143,28 @@ def test_a_crash_after_the_event_deletes_the_named_blobs_on_the_next_run(
     assert ws.ledger.size == size
     with pytest.raises(BlobNotFoundError):
         ws.blobs.get(record.blob)
+    ws.verify()
+
+
+def test_cli_retention_is_a_dry_run_unless_asked(tmp_path: Path, opened: Keep) -> None:
+    ws, _clock, ids = _logged(tmp_path, opened)
+    runner = CliRunner()
+    path = str(ws.path)
+    done = runner.invoke(app, ["retention", "set", f"{KIND}=30", "-w", path])
+    assert done.exit_code == 1
+    assert "183" in done.output
+    done = runner.invoke(app, ["retention", "set", f"{KIND}=183", "-w", path, "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["days"] == {KIND: 183}
+    # The CLI's clock is the real one (years after START): the first batch is long expired.
+    blob = find_prediction(ws, ids[0]).blob
+    done = runner.invoke(app, ["retention", "apply", "-w", path, "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["dry_run"] is True
+    assert blob in [item["blob"] for item in json.loads(done.output)["expired"]]
+    assert ws.blobs.has(blob)
+    done = runner.invoke(app, ["retention", "apply", "--apply", "-w", path])
+    assert done.exit_code == 0, done.output
+    assert "expired: entry" in done.output
+    assert not ws.blobs.has(blob)
     ws.verify()
