@@ -22,6 +22,7 @@ from rowtrail.cli._demo import run_demo
 from rowtrail.cli._erase import erase
 from rowtrail.cli._explain import explain
 from rowtrail.cli._ledger import init, ledger_app, trust, verify
+from rowtrail.cli._registry import registry_app
 from rowtrail.cli._reproduce import reconcile, reproduce, retention_app
 
 __all__ = ["app", "main"]
@@ -40,6 +41,7 @@ app.command("explain")(explain)
 app.command("erase")(erase)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(certificate_app, name="certificate")
+app.add_typer(registry_app, name="registry")
 app.command("reproduce")(reproduce)
 app.command("reconcile")(reconcile)
 app.add_typer(retention_app, name="retention")
