@@ -66,7 +66,7 @@ from rowtrail.registry._retention import (
     set_retention_policy,
 )
 
-__all__ += [
+__all__ += [  # kept in isort order (CONSTANTS, Classes, functions) below
     "LEGAL_MINIMUM_DAYS",
     "PREDICTION_BATCH_KIND",
     "ExpiredPayload",
@@ -86,4 +86,4 @@ __all__ += [
     "retention_policy",
     "set_retention_policy",
 ]
-__all__.sort()
+__all__.sort(key=lambda n: (0 if n.isupper() else 1 if n[:1].isupper() else 2, n))
