@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from rowtrail.registry._prediction_logger import PredictionLogger
 from rowtrail.registry._predictions import (
     PREDICTION_BATCH_KIND,
-    PredictionLogger,
     find_prediction,
     load_prediction_input,
 )

@@ -46,9 +46,9 @@ __all__ = [
 ]
 
 # --- serving (issue 13, branch serve): prediction logging, reproduce, reconcile, retention ---
+from rowtrail.registry._prediction_logger import PredictionLogger
 from rowtrail.registry._predictions import (
     PREDICTION_BATCH_KIND,
-    PredictionLogger,
     PredictionRecord,
     find_prediction,
     load_prediction_input,

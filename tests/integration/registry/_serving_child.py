@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 import rowtrail as rt
-from rowtrail.registry._predictions import PredictionLogger
+from rowtrail.registry._prediction_logger import PredictionLogger
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ from rowtrail.cli import app
 from rowtrail.errors import FileIntegrityError, InvalidInputError
 from rowtrail.hashing import sha256_digest
 from rowtrail.lineage import register_source
-from rowtrail.registry._predictions import PredictionLogger, find_prediction
+from rowtrail.registry._prediction_logger import PredictionLogger
+from rowtrail.registry._predictions import find_prediction
 from rowtrail.registry._reproduce import reproduce
 from rowtrail.registry._retention import apply_retention, set_retention_policy
 

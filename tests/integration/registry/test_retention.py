@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 import rowtrail as rt
 from rowtrail.cli import app
 from rowtrail.errors import BlobNotFoundError, InvalidInputError, LogIntegrityError
-from rowtrail.registry._predictions import PredictionLogger, find_prediction
+from rowtrail.registry._prediction_logger import PredictionLogger
+from rowtrail.registry._predictions import find_prediction
 from rowtrail.registry._retention import (
     LEGAL_MINIMUM_DAYS,
     RETENTION_EXPIRED_KIND,

@@ -31,9 +31,9 @@ from rowtrail.errors import (
 )
 from rowtrail.hashing import sha256_digest
 from rowtrail.lineage import register_source
+from rowtrail.registry._prediction_logger import PredictionLogger
 from rowtrail.registry._predictions import (
     PREDICTION_BATCH_KIND,
-    PredictionLogger,
     find_prediction,
     load_prediction_input,
     replay_prediction_spool,
