@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rowtrail.errors import InvalidInputError, StateError
+from rowtrail.errors import InvalidInputError, LineageError, StateError
 from rowtrail.hashing import canonical_json, sha256_digest
 from rowtrail.ledger import LedgerEntry
 from rowtrail.registry import _build
@@ -55,6 +55,17 @@ def _source_entry(info: Any) -> dict[str, Any]:
         "digest": info.digest,
         "ledger_index": info.ledger_index,
     }
+
+
+def _registered(sources: Sequence[Any], params: Mapping[str, Any]) -> Any:
+    """Return the registered source a lineage source op names (by index, else by bytes)."""
+    index = params.get("source_index")
+    name = params.get("name", params.get("source"))
+    for info in sources:
+        same = info.index == index if index is not None else info.name == name
+        if same and info.digest == params.get("digest"):
+            return info
+    return None
 
 
 def _lineage_digest(view: Any) -> str:
@@ -133,7 +144,7 @@ class Registry(Governance):
         return self._dataset_at(index)
 
     def _resolve_sources(self, sources: object) -> tuple[list[Any], str | None]:
-        from rowtrail.lineage import lineage
+        from rowtrail.lineage import LineageView, lineage
 
         store = self.ws.lineage_store
         if isinstance(sources, (list, tuple)):
@@ -143,23 +154,24 @@ class Registry(Governance):
                 )
             return [self._source_info(item) for item in sources], None
         try:
-            view = lineage(sources)
-        except Exception as exc:
+            view = sources if isinstance(sources, LineageView) else lineage(sources)
+        except LineageError as exc:
             raise InvalidInputError(
                 "sources of Registry.register_dataset must be traced data (rt.track, "
                 "rt.load_csv, ...) or a list of source names / (name, version); got "
                 f"{type(sources).__name__} ({exc})"
             ) from None
-        by_index = {s.index: s for s in store.list_sources()}
+        registered = store.list_sources()
         infos = []
         for op in view.ops():
             if op.kind != "source":
                 continue
-            info = by_index.get(int(op.params.get("source_index", -1)))
-            if info is None or info.digest != op.params.get("digest"):
+            info = _registered(registered, op.params)
+            if info is None:
+                name = op.params.get("name", op.params.get("source"))
                 raise InvalidInputError(
-                    f"sources of Registry.register_dataset come from {op.params.get('name')!r}, "
-                    "which is not registered in this workspace; trace it with workspace=ws"
+                    f"sources of Registry.register_dataset come from {name!r}, which is not "
+                    "registered in this workspace; trace it with workspace=ws"
                 )
             if info not in infos:
                 infos.append(info)
@@ -229,6 +241,9 @@ class Registry(Governance):
         datasets: Sequence[DatasetVersion] = (),
         training_run: object = None,
         code: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
+        hardware: Mapping[str, Any] | None = None,
+        origin: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """Record a run: parameters, metrics, datasets, code, environment and hardware.
 
@@ -246,6 +261,12 @@ class Registry(Governance):
         code : mapping, optional
             ``{"git_commit", "dirty"}`` when the code is not the current directory's git
             checkout (e.g. imported runs); default: read with git (``None`` when unknown).
+        environment, hardware : mapping, optional
+            What the run ran on, when it ran elsewhere (an imported run: give what the other
+            system recorded, or ``{}`` for unknown); default: this process's environment
+            (or the training run's sealed one) and this machine's hardware.
+        origin : mapping, optional
+            Where an imported run comes from (``{"system": "mlflow", "run_id": ...}``).
 
         Raises
         ------
@@ -257,6 +278,9 @@ class Registry(Governance):
         check_name(name, "name", "Registry.log_run")
         params = _check_json(params, "params", "Registry.log_run")
         metrics = _check_json(metrics, "metrics", "Registry.log_run")
+        for value, what in ((environment, "environment"), (hardware, "hardware"),
+                            (origin, "origin")):
+            _check_json(value, what, "Registry.log_run")
         used = self._check_datasets(datasets)
         run_id_in = getattr(training_run, "run_id", training_run)
         seal = self._seal_of(run_id_in) if run_id_in is not None else None
@@ -266,6 +290,11 @@ class Registry(Governance):
                                           self._failed_sources())
         overrides = self._gate_provenance("log_run", f"run:{name}", findings, scopes=())
         payload = self._run_payload(name, params, metrics, used, run_id_in, seal, code)
+        if environment is not None:
+            payload["environment"] = dict(environment)
+        if hardware is not None:
+            payload["hardware"] = dict(hardware)
+        payload["origin"] = None if origin is None else dict(origin)
         payload["overrides"] = overrides
         index = self._append("registry.run", payload)
         return self._run_from(self._entry("registry.run", index))
@@ -339,6 +368,7 @@ class Registry(Governance):
             training_seal=p.get("training_seal"), model_digest=p.get("model_digest"),
             code=p.get("code") or {}, environment=p.get("environment") or {},
             hardware=p.get("hardware") or {}, overrides=tuple(p.get("overrides") or ()),
+            origin=p.get("origin"),
             index=entry.index, actor=entry.event.actor, created_at=entry.event.time,
         )
 
