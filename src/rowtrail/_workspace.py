@@ -72,6 +72,7 @@ from rowtrail.registry._predictions import (
     PREDICTION_BATCH_KIND,
     project_predictions,
     verify_prediction_cache,
+    verify_prediction_keys,
 )
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
 from rowtrail.store.registry_tables import (
@@ -586,6 +587,7 @@ class Workspace:
         rows = self.lineage_store.verify_caches(self.ledger, lineage, verifier=root.verifier)
         rows += verify_registry_caches(self.db, [(i, e) for i, e in events if e.kind in registry])
         rows += verify_prediction_cache(self, batches)
+        verify_prediction_keys(self, batches)
         return report, rows
 
     # ------------------------------------------------------------ lifecycle

@@ -49,6 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rowtrail.errors import (
+    FileIntegrityError,
     InvalidInputError,
     ShreddedError,
     StateError,
@@ -82,6 +83,7 @@ __all__ = [
     "replay_prediction_spool",
     "spool_dir",
     "verify_prediction_cache",
+    "verify_prediction_keys",
 ]
 
 PREDICTION_BATCH_KIND = "registry.prediction_batch"
@@ -380,6 +382,45 @@ def verify_prediction_cache(ws: Workspace, events: Sequence[tuple[int, Event]]) 
             key=repr(row[0]),
         )
     return len(stored)
+
+
+def verify_prediction_keys(ws: Workspace, events: Sequence[tuple[int, Event]]) -> int:
+    """Check every sealed prediction input's data key is alive or destroyed by an erasure.
+
+    A key file deleted without an ``erasure.shredded`` event naming it would make the input
+    unreadable with no record of why. Batch blobs that are gone are judged by the log's own
+    check (expired by retention, or missing). Returns the number of sealed inputs checked.
+
+    Raises
+    ------
+    FileIntegrityError
+        A sealed input's key is missing and no erasure destroyed it.
+    """
+    store = subject_keys(ws)
+    shredded = {
+        str(k)
+        for e in ws.ledger.entries_of_kind("erasure.shredded")
+        for k in e.event.payload.get("key_ids", ())
+    }
+    n_sealed = 0
+    for index, event in events:
+        blob = event.payload.get("blob")
+        if not isinstance(blob, str) or not ws.ledger.blobs.has(blob):
+            continue
+        doc = decode_canonical_json(ws.ledger.blobs.get(blob))
+        for item in doc.get("inputs", []) if isinstance(doc, dict) else []:
+            if not isinstance(item, dict) or "sealed" not in item:
+                continue
+            key_id = key_id_of(base64.b64decode(item["sealed"]))
+            n_sealed += 1
+            if not store.has(key_id) and key_id not in shredded:
+                raise FileIntegrityError(
+                    f"the data key {key_id} of prediction {item.get('id')!r}'s input (ledger "
+                    f"entry {index}) is missing from {store.root}, and no erasure destroyed "
+                    "it. Restore keys/ from your backup.",
+                    path=str(store.root),
+                )
+    return n_sealed
 
 
 def _record_from(entry: LedgerEntry, prediction_id: str, position: int) -> PredictionRecord:

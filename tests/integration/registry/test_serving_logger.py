@@ -23,6 +23,7 @@ from _serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 
 import rowtrail as rt
 from _rawdb import raw_connection
 from rowtrail.errors import (
+    FileIntegrityError,
     InvalidInputError,
     ShreddedError,
     StateError,
@@ -287,3 +288,17 @@ def test_predictions_only_in_the_spool_of_a_killed_process_are_replayed_once(
     assert outputs == [float(n) for n in range(25)]
     assert find_prediction(ws, acknowledged[0]).subject == ws.pseudonymize("applicant-7")
     ws.verify()
+
+
+def test_a_sealed_inputs_key_deleted_without_an_erasure_fails_verification(
+    tmp_path: Path, opened: Keep
+) -> None:
+    ws = opened(rt.init(tmp_path / "ws"))
+    dep = deployment_of(ws)
+    with PredictionLogger(ws, dep) as logger:
+        logger.log([1.0, 2.0], 1, subject=ws.pseudonymize("carol"))
+    ws.verify()
+    (key_file,) = (Path(ws.path) / "keys" / "subjects").rglob("*.key")
+    key_file.unlink()
+    with pytest.raises(FileIntegrityError, match="no erasure destroyed it"):
+        ws.verify()
