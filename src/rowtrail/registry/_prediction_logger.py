@@ -183,7 +183,8 @@ class PredictionLogger:
         self._segments: list[_Segment] = []  # rotated, not yet in the ledger
         self._n_segments = 0
         root = spool_dir(ws)
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root.parent.mkdir(mode=0o700, exist_ok=True)  # private like the rest of the workspace
+        root.mkdir(mode=0o700, exist_ok=True)
         self.replayed = replay_prediction_spool(ws)
         self._segment = self._new_segment()
         self._thread = threading.Thread(
