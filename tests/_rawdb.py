@@ -26,11 +26,13 @@ from rowtrail.store.postgres import translate
 __all__ = [
     "INTEGRITY_ERRORS",
     "RAW_ERRORS",
+    "copy_directory",
     "copy_workspace",
     "database_files",
     "dump_tables",
     "is_postgres",
     "raw_connection",
+    "restore_database",
     "table_names",
 ]
 
@@ -134,13 +136,23 @@ def copy_workspace(source: Any, target: Path) -> Path:
             source.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             shutil.copytree(source.path, target)
         return target
-    url, schema = _location(source.path)
-    new = f"{schema[:40]}_c{uuid.uuid4().hex[:12]}"
-    shutil.copytree(source.path, target)
-    with psycopg.connect(url, autocommit=True) as conn:
-        clone_schema(conn, schema, new)
-    (target / "database.json").write_text(json.dumps({"url": url, "schema": new}))
-    return target
+    return copy_directory(source.path, target)
+
+
+def copy_directory(source: Path, target: Path) -> Path:
+    """Copy a closed (or quiescent) workspace directory, and its database, to ``target``.
+
+    A plain directory copy on SQLite; on PostgreSQL the copy's ``database.json`` names a new
+    schema holding a copy of the source's, so editing one leaves the other as it was.
+    """
+    shutil.copytree(source, target)
+    if is_postgres(source):
+        url, schema = _location(source)
+        new = f"{schema[:40]}_c{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            clone_schema(conn, schema, new)
+        (target / "database.json").write_text(json.dumps({"url": url, "schema": new}))
+    return Path(target)
 
 
 def clone_schema(conn: Any, schema: str, new: str) -> None:
@@ -170,3 +182,18 @@ def clone_schema(conn: Any, schema: str, new: str) -> None:
                     f'ON "{new}"."{table}" FOR EACH STATEMENT EXECUTE FUNCTION '
                     f'"{new}".bump_changes()'
                 )
+
+
+def restore_database(copy: Path, target: Path) -> None:
+    """Put the database of a copy (see :func:`copy_workspace`) back in place of ``target``'s.
+
+    SQLite: its files replace the target's. PostgreSQL: the target's ``database.json`` names
+    the copy's schema, as a restored database would be found.
+    """
+    if is_postgres(copy):
+        shutil.copy2(copy / "database.json", target / "database.json")
+        return
+    for name in database_files(copy):
+        (target / name).unlink(missing_ok=True)
+        if (copy / name).exists():
+            shutil.copy2(copy / name, target / name)

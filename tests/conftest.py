@@ -33,7 +33,8 @@ def _trust_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 def load_pgserver() -> ModuleType:
     """Import ``scripts/pgserver.py`` (not a package) by its path."""
     spec = importlib.util.spec_from_file_location("rowtrail_pgserver", _SCRIPTS / "pgserver.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -238,6 +238,9 @@ def _open_postgres(
             return _open_postgres(path, database, new=False, read_only=read_only)
         db.set_meta_default("workspace_id", schema.removeprefix("rowtrail_"))
     except BaseException:
+        if not (path / DATABASE_FILE).exists():  # leave no schema that nothing points to
+            with contextlib.suppress(StorageError):
+                db.run(f'DROP SCHEMA "{schema}" CASCADE')
         db.close()
         raise
     return db
@@ -311,6 +314,20 @@ class Workspace:
         new = create and not exists
         if new and database is None:
             database = os.environ.get(DATABASE_ENV) or None
+        if database is not None and database != "sqlite" and not database.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise InvalidInputError(
+                f"database of rowtrail.init must be 'sqlite' or a "
+                f"postgresql://user@host:port/dbname URL; got {database!r}"
+            )
+        if database == "sqlite":
+            if exists and (path / DATABASE_FILE).exists():
+                raise InvalidInputError(
+                    f"database of rowtrail.init: {path} is a PostgreSQL workspace already; got "
+                    "'sqlite'. Choose a new directory. Nothing was changed."
+                )
+            database = None
         postgres = (path / DATABASE_FILE).exists() if exists else database is not None
         if exists and database is not None and not postgres:
             raise InvalidInputError(
@@ -647,9 +664,9 @@ def open_workspace(
         write raises :class:`~rowtrail.errors.StateError`. The CLI's reads use it.
     database : str, optional
         With ``create=True``: ``postgresql://user@host:port/dbname`` puts a new workspace's
-        database on that PostgreSQL server, in a schema of its own (default
-        ``$ROWTRAIL_DATABASE``, else SQLite). No password in the URL: libpq reads
-        ``PGPASSWORD`` or ``~/.pgpass``. An existing workspace keeps its database.
+        database on that PostgreSQL server, in a schema of its own; ``"sqlite"`` keeps it in
+        the directory. Default ``$ROWTRAIL_DATABASE``, else SQLite. No password in the URL:
+        libpq reads ``PGPASSWORD`` or ``~/.pgpass``. An existing workspace keeps its database.
 
     Raises
     ------

@@ -10,15 +10,15 @@ is refused, and ``verify`` still rebuilds the whole table.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import rowtrail as rt
+from _rawdb import raw_connection
 from rowtrail.errors import TableIntegrityError
 from rowtrail.ids import make_row_ids, row_id, row_numbers
 from rowtrail.lineage import get_source, rows_of_subject, subject_rows_digest
@@ -28,13 +28,9 @@ N = 200
 BLANK = {5, 6, 7, 120}  # rows with an empty subject cell
 
 
-@contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(str(path / "rowtrail.db"), isolation_level=None)
-    try:
-        yield conn
-    finally:
-        conn.close()
+def raw(path: Path) -> AbstractContextManager[Any]:
+    """The tamperer's connection to the workspace database (SQLite or PostgreSQL)."""
+    return raw_connection(path)
 
 
 def subject_of(i: int) -> str:

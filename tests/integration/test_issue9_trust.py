@@ -1,7 +1,7 @@
 """Issue 9 regressions: tables, checkpoints, proofs, trust roots, keys and atomic writes.
 
 Each test is named after the finding it covers; the attacker edits the workspace directly
-with sqlite3 and the file system, as someone holding the directory could.
+in its database and on the file system, as someone holding the directory could.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sqlite3
 import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 import rowtrail as rt
+from _rawdb import RAW_ERRORS, copy_directory, is_postgres, raw_connection, restore_database
 from rowtrail.cli import app
 from rowtrail.errors import (
     CheckpointError,
@@ -43,13 +43,9 @@ from rowtrail.training import sample_usage
 SUBJECTS = [f"A{i:03d}" for i in range(12)]
 
 
-@contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(str(path / "rowtrail.db"), isolation_level=None)
-    try:
-        yield conn
-    finally:
-        conn.close()
+def raw(path: Path) -> AbstractContextManager[Any]:
+    """The tamperer's connection to the workspace database (SQLite or PostgreSQL)."""
+    return raw_connection(path)
 
 
 def make(path: Path) -> rt.Workspace:
@@ -117,7 +113,7 @@ def _table_answers(ws: rt.Workspace) -> dict[str, object]:
     return out
 
 
-def _tables_dump(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+def _tables_dump(conn: Any) -> list[tuple[object, ...]]:
     return [
         *conn.execute("SELECT * FROM sources ORDER BY source_index").fetchall(),
         *conn.execute("SELECT * FROM subject_rows ORDER BY subject, row_id").fetchall(),
@@ -129,7 +125,7 @@ def _tables_dump(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
     [
         "UPDATE sources SET name = 'other' WHERE source_index = 1",
         "UPDATE sources SET n_rows = 11 WHERE source_index = 1",
-        "UPDATE sources SET digest = 'sha256:' || hex(zeroblob(32)) WHERE source_index = 1",
+        "UPDATE sources SET digest = 'sha256:" + "0" * 64 + "' WHERE source_index = 1",
         "UPDATE sources SET path = '/elsewhere.csv' WHERE source_index = 1",
         "UPDATE sources SET subject_column = NULL WHERE source_index = 1",
         "UPDATE sources SET ledger_index = 0 WHERE source_index = 1",
@@ -140,7 +136,7 @@ def _tables_dump(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
         "DELETE FROM subject_rows WHERE row_id = (SELECT min(row_id) FROM subject_rows)",
         "UPDATE subject_rows SET row_id = row_id + 1 WHERE row_id = "
         "(SELECT min(row_id) FROM subject_rows)",
-        "UPDATE subject_rows SET subject = 'ps:' || hex(zeroblob(16)) WHERE row_id = "
+        "UPDATE subject_rows SET subject = 'ps:00000000000000000000000000000000' WHERE row_id = "
         "(SELECT min(row_id) FROM subject_rows)",
         "INSERT INTO subject_rows VALUES ('ps:00', 5, 3)",
         "UPDATE subject_rows SET ledger_index = ledger_index + 1 WHERE row_id = "
@@ -223,7 +219,7 @@ def test_issue9_every_write_leaves_the_log_signed(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- 4. proofs anchor to signed heads
 
 
-def _rebuild_tree(conn: sqlite3.Connection) -> None:
+def _rebuild_tree(conn: Any) -> None:
     """Recompute every stored hash from the leaves: a consistent tree, no key needed."""
     leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf FROM events ORDER BY idx")]
     hashes = [leaf_hash(leaf) for leaf in leaves]
@@ -236,7 +232,7 @@ def _rebuild_tree(conn: sqlite3.Connection) -> None:
     )
 
 
-def _edit_subject_event(conn: sqlite3.Connection) -> None:
+def _edit_subject_event(conn: Any) -> None:
     """Move one subject's recorded row to another row, in the event itself."""
     (idx, leaf), *_ = [
         (idx, leaf)
@@ -330,12 +326,13 @@ def test_issue9_rebuilt_and_resigned_log_is_refused_by_the_trust_root(tmp_path: 
 def test_issue9_rolled_back_directory_fails_verify_and_refuses_to_sign(tmp_path: Path) -> None:
     ws = make(tmp_path / "ws")
     ws.close()
-    shutil.copytree(tmp_path / "ws", tmp_path / "old")
+    copy_directory(tmp_path / "ws", tmp_path / "old")
     ws = rt.open(tmp_path / "ws")
     ws.ledger.append("note.added", {"n": 1})
     ws.close()
     shutil.rmtree(tmp_path / "ws")
     shutil.copytree(tmp_path / "old", tmp_path / "ws")  # the whole directory rolled back
+    restore_database(tmp_path / "old", tmp_path / "ws")  # and its database, where it lives
     rolled = rt.open(tmp_path / "ws")
     with pytest.raises(TrustRootError, match="truncated"):
         rolled.verify()
@@ -651,10 +648,13 @@ def test_issue9_subject_index_rows_cannot_be_merged_through_a_separator(tmp_path
             "SELECT subject, idx FROM event_subjects ORDER BY idx LIMIT 2"
         ).fetchall()
         conn.execute("DELETE FROM event_subjects WHERE subject = ? AND idx = ?", (s2, i2))
-        conn.execute(
-            "UPDATE event_subjects SET subject = ?, idx = ? WHERE subject = ? AND idx = ?",
-            (f"{s1}\x00{i1}\x1e{s2}", i2, s1, i1),
-        )
+        merge = "UPDATE event_subjects SET subject = ?, idx = ? WHERE subject = ? AND idx = ?"
+        merged = (f"{s1}\x00{i1}\x1e{s2}", i2, s1, i1)
+        if is_postgres(tmp_path / "ws"):  # its text cannot hold NUL: the row cannot be written
+            with pytest.raises(RAW_ERRORS):
+                conn.execute(merge, merged)
+        else:
+            conn.execute(merge, merged)
     reopened = rt.open(tmp_path / "ws")
     with pytest.raises(VerificationError):
         reopened.ledger.proven_entries(subject=s2)
@@ -685,12 +685,10 @@ def test_issue9_rolled_back_log_is_refused_even_with_a_stale_reader(tmp_path: Pa
     back (an older copy of the database put back) is still refused."""
     ws = make(tmp_path / "ws")
     ws.close()
-    old = (tmp_path / "ws" / "rowtrail.db").read_bytes()
+    copy_directory(tmp_path / "ws", tmp_path / "old")
     ws = rt.open(tmp_path / "ws")
     ws.ledger.append("app.note", {"n": 1})
     ws.close()
-    for extra in ("rowtrail.db-wal", "rowtrail.db-shm"):
-        (tmp_path / "ws" / extra).unlink(missing_ok=True)
-    (tmp_path / "ws" / "rowtrail.db").write_bytes(old)
+    restore_database(tmp_path / "old", tmp_path / "ws")
     with pytest.raises(TrustRootError, match="rolled back"):
         rt.open(tmp_path / "ws", read_only=True).ledger.trusted_head()

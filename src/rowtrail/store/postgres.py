@@ -134,8 +134,13 @@ def schema_name(workspace_id: str) -> str:
     return name
 
 
-_WORDS = re.compile(r"\b(INTEGER|BLOB|TEXT|WITHOUT\s+ROWID)\b", re.IGNORECASE)
-_DDL_TYPES = {"integer": "BIGINT", "blob": "BYTEA", "text": 'TEXT COLLATE "C"'}
+_WORDS = re.compile(r"\b(INTEGER|BLOB|TEXT|REAL|WITHOUT\s+ROWID)\b", re.IGNORECASE)
+_DDL_TYPES = {
+    "integer": "BIGINT",
+    "blob": "BYTEA",
+    "text": 'TEXT COLLATE "C"',
+    "real": "DOUBLE PRECISION",  # SQLite's REAL is 8 bytes; PostgreSQL's is 4
+}
 _FUNCTIONS = re.compile(r"\b(group_concat|char)\s*\(", re.IGNORECASE)
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
 
@@ -172,8 +177,10 @@ def translate(sql: str) -> str:
 
     Outside quoted literals: ``?`` becomes ``%s`` and ``%`` becomes ``%%``;
     ``group_concat(`` and ``char(`` become ``string_agg(`` and ``chr(``. In ``CREATE`` and
-    ``ALTER`` statements ``INTEGER`` becomes ``BIGINT``, ``BLOB`` ``BYTEA``, ``TEXT``
-    ``TEXT COLLATE "C"`` (code point order, as in SQLite), and ``WITHOUT ROWID`` is dropped.
+    ``ALTER`` statements ``INTEGER`` becomes ``BIGINT``, ``BLOB`` ``BYTEA``, ``REAL``
+    ``DOUBLE PRECISION``, ``TEXT`` ``TEXT COLLATE "C"`` (code point order, as in SQLite), and
+    ``WITHOUT ROWID`` is dropped. An ``INTEGER PRIMARY KEY`` is not filled in when a row
+    omits it (no rowid): give every key a value.
     ``INSERT OR IGNORE INTO ...`` becomes ``INSERT INTO ... ON CONFLICT DO NOTHING``.
 
     Examples
@@ -214,6 +221,11 @@ def _pg() -> Any:
     return _PSYCOPG
 
 
+def _said(exc: BaseException) -> str:
+    """Return a driver error's message on one line."""
+    return " ".join(str(exc).split())
+
+
 def _lock_key(schema: str) -> int:
     """Return the advisory lock key of a schema (a signed 64-bit integer)."""
     digest = hashlib.sha256(f"rowtrail:{schema}".encode()).digest()
@@ -248,6 +260,22 @@ class _Handle:
             raise RowConflictError(f"statement failed: {exc}") from exc
         except psycopg.Error as exc:
             raise StorageError(f"statement failed: {exc}") from exc
+
+
+    def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """Insert rows with one ``COPY ... FROM STDIN`` (a bulk append's fast path)."""
+        psycopg = _pg()
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        try:
+            with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.errors.IntegrityError as exc:
+            raise RowConflictError(f"statement failed: {_said(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"statement failed: {_said(exc)}") from exc
 
 
 class _ReadSnapshot:
@@ -344,7 +372,7 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise StorageError(
                 f"could not connect to the PostgreSQL server of {redact_url(url)}: "
-                f"{str(exc).strip()}. {_FIX} Nothing was created."
+                f"{_said(exc)}. {_FIX} Nothing was created."
             ) from exc
         try:
             self.run(f"SET lock_timeout = {int(timeout * 1000)}")
@@ -381,7 +409,7 @@ class PostgresDatabase:
             try:
                 return self.conn.execute(sql, params)
             except psycopg.Error as exc:
-                raise StorageError(f"PostgreSQL {self.location}: {str(exc).strip()}") from exc
+                raise StorageError(f"PostgreSQL {self.location}: {_said(exc)}") from exc
 
     def _schema_version(self) -> int:
         row = self.run(
@@ -558,6 +586,13 @@ class PostgresDatabase:
         """Close the connection."""
         with self.lock:
             self.conn.close()
+
+    def __del__(self) -> None:
+        # A handle dropped without close() releases its server connection, as SQLite's do.
+        conn = getattr(self, "conn", None)
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 class PostgresLedgerStore(SQLiteLedgerStore):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -327,8 +327,8 @@ class _Transaction:
         if not len(batch.kinds) == len(batch.leaf_hashes) == len(batch.subjects) == n:
             raise StorageError("columns of an entry batch must have equal lengths")
         indices = range(batch.start, batch.start + n)
-        self._conn.executemany(
-            "INSERT INTO events (idx, leaf, hashes) VALUES (?, ?, ?)",
+        self._insert(
+            "events", ("idx", "leaf", "hashes"),
             zip(indices, batch.leaves, _pack_hashes(batch, nodes), strict=True),
         )
         self._write_kind_runs(batch.start, batch.kinds)
@@ -336,10 +336,19 @@ class _Transaction:
             (s, i) for i, names in zip(indices, batch.subjects, strict=True) if names for s in names
         ]
         if subjects:
-            self._conn.executemany(
-                "INSERT INTO event_subjects (subject, idx) VALUES (?, ?)", subjects
-            )
+            self._insert("event_subjects", ("subject", "idx"), subjects)
         self._project(batch.start, batch.kinds, batch.leaves)
+
+    def _insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Insert rows: by ``COPY`` where the handle has it (PostgreSQL), else ``executemany``."""
+        copy_rows = getattr(self._conn, "copy_rows", None)
+        if copy_rows is not None:
+            copy_rows(table, columns, rows)
+            return
+        marks = ", ".join("?" * len(columns))
+        self._conn.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+        )
 
     def _write_kind_runs(self, start: int, kinds: Sequence[str]) -> None:
         runs: list[list[Any]] = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 import rowtrail as rt
+from _rawdb import raw_connection
 from rowtrail import attribution
 from rowtrail.cli import app as cli
 from rowtrail.datasets import credit
@@ -282,15 +282,12 @@ def test_issue10_rewritten_prediction_event_is_refused(built: Credit) -> None:
         subjects=entry.event.subjects,
         blobs=entry.event.blobs,
     ).leaf()
-    conn = sqlite3.connect(str(c.path / "rowtrail.db"), isolation_level=None)
-    try:
+    with raw_connection(c.path) as conn:
         (hashes,) = conn.execute("SELECT hashes FROM events WHERE idx = ?", (index,)).fetchone()
         conn.execute(
             "UPDATE events SET leaf = ?, hashes = ? WHERE idx = ?",
             (forged, hashlib.sha256(b"\x00" + forged).digest() + hashes[32:], index),
         )
-    finally:
-        conn.close()
     with pytest.raises(VerificationError, match="rewritten"):
         c.ws.explain(index, top_k=2)
     with pytest.raises(VerificationError, match="does not match the stored log"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import rowtrail as rt
+from _rawdb import raw_connection
 from rowtrail.cli import app
 from rowtrail.ledger import verify_consistency, verify_inclusion
 
@@ -48,7 +48,7 @@ def test_verify_ok_json(workspace: Path) -> None:
 
 
 def test_verify_fails_with_first_bad_index(workspace: Path) -> None:
-    with sqlite3.connect(workspace / "rowtrail.db") as conn:
+    with raw_connection(workspace) as conn:
         (leaf,) = conn.execute("SELECT leaf FROM events WHERE idx = 11").fetchone()
         conn.execute("UPDATE events SET leaf = ? WHERE idx = 11", (leaf.replace(b"11", b"12"),))
     code, out = invoke("verify", "--workspace", str(workspace), "--json")
@@ -60,7 +60,7 @@ def test_verify_fails_with_first_bad_index(workspace: Path) -> None:
 
 
 def test_verify_human_output_names_index(workspace: Path) -> None:
-    with sqlite3.connect(workspace / "rowtrail.db") as conn:
+    with raw_connection(workspace) as conn:
         conn.execute("DELETE FROM events WHERE idx = 37")
     result = runner.invoke(app, ["verify", "--workspace", str(workspace)])
     assert result.exit_code == 1

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import rowtrail as rt
+from _rawdb import copy_workspace as _copy_workspace
+from _rawdb import raw_connection
 from rowtrail import Workspace
 from rowtrail.ledger import TrustStore
 
@@ -49,21 +51,15 @@ def build_workspace(path: Path, n: int = 40) -> Workspace:
 
 
 @contextmanager
-def raw_db(path: Path) -> Iterator[sqlite3.Connection]:
+def raw_db(path: Path) -> Iterator[Any]:
     """A second, independent connection to a workspace database (the tamperer's)."""
-    conn = sqlite3.connect(str(path / "rowtrail.db"), isolation_level=None)
-    try:
+    with raw_connection(path) as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 def copy_workspace(source: Workspace, target: Path) -> Path:
-    """Copy a workspace directory after folding the WAL into the main file."""
-    with source.db.lock:
-        source.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        shutil.copytree(source.path, target)
-    return target
+    """Copy a workspace directory and its database (SQLite file or PostgreSQL schema)."""
+    return _copy_workspace(source, target)
 
 
 def save_trust(ws: Workspace, target: Path) -> Path:

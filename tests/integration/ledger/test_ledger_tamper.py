@@ -1,4 +1,4 @@
-"""Tampering with a stored workspace, directly through sqlite3 and the file system, is detected.
+"""Tampering with a stored workspace, directly in its database and files, is detected.
 
 ``Workspace.verify()`` must raise a ``VerificationError`` subclass for every edit, deletion,
 reorder and truncation of stored events, for edits of the tree nodes, the kind and subject
@@ -9,9 +9,9 @@ indexes, blobs and checkpoints, and for a replayed older state; where one entry 
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _ledger_fixtures import build_workspace, copy_workspace, raw_db, restore_trust, save_trust
@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rowtrail as rt
+from _rawdb import copy_directory, restore_database
 from rowtrail.errors import (
     CheckpointError,
     LogIntegrityError,
@@ -45,10 +46,10 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def scratch(
     pristine: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[rt.Workspace, sqlite3.Connection]]:
+) -> Iterator[tuple[rt.Workspace, Any]]:
     """One shared copy for edit-and-restore tests (each test leaves it as it found it)."""
     path = tmp_path_factory.mktemp("scratch") / "ws"
-    shutil.copytree(pristine, path)
+    copy_directory(pristine, path)
     restore_trust(pristine.parent / "trust")
     ws = rt.init(path)
     with raw_db(path) as conn:
@@ -59,7 +60,7 @@ def scratch(
 @pytest.fixture
 def copy(pristine: Path, tmp_path: Path) -> Path:
     restore_trust(pristine.parent / "trust")
-    return Path(shutil.copytree(pristine, tmp_path / "ws"))
+    return Path(copy_directory(pristine, tmp_path / "ws"))
 
 
 def verify_fails(path_or_ws: Path | rt.Workspace) -> VerificationError:
@@ -75,11 +76,11 @@ def first_bad(path_or_ws: Path | rt.Workspace) -> int | None:
     return error.index
 
 
-def read(conn: sqlite3.Connection, column: str, index: int) -> bytes:
+def read(conn: Any, column: str, index: int) -> bytes:
     return bytes(conn.execute(f"SELECT {column} FROM events WHERE idx = ?", (index,)).fetchone()[0])
 
 
-def write(conn: sqlite3.Connection, column: str, index: int, value: bytes) -> None:
+def write(conn: Any, column: str, index: int, value: bytes) -> None:
     conn.execute(f"UPDATE events SET {column} = ? WHERE idx = ?", (value, index))
 
 
@@ -95,7 +96,7 @@ def test_pristine_copy_verifies(pristine: Path) -> None:
 
 @pytest.mark.slow
 def test_every_single_byte_edit_of_a_leaf_is_detected(
-    scratch: tuple[rt.Workspace, sqlite3.Connection],
+    scratch: tuple[rt.Workspace, Any],
 ) -> None:
     """Exhaustive over two leaves; the property test below covers any byte of any leaf."""
     ws, conn = scratch
@@ -112,7 +113,7 @@ def test_every_single_byte_edit_of_a_leaf_is_detected(
 @SETTINGS
 @given(st.integers(0, N - 1), st.data())
 def test_any_byte_edit_anywhere_names_the_entry(
-    scratch: tuple[rt.Workspace, sqlite3.Connection], index: int, data: st.DataObject
+    scratch: tuple[rt.Workspace, Any], index: int, data: st.DataObject
 ) -> None:
     ws, conn = scratch
     leaf = read(conn, "leaf", index)
@@ -128,7 +129,7 @@ def test_any_byte_edit_anywhere_names_the_entry(
 @SETTINGS
 @given(st.integers(0, N - 1), st.sampled_from(["leaf", "both"]))
 def test_an_entry_replaced_by_a_valid_event_is_detected(
-    scratch: tuple[rt.Workspace, sqlite3.Connection], index: int, what: str
+    scratch: tuple[rt.Workspace, Any], index: int, what: str
 ) -> None:
     """A whole, well-formed forged event (leaf hash recomputed too) breaks the tree above it."""
     ws, conn = scratch
@@ -163,7 +164,7 @@ def test_an_entry_replaced_by_a_valid_event_is_detected(
 @given(st.integers(0, N - 2))
 def test_deleting_an_entry_names_it(copy: Path, index: int) -> None:
     fresh = copy.parent / f"del-{index}"
-    shutil.copytree(copy, fresh)
+    copy_directory(copy, fresh)
     with raw_db(fresh) as conn:
         conn.execute("DELETE FROM events WHERE idx = ?", (index,))
     assert first_bad(fresh) == index
@@ -185,7 +186,7 @@ def test_swapping_two_entries_is_detected(copy: Path, i: int, j: int) -> None:
     fresh = copy.parent / f"swap-{i}-{j}"
     if fresh.exists():
         shutil.rmtree(fresh)
-    shutil.copytree(copy, fresh)
+    copy_directory(copy, fresh)
     with raw_db(fresh) as conn:
         rows = {k: (read(conn, "leaf", k), read(conn, "hashes", k)) for k in (i, j)}
         for k, other in ((i, j), (j, i)):
@@ -237,7 +238,7 @@ def test_covered_up_truncation_is_caught_by_checkpoints(copy: Path, keep: int) -
 @SETTINGS
 @given(st.integers(0, N - 1), st.data())
 def test_any_byte_edit_of_stored_hashes_is_detected(
-    scratch: tuple[rt.Workspace, sqlite3.Connection], index: int, data: st.DataObject
+    scratch: tuple[rt.Workspace, Any], index: int, data: st.DataObject
 ) -> None:
     ws, conn = scratch
     hashes = read(conn, "hashes", index)
@@ -338,7 +339,8 @@ def test_missing_blob_is_detected(copy: Path) -> None:
     "sql",
     [
         "UPDATE checkpoints SET size = 19 WHERE size = 20",
-        "UPDATE checkpoints SET root = zeroblob(32) WHERE size = 40",
+        "UPDATE checkpoints SET root = (SELECT root FROM checkpoints WHERE size = 20) "
+        "WHERE size = 40",
         "UPDATE checkpoints SET note = "
         "replace(note, char(10) || '40' || char(10), char(10) || '41' || char(10))",
         "UPDATE checkpoints SET note = (SELECT note FROM checkpoints WHERE size = 20) "
@@ -391,10 +393,7 @@ def test_replayed_older_state_is_detected(tmp_path: Path) -> None:
     ws.ledger.checkpoint()
     ws.verify()
     ws.close()
-    for name in ["rowtrail.db", "rowtrail.db-wal", "rowtrail.db-shm"]:
-        (tmp_path / "ws" / name).unlink(missing_ok=True)
-        if (old_state / name).exists():
-            shutil.copy2(old_state / name, tmp_path / "ws" / name)
+    restore_database(old_state, tmp_path / "ws")
     replayed = rt.open(tmp_path / "ws")
     assert replayed.ledger.size == 20
     error = verify_fails(replayed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rowtrail as rt
+from _rawdb import dump_tables
 from rowtrail.errors import (
     CanonicalEncodingError,
     CheckpointError,
@@ -62,17 +62,8 @@ def test_open_rejects_bad_locations(tmp_path: Path) -> None:
 
 
 def _dump(path: Path) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(str(path))
-    try:
-        tables = [
-            r[0]
-            for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
-        ]
-        return [
-            (t, *row) for t in tables for row in conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2")
-        ]
-    finally:
-        conn.close()
+    with raw_db(path) as conn:
+        return dump_tables(conn)
 
 
 def test_newer_schema_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
@@ -82,13 +73,13 @@ def test_newer_schema_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
         conn.execute(
             "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
         )
-    before = _dump(tmp_path / "ws" / "rowtrail.db")
+    before = _dump(tmp_path / "ws")
     with pytest.raises(
         SchemaVersionError,
         match=f"schema version {SCHEMA_VERSION + 1}.*up to {SCHEMA_VERSION}.*Upgrade",
     ):
         rt.open(tmp_path / "ws")
-    assert _dump(tmp_path / "ws" / "rowtrail.db") == before
+    assert _dump(tmp_path / "ws") == before
 
 
 def test_ledger_survives_reopen_at_every_size(tmp_path: Path) -> None:

@@ -163,18 +163,16 @@ def test_issue9_flush_retry_after_commit_records_once(tmp_path: Path) -> None:
 
 
 def test_issue9_load_lineage_refuses_an_edited_record(tmp_path: Path) -> None:
-    import sqlite3
-
+    from _rawdb import raw_connection
     from rowtrail.errors import VerificationError
 
     ws = rt.init(tmp_path / "ws")
     x = rt.track(np.arange(12.0).reshape(6, 2), source="grid", workspace=ws)
     rt.flush(x[x[:, 0] > 2], name="filtered")
     index = ws.ledger.indices(kind="lineage.persisted")[-1]
-    conn = sqlite3.connect(str(tmp_path / "ws" / "rowtrail.db"), isolation_level=None)
-    leaf = bytes(conn.execute("SELECT leaf FROM events WHERE idx = ?", (index,)).fetchone()[0])
-    conn.execute("UPDATE events SET leaf = ? WHERE idx = ?",
-                 (leaf.replace(b'"filtered"', b'"filterex"'), index))
-    conn.close()
+    with raw_connection(tmp_path / "ws") as conn:
+        leaf = bytes(conn.execute("SELECT leaf FROM events WHERE idx = ?", (index,)).fetchone()[0])
+        conn.execute("UPDATE events SET leaf = ? WHERE idx = ?",
+                     (leaf.replace(b'"filtered"', b'"filterex"'), index))
     with pytest.raises(VerificationError):
         rt.load_lineage(rt.open(tmp_path / "ws"), "filterex")

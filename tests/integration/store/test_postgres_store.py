@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _rawdb import dump_tables, raw_connection
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import rowtrail as rt
-from rowtrail.errors import SchemaVersionError, StateError, StorageError, VerificationError
+from _rawdb import dump_tables, raw_connection
+from rowtrail.errors import (
+    InvalidInputError,
+    SchemaVersionError,
+    StateError,
+    StorageError,
+    VerificationError,
+)
 from rowtrail.ledger import Ledger, NoteSigner, TrustStore
 from rowtrail.lineage import SOURCE_EVENT_KINDS, register_source
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
@@ -50,7 +56,8 @@ def test_workspace_lives_in_its_own_schema(tmp_path: Path, pg_url: str) -> None:
     assert recorded == {"url": pg_url, "schema": schema_name(a.workspace_id)}
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["database.json", "keys"]
     with rt.open(tmp_path / "a") as again:  # reconnects from database.json
-        assert again.ledger.size == 1 and again.workspace_id == a.workspace_id
+        assert again.ledger.size == 1
+        assert again.workspace_id == a.workspace_id
         again.verify()
 
 
@@ -63,6 +70,10 @@ def test_environment_chooses_postgresql_for_new_workspaces(
     monkeypatch.setenv("ROWTRAIL_DATABASE", pg_url)
     with rt.init(tmp_path / "pg") as ws:
         assert ws.db.dialect == "postgresql"
+    with rt.init(tmp_path / "forced", database="sqlite") as ws:  # whatever the environment
+        assert ws.db.dialect == "sqlite"
+    with pytest.raises(InvalidInputError, match="PostgreSQL workspace already"):
+        rt.init(tmp_path / "pg", database="sqlite")
     with rt.open(tmp_path / "lite") as lite:  # an existing workspace keeps its database
         assert lite.db.dialect == "sqlite"
 
@@ -84,7 +95,8 @@ def test_append_prove_checkpoint(tmp_path: Path, pg_url: str) -> None:
         assert ws.ledger.indices(subject=alice) == [0]
         assert ws.ledger.indices(kind="test.many") == list(range(1, 301))
         checkpoints = ws.ledger.checkpoints()
-        assert checkpoints[-1].size == 301 and checkpoints[-1].root == head.root
+        assert checkpoints[-1].size == 301
+        assert checkpoints[-1].root == head.root
         assert [e.event.payload["i"] for e in ws.ledger.entries([5, 2])] == [4, 1]
         report = ws.verify()
         assert report.size == 301
@@ -168,11 +180,14 @@ def test_translate_portable_sql() -> None:
         "CREATE TABLE r (k TEXT NOT NULL, n INTEGER, b BLOB, PRIMARY KEY (k, n)) WITHOUT ROWID"
     ) == 'CREATE TABLE r (k TEXT COLLATE "C" NOT NULL, n BIGINT, b BYTEA, PRIMARY KEY (k, n)) '
     assert translate("SELECT 'it''s ?', ?") == "SELECT 'it''s ?', %s"
+    assert translate("ALTER TABLE r ADD COLUMN score REAL") == (
+        "ALTER TABLE r ADD COLUMN score DOUBLE PRECISION"
+    )
 
 
 def test_portable_sql_on_both_databases(tmp_path: Path, pg_url: str) -> None:
     """What a projection of another module runs: DDL, ON CONFLICT, bytes, grouped texts."""
-    lite = rt.init(tmp_path / "lite", database=None)
+    lite = rt.init(tmp_path / "lite", database="sqlite")
     pg = pg_workspace(tmp_path, pg_url)
     results = []
     for ws in (lite, pg):
