@@ -1,7 +1,7 @@
 """Prediction logging for serving: batched, asynchronous, crash-safe (issue 13, DESIGN §8).
 
-A :class:`PredictionLogger` gives every prediction an id at once and makes it durable before
-``log`` returns: the record is appended (one ``write``) to a spool segment under
+A :class:`PredictionLogger` gives every prediction an id at once, and before ``log`` returns
+the record survives a crash of the process: it is appended (one ``write``) to a spool segment under
 ``<workspace>/spool/predictions/``; a background thread turns the spooled records into one
 ``registry.prediction_batch`` ledger event per flushed batch and deletes the segment once the
 event has committed. A process killed at any point leaves segments that the next logger of the
@@ -16,9 +16,9 @@ its id, time, output, input digest, input lineage (``recorded`` with the lineage
 ``unknown`` with the reason) and subject pseudonym (never a raw identifier). The subjects are
 also the event's ``subjects``, so subject audits and erasure find the batch. A subject's input
 is sealed in the blob under the subject's data key (as ``attribution.log_prediction`` does), so
-erasure shreds it; the input digest is SHA-256 over a random 16-byte nonce and the encoded
-input, the nonce kept inside the (sealed) input, so a digest in the ledger cannot be matched
-against guessed inputs once the key is gone.
+erasure shreds it; the input digest is SHA-256 over a random 16-byte nonce, the dtype, the
+shape and the raw little-endian bytes of the input, the nonce kept inside the (sealed) input,
+so a digest in the ledger cannot be matched against guessed inputs once the key is gone.
 
 Prediction ids are ``pred-<session>-<n>``: a random 64-bit session per logger and a counter.
 They are unique without coordination between replicas, cost nothing per call (no randomness,
