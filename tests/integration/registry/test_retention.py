@@ -169,3 +169,17 @@ def test_cli_retention_is_a_dry_run_unless_asked(tmp_path: Path, opened: Keep) -
     assert "expired: entry" in done.output
     assert not ws.blobs.has(blob)
     ws.verify()
+
+
+def test_only_a_list_of_digests_in_a_retention_event_excuses_a_missing_blob(
+    tmp_path: Path, opened: Keep
+) -> None:
+    ws, _, ids = _logged(tmp_path, opened)
+    blob = find_prediction(ws, ids[0]).blob
+    ws.ledger.append(RETENTION_EXPIRED_KIND, {"blobs": blob})  # not a list: names nothing
+    ws.ledger.append(RETENTION_EXPIRED_KIND, {"blobs": [1, None]})  # no digest in it
+    ws.blobs.path_of(blob).unlink()
+    with pytest.raises(LogIntegrityError, match="is missing"):
+        ws.verify()
+    ws.ledger.append(RETENTION_EXPIRED_KIND, {"blobs": [blob]})
+    ws.verify()
