@@ -117,11 +117,13 @@ def _named_blobs(ws: Workspace) -> tuple[dict[str, int], set[str]]:
             for entry in ws.ledger.entries(range(start, min(size, start + 5000))):
                 for digest in entry.event.blobs:
                     named.setdefault(digest, entry.index)
+                # The same rule as the ledger's verification: a redaction's "replaces" digest,
+                # a retention event's "blobs" list of digests.
                 key = _ACCOUNTED.get(entry.event.kind)
                 value = entry.event.payload.get(key) if key else None
-                if isinstance(value, str):
+                if key == "replaces" and isinstance(value, str):
                     gone.add(value)
-                elif isinstance(value, list):
+                elif key == "blobs" and isinstance(value, list):
                     gone.update(v for v in value if isinstance(v, str))
     return named, gone
 
