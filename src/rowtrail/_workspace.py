@@ -68,6 +68,12 @@ from rowtrail.ledger import (
 )
 from rowtrail.lineage import SOURCE_EVENT_KINDS, PipelineContext
 from rowtrail.lineage import pipeline as lineage_pipeline
+from rowtrail.registry._predictions import (
+    PREDICTION_BATCH_KIND,
+    project_predictions,
+    verify_prediction_cache,
+    verify_prediction_keys,
+)
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
 from rowtrail.store.registry_tables import (
     REGISTRY_EVENT_KINDS,
@@ -378,6 +384,8 @@ class Workspace:
         ledger_store.add_projection(SOURCE_EVENT_KINDS, self.lineage_store.project)
         ledger_store.add_projection(REGISTRY_EVENT_KINDS, project_registry)
         self._registry: Registry | None = None
+        # Serving (issue 13): the prediction lookup cache, projected from batch events.
+        ledger_store.add_projection([PREDICTION_BATCH_KIND], project_predictions)
         if new:
             self.ledger.pin_trust()
             self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
@@ -582,7 +590,7 @@ class Workspace:
 
         The registry's events are added to ``registry_events`` for the decision checks.
         """
-        kinds = set(SOURCE_EVENT_KINDS) | set(REGISTRY_EVENT_KINDS)
+        kinds = set(SOURCE_EVENT_KINDS) | set(REGISTRY_EVENT_KINDS) | {PREDICTION_BATCH_KIND}
         events: list[tuple[int, Event]] = []
         report = verify_log(
             self.ledger,
@@ -594,10 +602,15 @@ class Workspace:
             else None,
         )
         registry = set(REGISTRY_EVENT_KINDS)
-        lineage = [(i, e) for i, e in events if e.kind not in registry]
+        batches = [(i, e) for i, e in events if e.kind == PREDICTION_BATCH_KIND]
+        lineage = [
+            (i, e) for i, e in events if e.kind not in registry and e.kind != PREDICTION_BATCH_KIND
+        ]
         registry_events.extend((i, e) for i, e in events if e.kind in registry)
         rows = self.lineage_store.verify_caches(self.ledger, lineage, verifier=root.verifier)
         rows += verify_registry_caches(self.db, registry_events)
+        rows += verify_prediction_cache(self, batches)
+        verify_prediction_keys(self, batches)
         return report, rows
 
     # ------------------------------------------------------------ lifecycle

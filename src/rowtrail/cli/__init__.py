@@ -24,6 +24,7 @@ from rowtrail.cli._explain import explain
 from rowtrail.cli._ledger import init, ledger_app, trust, verify
 from rowtrail.cli._witness import verify_offline, witness_app
 from rowtrail.cli._registry import registry_app
+from rowtrail.cli._reproduce import reconcile, reproduce, retention_app
 
 __all__ = ["app", "main"]
 
@@ -44,6 +45,9 @@ app.add_typer(certificate_app, name="certificate")
 app.add_typer(witness_app, name="witness")
 app.command("verify-offline")(verify_offline)
 app.add_typer(registry_app, name="registry")
+app.command("reproduce")(reproduce)
+app.command("reconcile")(reconcile)
+app.add_typer(retention_app, name="retention")
 
 
 @app.command("demo")

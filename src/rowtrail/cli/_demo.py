@@ -31,6 +31,7 @@ from rowtrail.cli._demo_guard import MARKER, finish_marker, prepare_demo_dir, st
 from rowtrail.cli._demo_lineage import section as _lineage
 from rowtrail.cli._demo_registry import section as _registry
 from rowtrail.cli._demo_replay import section as _replay
+from rowtrail.cli._demo_serving import section as _serving
 from rowtrail.cli._demo_training import section as _training
 from rowtrail.errors import InvalidInputError, VerificationError
 from rowtrail.ledger import verify_inclusion
@@ -181,6 +182,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("attribution", _attribution),
     ("replay", _replay),
     ("registry", _registry),
+    ("serving", _serving),
     ("erasure", _erasure),
     ("evidence", _evidence),
     ("seal", _seal),

@@ -33,6 +33,7 @@ from rowtrail.ledger._trust import TrustRoot
 __all__ = ["VerifyReport", "verify_log"]
 
 _REDACTED = "erasure.redacted"
+_EXPIRED = "retention.expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,9 @@ def _check_entries(
     n_nodes = 0
     blobs_seen: set[str] = set()
     # A blob an event names may be missing only if a later ``erasure.redacted`` event says it
-    # replaced it (a redacted per-sample signal, DESIGN §6); checked once every entry is.
+    # replaced it (a redacted per-sample signal, DESIGN §6), or a later ``retention.expired``
+    # event says its retention ran out and names it (the leaf and its proofs stay); checked
+    # once every entry is.
     missing_blobs: dict[str, int] = {}
     replaced: dict[str, int] = {}
     for start in range(0, size, batch):
@@ -98,6 +101,9 @@ def _check_entries(
                 replaces = event.payload.get("replaces")
                 if event.kind == _REDACTED and isinstance(replaces, str):
                     replaced.setdefault(replaces, row.index)
+                if event.kind == _EXPIRED:
+                    for digest in _expired_blobs(event):
+                        replaced.setdefault(digest, row.index)
                 if visit is not None:
                     visit(row.index, event)
                 hashes.append(row.leaf_hash)
@@ -127,6 +133,14 @@ def _check_entries(
         if replaced.get(digest, -1) <= index:
             raise LogIntegrityError(f"entry {index}: blob {digest} is missing", index=index)
     return n_nodes, len(blobs_seen)
+
+
+def _expired_blobs(event: Event) -> list[str]:
+    """Return the blob digests a ``retention.expired`` event says were deleted."""
+    found = event.payload.get("blobs")
+    if not isinstance(found, list):
+        return []
+    return [digest for digest in found if isinstance(digest, str)]
 
 
 def _check_nodes(

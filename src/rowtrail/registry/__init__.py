@@ -48,3 +48,46 @@ __all__ = [
     "check_policy",
     "verify_registry",
 ]
+
+# --- serving (issue 13, branch serve): prediction logging, reproduce, reconcile, retention ---
+from rowtrail.registry._prediction_logger import PredictionLogger
+from rowtrail.registry._predictions import (
+    PREDICTION_BATCH_KIND,
+    PredictionRecord,
+    find_prediction,
+    load_prediction_input,
+    replay_prediction_spool,
+)
+from rowtrail.registry._reconcile import Mismatch, ReconcileReport, reconcile
+from rowtrail.registry._reproduce import ReproduceResult, reproduce
+from rowtrail.registry._retention import (
+    LEGAL_MINIMUM_DAYS,
+    ExpiredPayload,
+    RetentionPolicy,
+    RetentionReport,
+    apply_retention,
+    retention_policy,
+    set_retention_policy,
+)
+
+__all__ += [  # kept in isort order (CONSTANTS, Classes, functions) below
+    "LEGAL_MINIMUM_DAYS",
+    "PREDICTION_BATCH_KIND",
+    "ExpiredPayload",
+    "Mismatch",
+    "PredictionLogger",
+    "PredictionRecord",
+    "ReconcileReport",
+    "ReproduceResult",
+    "RetentionPolicy",
+    "RetentionReport",
+    "apply_retention",
+    "find_prediction",
+    "load_prediction_input",
+    "reconcile",
+    "replay_prediction_spool",
+    "reproduce",
+    "retention_policy",
+    "set_retention_policy",
+]
+__all__.sort(key=lambda n: (0 if n.isupper() else 1 if n[:1].isupper() else 2, n))

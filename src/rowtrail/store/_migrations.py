@@ -198,3 +198,23 @@ MIGRATIONS.append(
     )
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+# --- serving (issue 13): prediction lookup cache, numbered after the registry's tables (5) ---
+MIGRATIONS.append(
+    (
+        6,
+        [
+            # One row per logged prediction: the registry.prediction_batch event that records
+            # it and its position there. A cache: rebuilt from the ledger by verify, and every
+            # row read is checked against the proven event it names.
+            """CREATE TABLE registry_predictions (
+                prediction_id TEXT PRIMARY KEY,
+                deployment_id TEXT NOT NULL,
+                ledger_index INTEGER NOT NULL,
+                position INTEGER NOT NULL
+            )""",
+            "CREATE INDEX registry_predictions_index ON registry_predictions (ledger_index)",
+        ],
+    )
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]

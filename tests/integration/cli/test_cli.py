@@ -189,9 +189,18 @@ def test_demo_json_walks_the_chain(tmp_path: Path) -> None:
     code, out = invoke("registry", "deployments", "--workspace", str(tmp_path / "demo"),
                        "--json")
     assert code == 0
-    [deployment] = json.loads(out)
-    assert deployment["deployment_id"] == registry["deployment_id"]
+    # The registry section's deployment, and the serving section's (issue 13).
+    deployments = {d["deployment_id"]: d for d in json.loads(out)}
+    assert len(deployments) == 2
+    deployment = deployments[registry["deployment_id"]]
     assert deployment["alias"] == "production"
+    serving = data["serving"]
+    assert serving["deployment_id"] in deployments
+    assert serving["reproduced"] == "match"
+    code, out = invoke("reproduce", serving["prediction_ids"][1], "--workspace",
+                       str(tmp_path / "demo"), "--json")
+    assert code == 0, out
+    assert json.loads(out)["status"] == "match"
     code, out = invoke("verify", "--workspace", str(tmp_path / "demo"), "--json")
     assert code == 0
     assert json.loads(out)["size"] == data["ledger"]["size"]
