@@ -1,9 +1,36 @@
 """Interoperability: MLflow import and attachment, OpenLineage run events, W3C PROV export.
 
 Each speaks another tool's format from rowtrail's verified records; the extras it needs
-(``mlflow``, ``openlineage-python``, ``prov``) are imported only when used.
+(``mlflow``, ``openlineage-python``, ``prov``, ``jsonschema``) are imported only when used
+(``pip install 'rowtrail[interop]'``).
+
+- :func:`export_openlineage` / :func:`openlineage_events`: OpenLineage run events (file
+  transport) with a ``rowtrail_ledgerProof`` run facet, validated against the vendored
+  OpenLineage JSON schemas; :func:`verify_openlineage_event` checks the facet with the
+  verifier key alone.
+- :func:`export_prov` / :func:`prov_document`: a W3C PROV-JSON document.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from rowtrail.interop._openlineage import (
+    PROOF_FACET,
+    OpenLineageExport,
+    export_openlineage,
+    openlineage_events,
+    verify_openlineage_event,
+)
+from rowtrail.interop._prov import ProvExport, export_prov, prov_document
+from rowtrail.interop._schemas import validate_openlineage_event
+
+__all__ = [
+    "PROOF_FACET",
+    "OpenLineageExport",
+    "ProvExport",
+    "export_openlineage",
+    "export_prov",
+    "openlineage_events",
+    "prov_document",
+    "validate_openlineage_event",
+    "verify_openlineage_event",
+]

@@ -1,0 +1,502 @@
+"""OpenLineage run events from rowtrail's proven ledger records, and their verification.
+
+Each rowtrail activity becomes an OpenLineage run (`OpenLineage spec 2-0-2
+<https://openlineage.io/spec/2-0-2/OpenLineage.json>`_), emitted with the
+``openlineage-python`` client through its ``FileTransport`` (one JSON event per line):
+
+- a **training run** (``training.started`` / ``training.completed``): START, then COMPLETE,
+  FAIL (with an ``errorMessage`` facet naming the recorded exception class) or ABORT as its
+  seal records; a run with no seal has only its START (its end is unknown). Inputs are the
+  sources it trained on, the output its model (dataset version = the weights' digest);
+- a **pipeline** (``lineage.persisted``): COMPLETE only — the ledger records when its lineage
+  was persisted, not when it started. Inputs are its sources, outputs its named outputs
+  (dataset version = the lineage DAG digest);
+- a **registry run** (``registry.run``, when the registry records one): COMPLETE, inputs the
+  sources of its dataset versions, outputs the model versions registered from it.
+
+Datasets live in the namespace ``rowtrail://<origin>``; a source's ``version`` facet is its
+content digest (SHA-256 of its bytes), and its ``schema`` facet the recorded column types.
+Every event carries the custom run facet ``rowtrail_ledgerProof``: the ledger entry it was
+made from (index, exact leaf bytes, leaf hash), its RFC 9162 inclusion proof and the signed
+C2SP checkpoint note of that tree, so :func:`verify_openlineage_event` can check the event
+with the log's verifier key alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rowtrail._optional import require
+from rowtrail.errors import (
+    CheckpointError,
+    InclusionProofError,
+    InvalidInputError,
+    StateError,
+    VerificationError,
+)
+from rowtrail.interop._evidence import PRODUCER, Evidence, ProvenRecord, run_uuid
+from rowtrail.interop._schemas import validate_openlineage_event
+from rowtrail.ledger import (
+    Event,
+    NoteVerifier,
+    leaf_hash,
+    open_checkpoint,
+    verify_inclusion,
+)
+from rowtrail.ledger._events import format_time
+
+if TYPE_CHECKING:
+    from rowtrail._workspace import Workspace
+
+__all__ = [
+    "PROOF_FACET",
+    "OpenLineageExport",
+    "export_openlineage",
+    "openlineage_events",
+    "verify_openlineage_event",
+]
+
+#: Name of rowtrail's custom run facet.
+PROOF_FACET = "rowtrail_ledgerProof"
+PROOF_SCHEMA_URL = (
+    "https://rowtrail.dev/spec/facets/1-0-0/RowtrailLedgerProofRunFacet.json"
+    "#/$defs/RowtrailLedgerProofRunFacet"
+)
+#: Event kinds the OpenLineage export reads.
+OPENLINEAGE_KINDS = (
+    "source.registered",
+    "lineage.persisted",
+    "training.started",
+    "training.completed",
+    "registry.dataset_version",
+    "registry.run",
+    "registry.model_version",
+)
+_FEATURE = "OpenLineage export"
+
+
+def _ol() -> Any:
+    return require("openlineage.client.event_v2", extra="interop", feature=_FEATURE)
+
+
+@cache
+def _proof_facet_class() -> Any:
+    """Return the attrs class of the ``rowtrail_ledgerProof`` run facet (built on first use)."""
+    attr = require("attr", extra="interop", feature=_FEATURE)
+    base = require("openlineage.client.generated.base", extra="interop", feature=_FEATURE)
+
+    @attr.define(kw_only=True)
+    class RowtrailLedgerProofRunFacet(base.RunFacet):  # type: ignore[misc,name-defined]
+        origin: str
+        ledgerIndex: int  # noqa: N815 (OpenLineage field names are camelCase)
+        eventKind: str  # noqa: N815
+        leaf: str
+        leafHash: str  # noqa: N815
+        treeSize: int  # noqa: N815
+        rootHash: str  # noqa: N815
+        inclusionPath: list[str]  # noqa: N815
+        checkpoint: str
+
+        @staticmethod
+        def _get_schema() -> str:
+            return PROOF_SCHEMA_URL
+
+    return RowtrailLedgerProofRunFacet
+
+
+@dataclass(frozen=True)
+class OpenLineageExport:
+    """What :func:`export_openlineage` wrote: the file, its events and the runs they describe."""
+
+    path: Path
+    n_events: int
+    n_runs: int
+    tree_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON summary."""
+        return {"path": str(self.path), "n_events": self.n_events, "n_runs": self.n_runs,
+                "tree_size": self.tree_size}
+
+
+class _Builder:
+    """Turns proven records into OpenLineage client event objects."""
+
+    def __init__(self, evidence: Evidence) -> None:
+        self.evidence = evidence
+        self.namespace = f"rowtrail://{evidence.origin}"
+        self.ol = _ol()
+        self.facets = require(
+            "openlineage.client.generated", extra="interop", feature=_FEATURE
+        )
+        self.sources: dict[tuple[int, str], Mapping[str, Any]] = {}
+        for record in evidence.of("source.registered"):
+            payload = record.payload
+            self.sources[(int(payload["source_index"]), str(payload["digest"]))] = payload
+
+    # -------------------------------------------------------------- datasets
+    def source_input(self, source: Mapping[str, Any]) -> Any:
+        """Return the input dataset of a source reference ``{name, digest, source_index}``."""
+        registered = self.sources.get((int(source.get("source_index", -1)),
+                                       str(source.get("digest"))))
+        facets: dict[str, Any] = {
+            "version": self._version(str(source["digest"])),
+        }
+        schema = registered.get("schema") if registered is not None else None
+        if isinstance(schema, Mapping) and schema:
+            module = self._facet_module("schema_dataset")
+            facets["schema"] = module.SchemaDatasetFacet(producer=PRODUCER, fields=[
+                module.SchemaDatasetFacetFields(name=str(name), type=str(kind))
+                for name, kind in schema.items()
+            ])
+        return self.ol.InputDataset(self.namespace, f"source/{source['name']}", facets=facets)
+
+    def output(self, name: str, version: str | None) -> Any:
+        """Return an output dataset, with a version facet when its digest is known."""
+        facets = {} if version is None else {"version": self._version(version)}
+        return self.ol.OutputDataset(self.namespace, name, facets=facets)
+
+    def _version(self, digest: str) -> Any:
+        return self._facet_module("dataset_version_dataset").DatasetVersionDatasetFacet(
+            datasetVersion=digest, producer=PRODUCER
+        )
+
+    def _facet_module(self, name: str) -> Any:
+        return require(f"openlineage.client.generated.{name}", extra="interop", feature=_FEATURE)
+
+    # -------------------------------------------------------------- events
+    def event(
+        self,
+        state: str,
+        record: ProvenRecord,
+        *,
+        job: str,
+        job_type: str,
+        run_key: tuple[str, str],
+        inputs: Sequence[Any] = (),
+        outputs: Sequence[Any] = (),
+        error: str | None = None,
+    ) -> Any:
+        """Return one RunEvent made from ``record``, with its proof facet."""
+        run_facets: dict[str, Any] = {
+            PROOF_FACET: _proof_facet_class()(
+                producer=PRODUCER, **self.evidence.proof_json(record)
+            ),
+        }
+        if error is not None:
+            run_facets["errorMessage"] = self._facet_module(
+                "error_message_run"
+            ).ErrorMessageRunFacet(
+                message=error, programmingLanguage="python", producer=PRODUCER
+            )
+        job_facets = {
+            "jobType": self._facet_module("job_type_job").JobTypeJobFacet(
+                processingType="BATCH", integration="ROWTRAIL", jobType=job_type,
+                producer=PRODUCER,
+            )
+        }
+        return self.ol.RunEvent(
+            eventType=getattr(self.ol.RunState, state),
+            eventTime=format_time(record.entry.event.time),
+            run=self.ol.Run(runId=run_uuid(self.evidence.origin, *run_key), facets=run_facets),
+            job=self.ol.Job(namespace=self.namespace, name=job, facets=job_facets),
+            inputs=list(inputs),
+            outputs=list(outputs),
+            producer=PRODUCER,
+        )
+
+
+def run_key(kind: str, payload: Mapping[str, Any], index: int) -> tuple[str, str]:
+    """Return the ``(kind, key)`` the OpenLineage run id of a ledger event is derived from."""
+    if kind.startswith("training."):
+        return "training", str(payload["run"])
+    if kind == "registry.run":
+        return "registry-run", str(payload.get("run_id", index))
+    return "pipeline", str(index)
+
+
+def _run_key(record: ProvenRecord) -> tuple[str, str]:
+    return run_key(record.entry.event.kind, record.payload, record.index)
+
+
+def _training_events(builder: _Builder) -> list[tuple[int, Any]]:
+    evidence = builder.evidence
+    seals = {str(r.payload["run"]): r for r in evidence.of("training.completed")
+             if "run" in r.payload}
+    found: list[tuple[int, Any]] = []
+    for started in evidence.of("training.started"):
+        payload = started.payload
+        if "run" not in payload or "name" not in payload:
+            continue
+        job = f"training/{payload['name']}"
+        found.append((started.index, builder.event(
+            "START", started, job=job, job_type="TRAINING", run_key=_run_key(started)
+        )))
+        seal = seals.get(str(payload["run"]))
+        if seal is None:
+            continue  # no seal: how the run ended is unknown
+        status = str(seal.payload.get("status", "completed"))
+        state = status.partition(":")[0]
+        model = seal.payload.get("model")
+        digest = model.get("digest") if isinstance(model, Mapping) else None
+        data = seal.payload.get("data")
+        sources = data.get("sources", []) if isinstance(data, Mapping) else []
+        found.append((seal.index, builder.event(
+            {"completed": "COMPLETE", "aborted": "ABORT"}.get(state, "FAIL"),
+            seal, job=job, job_type="TRAINING", run_key=_run_key(seal),
+            inputs=[builder.source_input(source) for source in sources],
+            outputs=[builder.output(f"model/{payload['name']}",
+                                    digest if isinstance(digest, str) else None)],
+            error=None if state in ("completed", "aborted") else status,
+        )))
+    return found
+
+
+def _pipeline_events(builder: _Builder) -> list[tuple[int, Any]]:
+    found = []
+    for record in builder.evidence.of("lineage.persisted"):
+        payload = record.payload
+        name = str(payload.get("name", record.index))
+        outputs = [
+            builder.output(f"pipeline/{name}/{output['name']}", payload.get("dag_digest"))
+            for output in payload.get("outputs", [])
+            if isinstance(output, Mapping) and "name" in output
+        ]
+        found.append((record.index, builder.event(
+            "COMPLETE", record, job=f"pipeline/{name}", job_type="PIPELINE",
+            run_key=_run_key(record),
+            inputs=[builder.source_input(s) for s in payload.get("sources", [])],
+            outputs=outputs,
+        )))
+    return found
+
+
+def build_events(evidence: Evidence) -> list[Any]:
+    """Return the OpenLineage client RunEvents of ``evidence``, in ledger order."""
+    builder = _Builder(evidence)
+    found = _training_events(builder) + _pipeline_events(builder)
+    from rowtrail.interop._registry_view import registry_events
+
+    found += registry_events(builder)
+    return [event for _, event in sorted(found, key=lambda item: item[0])]
+
+
+def _to_json(event: Any) -> dict[str, Any]:
+    serde = require("openlineage.client.serde", extra="interop", feature=_FEATURE)
+    value: dict[str, Any] = json.loads(serde.Serde.to_json(event))
+    return value
+
+
+def openlineage_events(ws: Workspace) -> list[dict[str, Any]]:
+    """Return the OpenLineage RunEvents of a workspace as JSON objects, each validated.
+
+    Built only from proven ledger records (:mod:`rowtrail.interop._evidence`); reads only.
+
+    Raises
+    ------
+    StateError
+        The ledger holds no signed checkpoint yet.
+    VerificationError
+        A record's proof fails; nothing is returned.
+    """
+    from rowtrail.interop._evidence import collect_evidence
+
+    events = [_to_json(e) for e in build_events(collect_evidence(ws, OPENLINEAGE_KINDS))]
+    for event in events:
+        validate_openlineage_event(event)
+    return events
+
+
+def export_openlineage(ws: Workspace, path: str | os.PathLike[str]) -> OpenLineageExport:
+    """Emit the workspace's OpenLineage run events to ``path`` with the client's FileTransport.
+
+    The file gets one JSON event per line (the transport's append mode), START before
+    COMPLETE; every line written is read back and validated against the vendored OpenLineage
+    schemas (:func:`validate_openlineage_event`). Reads the workspace only.
+
+    Parameters
+    ----------
+    ws : Workspace
+        An open workspace (read-only is enough).
+    path : str or path
+        The file to write; it must not exist yet (an export is never mixed into another).
+
+    Returns
+    -------
+    OpenLineageExport
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` exists or its directory does not; nothing is written.
+    StateError
+        ``OPENLINEAGE_DISABLED`` is set (the client would drop every event).
+    VerificationError
+        A record's proof fails; nothing is written.
+
+    Examples
+    --------
+    >>> import tempfile, os, rowtrail as rt
+    >>> from rowtrail.interop import export_openlineage
+    >>> ws = rt.init(tempfile.mkdtemp())
+    >>> with ws.training_run("demo") as run:
+    ...     pass
+    >>> out = export_openlineage(ws, os.path.join(tempfile.mkdtemp(), "ol.jsonl"))
+    >>> out.n_events, out.n_runs
+    (2, 1)
+    """
+    target = Path(path)
+    if target.exists() or not target.parent.is_dir():
+        raise InvalidInputError(
+            f"path of export_openlineage must be a new file in an existing directory; got "
+            f"{str(target)!r}. Choose another path. Nothing was written."
+        )
+    from rowtrail.interop._evidence import collect_evidence
+
+    evidence = collect_evidence(ws, OPENLINEAGE_KINDS)
+    events = build_events(evidence)
+    client_module = require("openlineage.client", extra="interop", feature=_FEATURE)
+    file_module = require("openlineage.client.transport.file", extra="interop", feature=_FEATURE)
+    transport = file_module.FileTransport(
+        file_module.FileConfig(log_file_path=str(target), append=True)
+    )
+    client = client_module.OpenLineageClient(transport=transport, config={})
+    if client.transport is not transport:
+        raise StateError(
+            "the OpenLineage client is disabled (OPENLINEAGE_DISABLED is set), so it would drop "
+            "every event; unset it to export. Nothing was written."
+        )
+    for event in events:
+        client.emit(event)
+    written = [json.loads(line) for line in target.read_text("utf-8").splitlines() if line]
+    for event in written:
+        validate_openlineage_event(event)
+    runs = {event["run"]["runId"] for event in written}
+    return OpenLineageExport(target, len(written), len(runs), evidence.head.size)
+
+
+# ------------------------------------------------------------------ verification
+def _verifier_of(key: object) -> NoteVerifier:
+    if isinstance(key, NoteVerifier):
+        return key
+    if isinstance(key, str):
+        return NoteVerifier.from_vkey(key.strip())
+    trust_root = getattr(key, "trust_root", None)
+    if callable(trust_root):
+        verifier = trust_root().verifier
+        if isinstance(verifier, NoteVerifier):
+            return verifier
+    raise InvalidInputError(
+        "key of verify_openlineage_event must be a Workspace (its pinned key is used), a "
+        f"NoteVerifier or a verifier key string (`rowtrail ledger key`); got {type(key).__name__}"
+    )
+
+
+def _proof_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    run = event.get("run")
+    facets = run.get("facets") if isinstance(run, Mapping) else None
+    facet = facets.get(PROOF_FACET) if isinstance(facets, Mapping) else None
+    if not isinstance(facet, Mapping):
+        raise VerificationError(
+            f"event of verify_openlineage_event carries no {PROOF_FACET} run facet: there is no "
+            "rowtrail evidence to check"
+        )
+    try:
+        return {
+            "origin": str(facet["origin"]),
+            "index": int(facet["ledgerIndex"]),
+            "kind": str(facet["eventKind"]),
+            "leaf": base64.b64decode(str(facet["leaf"]), validate=True),
+            "leaf_hash": bytes.fromhex(str(facet["leafHash"])),
+            "size": int(facet["treeSize"]),
+            "root": bytes.fromhex(str(facet["rootHash"])),
+            "path": tuple(bytes.fromhex(str(step)) for step in facet["inclusionPath"]),
+            "note": str(facet["checkpoint"]),
+        }
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise VerificationError(f"{PROOF_FACET} facet is malformed: {exc}") from exc
+
+
+def _check_binding(event: Mapping[str, Any], fields: Mapping[str, Any], decoded: Event) -> None:
+    """Raise unless the proven ledger event is the one this run event says it was made from."""
+    if decoded.kind != fields["kind"]:
+        raise VerificationError(
+            f"{PROOF_FACET} says entry {fields['index']} is {fields['kind']!r} but its leaf is "
+            f"a {decoded.kind!r} event"
+        )
+    try:
+        key = run_key(decoded.kind, decoded.payload, fields["index"])
+    except KeyError as exc:
+        raise VerificationError(
+            f"{PROOF_FACET}: ledger entry {fields['index']} names no run: {exc}"
+        ) from exc
+    expected_run = run_uuid(fields["origin"], *key)
+    if event["run"].get("runId") != expected_run:
+        raise VerificationError(
+            f"runId {event['run'].get('runId')!r} is not the run of ledger entry "
+            f"{fields['index']} ({expected_run}): the proof was moved to another event"
+        )
+    if event.get("eventTime") != format_time(decoded.time):
+        raise VerificationError(
+            f"eventTime {event.get('eventTime')!r} differs from the time of ledger entry "
+            f"{fields['index']} ({format_time(decoded.time)})"
+        )
+
+
+def verify_openlineage_event(key: object, event: Mapping[str, Any]) -> None:
+    """Check an OpenLineage event's ``rowtrail_ledgerProof`` facet; raise if it does not hold.
+
+    Checks, with the verifier key only (no access to the workspace is needed): the checkpoint
+    note is signed by ``key`` and names the facet's tree size and root; the leaf bytes hash to
+    the leaf hash; the inclusion proof places that leaf at the index in that tree; the leaf
+    is a canonical rowtrail event of the stated kind, whose run and time are the event's
+    ``runId`` and ``eventTime``.
+
+    Parameters
+    ----------
+    key : Workspace, NoteVerifier or str
+        Whose signature to require: a workspace (its pinned verifier key, kept outside it), a
+        :class:`~rowtrail.ledger.NoteVerifier`, or a verifier key string as printed by
+        ``rowtrail ledger key``.
+    event : mapping
+        One event as JSON (a line of the export file, parsed).
+
+    Raises
+    ------
+    VerificationError
+        :class:`~rowtrail.errors.CheckpointError` (bad signature, another log),
+        :class:`~rowtrail.errors.InclusionProofError` (leaf or path altered), or a
+        :class:`~rowtrail.errors.VerificationError` naming the mismatch.
+    InvalidInputError
+        ``key`` is none of the accepted kinds.
+    """
+    verifier = _verifier_of(key)
+    fields = _proof_fields(event)
+    checkpoint = open_checkpoint(fields["note"], [verifier], origin=fields["origin"])
+    if checkpoint.size != fields["size"] or not hmac.compare_digest(
+        checkpoint.root, fields["root"]
+    ):
+        raise CheckpointError(
+            f"{PROOF_FACET}: the signed checkpoint is of size {checkpoint.size} and root "
+            f"{checkpoint.root.hex()}, not the proof's {fields['size']} and {fields['root'].hex()}"
+        )
+    if not hmac.compare_digest(leaf_hash(fields["leaf"]), fields["leaf_hash"]):
+        raise InclusionProofError(
+            f"{PROOF_FACET}: the leaf bytes of entry {fields['index']} do not hash to its leaf hash"
+        )
+    verify_inclusion(fields["index"], fields["size"], fields["leaf_hash"], fields["path"],
+                     fields["root"])
+    try:
+        decoded = Event.from_leaf(fields["leaf"])
+    except InvalidInputError as exc:
+        raise VerificationError(f"{PROOF_FACET}: the leaf is not a rowtrail event: {exc}") from exc
+    _check_binding(event, fields, decoded)
