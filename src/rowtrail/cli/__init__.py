@@ -21,6 +21,7 @@ from rowtrail.cli._common import (
 from rowtrail.cli._demo import run_demo
 from rowtrail.cli._erase import erase
 from rowtrail.cli._explain import explain
+from rowtrail.cli._interop import export_app, import_app, mlflow_app
 from rowtrail.cli._ledger import init, ledger_app, trust, verify
 
 __all__ = ["app", "main"]
@@ -39,6 +40,9 @@ app.command("explain")(explain)
 app.command("erase")(erase)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(certificate_app, name="certificate")
+app.add_typer(export_app, name="export")
+app.add_typer(import_app, name="import")
+app.add_typer(mlflow_app, name="mlflow")
 
 
 @app.command("demo")

@@ -9,10 +9,19 @@ Each speaks another tool's format from rowtrail's verified records; the extras i
   OpenLineage JSON schemas; :func:`verify_openlineage_event` checks the facet with the
   verifier key alone.
 - :func:`export_prov` / :func:`prov_document`: a W3C PROV-JSON document.
+- :func:`import_mlflow`: MLflow runs and registered model versions as registry records;
+  :func:`attach_to_mlflow` tags an MLflow run with its record's proof and signed checkpoint,
+  which :func:`verify_mlflow_tags` checks with the verifier key.
 """
 
 from __future__ import annotations
 
+from rowtrail.interop._mlflow import (
+    MLflowImport,
+    attach_to_mlflow,
+    import_mlflow,
+    verify_mlflow_tags,
+)
 from rowtrail.interop._openlineage import (
     PROOF_FACET,
     OpenLineageExport,
@@ -25,12 +34,16 @@ from rowtrail.interop._schemas import validate_openlineage_event
 
 __all__ = [
     "PROOF_FACET",
+    "MLflowImport",
     "OpenLineageExport",
     "ProvExport",
+    "attach_to_mlflow",
     "export_openlineage",
     "export_prov",
+    "import_mlflow",
     "openlineage_events",
     "prov_document",
     "validate_openlineage_event",
+    "verify_mlflow_tags",
     "verify_openlineage_event",
 ]

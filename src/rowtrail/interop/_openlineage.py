@@ -44,6 +44,7 @@ from rowtrail.errors import (
     VerificationError,
 )
 from rowtrail.interop._evidence import PRODUCER, Evidence, ProvenRecord, run_uuid
+from rowtrail.interop._registry_view import REGISTRY_KINDS, registry_events
 from rowtrail.interop._schemas import validate_openlineage_event
 from rowtrail.ledger import (
     Event,
@@ -77,9 +78,7 @@ OPENLINEAGE_KINDS = (
     "lineage.persisted",
     "training.started",
     "training.completed",
-    "registry.dataset_version",
-    "registry.run",
-    "registry.model_version",
+    *REGISTRY_KINDS,
 )
 _FEATURE = "OpenLineage export"
 
@@ -283,10 +282,7 @@ def _pipeline_events(builder: _Builder) -> list[tuple[int, Any]]:
 def build_events(evidence: Evidence) -> list[Any]:
     """Return the OpenLineage client RunEvents of ``evidence``, in ledger order."""
     builder = _Builder(evidence)
-    found = _training_events(builder) + _pipeline_events(builder)
-    from rowtrail.interop._registry_view import registry_events
-
-    found += registry_events(builder)
+    found = _training_events(builder) + _pipeline_events(builder) + registry_events(builder)
     return [event for _, event in sorted(found, key=lambda item: item[0])]
 
 

@@ -28,6 +28,7 @@ from urllib.parse import quote
 from rowtrail._optional import require
 from rowtrail.errors import InvalidInputError
 from rowtrail.interop._evidence import Evidence, ProvenRecord, collect_evidence
+from rowtrail.interop._registry_view import REGISTRY_KINDS, add_registry_prov
 
 if TYPE_CHECKING:
     from rowtrail._workspace import Workspace
@@ -46,10 +47,7 @@ PROV_KINDS = (
     "erasure.requested",
     "erasure.model_updated",
     "erasure.completed",
-    "registry.dataset",
-    "registry.run",
-    "registry.model",
-    "registry.deployment",
+    *REGISTRY_KINDS,
 )
 _FEATURE = "PROV export"
 
@@ -66,6 +64,8 @@ def _local(*parts: object) -> str:
 
 class _Graph:
     """Builds a ``prov.model.ProvDocument`` from evidence, one element per proven record."""
+
+    local = staticmethod(_local)
 
     def __init__(self, evidence: Evidence, subject: str | None) -> None:
         model = require("prov.model", extra="interop", feature=_FEATURE)
@@ -303,8 +303,6 @@ def _build(ws: Workspace, subject: object) -> _Graph:
     graph.add_sources()
     graph.add_pipelines()
     graph.add_training()
-    from rowtrail.interop._registry_view import add_registry_prov
-
     add_registry_prov(graph)
     graph.add_predictions()
     graph.add_erasures()

@@ -1,7 +1,8 @@
 """A small workspace with every event kind the interop exports read, built with the public API.
 
 Sources (a CSV with a subject column, a NumPy array), a persisted pipeline, a completed and a
-failed training run, a logged prediction about one subject and that subject's erasure.
+failed training run, the registry's dataset version, run, model version (the sealed weights)
+and deployment, a logged prediction about one subject and that subject's erasure.
 """
 
 # ruff: noqa: N806 - X, y: scikit-learn's naming
@@ -57,6 +58,13 @@ def build(root: Path, *, actor: str = "alice") -> Built:
     y = np.asarray(labels)[:, 0]
     with ws.training_run("scorecard", params={"l2": 1.0}) as run:
         fit = fit_logistic(X, y, l2=1.0, run=run)
+    sealed = ws.ledger.entries_of_kind("training.completed")[0].event.payload
+    weights = ws.blobs.get(sealed["model"]["digest"])
+    dataset = ws.registry.register_dataset("credit", sources=X)
+    logged = ws.registry.log_run("scorecard", params={"l2": 1.0}, datasets=[dataset],
+                                 training_run=run)
+    ws.registry.register_model("scorecard", weights, run=logged, flavor="bytes")
+    ws.registry.deploy("scorecard", 1, environment="prod-eu", config={"threshold": 0.5})
     try:
         with ws.training_run("broken"):
             raise ArithmeticError("diverged")
@@ -69,6 +77,5 @@ def build(root: Path, *, actor: str = "alice") -> Built:
         subjects=[subject],
     )
     ws.erase(subject=subject_raw, reason="GDPR Art. 17").run(ModelInput(fit, X=X, y=y))
-    sealed = ws.ledger.entries_of_kind("training.completed")[0].event.payload
     return Built(ws, root / "ws", csv, subject_raw, subject, prediction,
                  str(sealed["model"]["digest"]))

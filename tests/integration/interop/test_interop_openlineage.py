@@ -219,3 +219,19 @@ def test_missing_client_names_the_extra(
     with pytest.raises(MissingDependencyError, match=r"rowtrail\[interop\]"):
         export_openlineage(built.ws, tmp_path / "out.jsonl")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_registry_runs_are_emitted_with_their_model_versions(
+    built: Built, exported: list[dict[str, Any]]
+) -> None:
+    (event,) = _by_job(exported)["registry/scorecard"]
+    (run,) = built.ws.registry.runs()
+    (version,) = built.ws.registry.model_versions()
+    assert event["eventType"] == "COMPLETE"
+    assert event["run"]["facets"][PROOF_FACET]["ledgerIndex"] == run.index
+    assert {d["name"] for d in event["inputs"]} == {
+        f"source/{s['name']}" for d in run.datasets for s in d.sources
+    }
+    (output,) = event["outputs"]
+    assert output["facets"]["version"]["datasetVersion"] == version.artifact_digest
+    verify_openlineage_event(built.ws, event)

@@ -44,8 +44,8 @@ def test_round_trip_through_prov_gives_the_same_document(
 
 def test_counts_are_those_of_the_recorded_events(built: Built, exported: tuple[Any, Any]) -> None:
     result, document = exported
-    # 3 sources, 2 pipeline outputs ("prep"'s features, flush), the model, the erased model's
-    # update, the prediction, and the signed checkpoint.
+    # 3 sources, the pipeline outputs, the model and the erased model's update, the registry's
+    # dataset and model version, the prediction, and the signed checkpoint.
     entities = document["entity"]
     kinds = sorted(_attr(document, "entity", name, "prov:type") for name in entities)
     assert kinds.count("rtx:Source") == 3
@@ -55,6 +55,10 @@ def test_counts_are_those_of_the_recorded_events(built: Built, exported: tuple[A
     activities = sorted(_attr(document, "activity", n, "prov:type") for n in document["activity"])
     assert activities.count("rtx:TrainingRun") == 2
     assert activities.count("rtx:Erasure") == 1
+    assert activities.count("rtx:RegistryRun") == 1
+    assert activities.count("rtx:Deployment") == 1
+    assert kinds.count("rtx:DatasetVersion") == 1
+    assert kinds.count("rtx:ModelVersion") == 1
     assert activities.count("rtx:Pipeline") == len(
         built.ws.ledger.entries_of_kind("lineage.persisted")
     )
@@ -135,3 +139,27 @@ def test_missing_prov_names_the_extra(
     with pytest.raises(MissingDependencyError, match=r"rowtrail\[interop\]"):
         export_prov(built.ws, tmp_path / "p.json")
     assert not (tmp_path / "p.json").exists()
+
+
+def test_registry_entities_link_data_run_model_and_deployment(
+    built: Built, exported: tuple[Any, Any]
+) -> None:
+    _, document = exported
+    (run,) = built.ws.registry.runs()
+    (deployment,) = built.ws.registry.deployments()
+    used = {(r["prov:activity"], r["prov:entity"]) for r in document["used"].values()}
+    assert (f"rt:run/{run.run_id}", "rt:dataset/credit/v1") in used
+    assert (f"rt:deployment/{deployment.deployment_id}", "rt:model-version/scorecard/v1") in used
+    generated = {r["prov:entity"]: r["prov:activity"]
+                 for r in document["wasGeneratedBy"].values()}
+    assert generated["rt:model-version/scorecard/v1"] == f"rt:run/{run.run_id}"
+    derived = {(r["prov:generatedEntity"], r["prov:usedEntity"])
+               for r in document["wasDerivedFrom"].values()}
+    model = f"rt:model/{built.model_digest.replace(':', '%3A')}"
+    assert ("rt:model-version/scorecard/v1", model) in derived
+    assert ("rt:dataset/credit/v1", "rt:source/applicants.csv/v1") in derived
+    informed = {(r["prov:informed"], r["prov:informant"])
+                for r in document["wasInformedBy"].values()}
+    assert (f"rt:run/{run.run_id}", f"rt:training/{run.training_run}") in informed
+    version = document["entity"]["rt:model-version/scorecard/v1"]
+    assert version["rtx:artifactDigest"] == built.model_digest  # the sealed weights, bound

@@ -1,0 +1,552 @@
+"""MLflow: import runs and model versions into the registry; attach rowtrail evidence to runs.
+
+:func:`import_mlflow` reads an MLflow tracking store (any URI MLflow accepts; a local
+``sqlite:///…`` store or a ``file:`` directory must exist — nothing is created) and records:
+
+- each MLflow run as a registry run (:meth:`Registry.log_run`) named after its experiment, with
+  its params (as MLflow stores them: strings), latest metrics and the code commit MLflow
+  recorded (tag ``mlflow.source.git.commit``; ``None`` when absent — its dirty flag is
+  unknown), followed by an ``interop.mlflow_run`` event binding the registry run to the MLflow
+  facts: run and experiment ids, run name, status, start and end times, the user MLflow
+  recorded (``mlflow_user``; the rowtrail actor stays the configured one), its tags, and its
+  dataset inputs with MLflow's own dataset hash kept only as ``mlflow_digest`` (a truncated
+  MD5 that rowtrail never relies on);
+- each registered model version of an imported run as a registry model version
+  (:meth:`Registry.register_model`, flavor ``"bytes"``): the MLflow model directory, read
+  from the artifact store, packed as a deterministic tar whose SHA-256 is the artifact digest;
+  an ``interop.mlflow_model_version`` event records the MLflow name, version, source URI,
+  status, aliases and the SHA-256 of every file.
+
+Re-importing is idempotent: every fact recorded for an MLflow run is hashed
+(``content_digest``, over the canonical JSON of those facts, ``rowtrail.*`` tags excluded), and
+a run whose ``(mlflow_run_id, content_digest)`` is already named by a proven
+``interop.mlflow_run`` event is skipped; a model version is skipped when a proven
+``interop.mlflow_model_version`` event names its ``(name, version, artifact_digest)``. A run
+that changed in MLflow since (more metrics, finished) is imported again as a new registry run.
+
+:func:`attach_to_mlflow` sets ``rowtrail.*`` tags on an MLflow run: the matching registry
+record's ledger index, leaf hash and inclusion proof, the signed checkpoint (size, root, note),
+the verifier key, and the lineage digest of the run's data, so an MLflow user can find the
+evidence and check it (:func:`verify_mlflow_tags`) with the verifier key alone.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hmac
+import io
+import json
+import math
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from rowtrail._optional import require
+from rowtrail.errors import (
+    CheckpointError,
+    InvalidInputError,
+    StorageError,
+    VerificationError,
+)
+from rowtrail.hashing import canonical_json, sha256_digest
+from rowtrail.interop._evidence import ProvenRecord, collect_evidence
+from rowtrail.ledger import NoteVerifier, open_checkpoint, verify_inclusion
+from rowtrail.ledger._events import format_time
+
+if TYPE_CHECKING:
+    from rowtrail._workspace import Workspace
+
+__all__ = [
+    "MLFLOW_KINDS",
+    "MLflowImport",
+    "attach_to_mlflow",
+    "import_mlflow",
+    "verify_mlflow_tags",
+]
+
+RUN_KIND = "interop.mlflow_run"
+MODEL_KIND = "interop.mlflow_model_version"
+#: The ledger event kinds the MLflow import writes (beside the registry's own).
+MLFLOW_KINDS = (RUN_KIND, MODEL_KIND)
+TAG_PREFIX = "rowtrail."
+_FEATURE = "MLflow interop"
+_LOCAL_SCHEMES = ("sqlite", "file", "")
+_REMOTE_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+# ------------------------------------------------------------------ mlflow access
+def check_tracking_uri(uri: object, caller: str) -> str:
+    """Return ``uri`` if MLflow can read it without creating anything; raise otherwise."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidInputError(
+            f"tracking_uri of {caller} must be a non-empty MLflow tracking URI such as "
+            f"'sqlite:////path/mlflow.db'; got {uri!r}. Nothing was written."
+        )
+    scheme = urlparse(uri).scheme.split("+", 1)[0]
+    if scheme in _REMOTE_SCHEMES:
+        return uri
+    if scheme not in _LOCAL_SCHEMES:
+        raise InvalidInputError(
+            f"tracking_uri of {caller} must be sqlite:///, file:, a directory, http(s):// or a "
+            f"database URL MLflow supports; got {uri!r}. Nothing was written."
+        )
+    if scheme == "sqlite":
+        path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        if path is None or not path.is_file():
+            raise InvalidInputError(
+                f"tracking_uri of {caller} names no existing MLflow database: {uri!r} (MLflow "
+                "would create an empty one). Check the path. Nothing was written."
+            )
+    else:
+        path = Path(urlparse(uri).path if scheme == "file" else uri)
+        if not path.is_dir():
+            raise InvalidInputError(
+                f"tracking_uri of {caller} names no existing MLflow store directory: {uri!r}. "
+                "Check the path. Nothing was written."
+            )
+    return uri
+
+
+def _client(uri: str) -> Any:
+    tracking = require("mlflow.tracking", extra="mlflow", feature=_FEATURE)
+    return tracking.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _mlflow_error(exc: Exception, what: str, caller: str) -> Exception:
+    """Return the rowtrail error for an MLflow exception."""
+    code = getattr(exc, "error_code", "")
+    if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+        return InvalidInputError(f"{what} of {caller}: {exc}. Nothing was written.")
+    return StorageError(f"MLflow failed while {caller} read {what}: {exc}")
+
+
+def _paged(call: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    token = None
+    while True:
+        page = call(*args, page_token=token, **kwargs)
+        yield from page
+        token = getattr(page, "token", None)
+        if not token:
+            return
+
+
+def _utc(ms: object) -> str | None:
+    if not isinstance(ms, int):
+        return None
+    return format_time(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def _metric(value: float) -> float | str:
+    """A metric as JSON: non-finite values are kept as their text (canonical JSON has no NaN)."""
+    return value if math.isfinite(value) else str(value)
+
+
+# ------------------------------------------------------------------ facts
+def run_facts(run: Any, experiment: str) -> dict[str, Any]:
+    """Return what rowtrail records of an MLflow run (``rowtrail.*`` tags excluded)."""
+    info, data = run.info, run.data
+    tags = {k: v for k, v in sorted(data.tags.items()) if not k.startswith(TAG_PREFIX)}
+    inputs = getattr(run, "inputs", None)
+    datasets = []
+    for item in (getattr(inputs, "dataset_inputs", None) or []):
+        dataset = item.dataset
+        datasets.append({
+            "name": dataset.name,
+            "mlflow_digest": dataset.digest,  # truncated MD5: recorded, never relied on
+            "source_type": dataset.source_type,
+            "context": next((t.value for t in item.tags if t.key == "mlflow.data.context"),
+                            None),
+        })
+    return {
+        "mlflow_run_id": info.run_id,
+        "experiment_id": info.experiment_id,
+        "experiment": experiment,
+        "run_name": info.run_name,
+        "status": info.status,
+        "start_time": _utc(info.start_time),
+        "end_time": _utc(info.end_time),
+        "mlflow_user": info.user_id or tags.get("mlflow.user"),
+        "params": dict(sorted(data.params.items())),
+        "metrics": {k: _metric(float(v)) for k, v in sorted(data.metrics.items())},
+        "tags": tags,
+        "code": {"git_commit": tags.get("mlflow.source.git.commit"), "dirty": None},
+        "datasets": datasets,
+    }
+
+
+def pack_directory(root: Path) -> tuple[bytes, list[dict[str, Any]]]:
+    """Return a deterministic tar of ``root`` and the ``{path, sha256, size}`` of every file.
+
+    Names are sorted and relative; times, owners and modes are fixed, so the same files give
+    the same bytes (and artifact digest) wherever they are downloaded.
+    """
+    buffer = io.BytesIO()
+    manifest = []
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            name = path.relative_to(root).as_posix()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            archive.addfile(info, io.BytesIO(data))
+            manifest.append({"path": name, "sha256": sha256_digest(data), "size": len(data)})
+    return buffer.getvalue(), manifest
+
+
+def _artifact(client: Any, uri: str, version: Any) -> tuple[bytes, list[dict[str, Any]]]:
+    """Return the bytes of a model version's artifact (a directory packed) and its manifest."""
+    artifacts = require("mlflow.artifacts", extra="mlflow", feature=_FEATURE)
+    # The registry's download URI is the artifact store location itself; a ``models:/`` source
+    # would be resolved against MLflow's global tracking URI, not this store.
+    location = client.get_model_version_download_uri(version.name, version.version)
+    with tempfile.TemporaryDirectory(prefix="rowtrail-mlflow-") as tmp:
+        local = Path(artifacts.download_artifacts(
+            artifact_uri=location, dst_path=tmp, tracking_uri=uri
+        ))
+        if local.is_file():
+            data = local.read_bytes()
+            return data, [{"path": local.name, "sha256": sha256_digest(data), "size": len(data)}]
+        return pack_directory(local)
+
+
+# ------------------------------------------------------------------ import
+@dataclass(frozen=True)
+class ImportedRun:
+    """One MLflow run and the registry run it is recorded as (``new``: recorded now)."""
+
+    mlflow_run_id: str
+    run_id: str
+    run_index: int
+    import_index: int
+    content_digest: str
+    new: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ImportedModelVersion:
+    """One MLflow model version and the registry model version it is recorded as."""
+
+    mlflow_name: str
+    mlflow_version: int
+    name: str
+    version: int
+    artifact_digest: str
+    model_index: int
+    import_index: int
+    new: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class MLflowImport:
+    """What :func:`import_mlflow` found and recorded."""
+
+    runs: list[ImportedRun] = field(default_factory=list)
+    model_versions: list[ImportedModelVersion] = field(default_factory=list)
+
+    @property
+    def n_new(self) -> int:
+        """How many runs and model versions were recorded by this import."""
+        return sum(r.new for r in self.runs) + sum(m.new for m in self.model_versions)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "runs": [r.to_json() for r in self.runs],
+            "model_versions": [m.to_json() for m in self.model_versions],
+            "n_new": self.n_new,
+        }
+
+
+def _previous(ws: Workspace) -> tuple[dict[tuple[str, str], ProvenRecord],
+                                      dict[tuple[str, int, str], ProvenRecord]]:
+    """Return the proven import events, keyed by what makes an import the same."""
+    if ws.ledger.latest_checkpoint() is None:
+        return {}, {}
+    evidence = collect_evidence(ws, MLFLOW_KINDS)
+    runs = {(str(r.payload["mlflow_run_id"]), str(r.payload["content_digest"])): r
+            for r in evidence.of(RUN_KIND)}
+    models = {(str(r.payload["mlflow_name"]), int(r.payload["mlflow_version"]),
+               str(r.payload["artifact_digest"])): r for r in evidence.of(MODEL_KIND)}
+    return runs, models
+
+
+def _experiments(client: Any, experiment: str | None) -> dict[str, str]:
+    found = {e.experiment_id: e.name for e in _paged(client.search_experiments)}
+    if experiment is None:
+        return found
+    chosen = {k: v for k, v in found.items() if v == experiment}
+    if not chosen:
+        raise InvalidInputError(
+            f"experiment of import_mlflow must name an MLflow experiment; got {experiment!r}. "
+            f"Known: {sorted(found.values())}. Nothing was written."
+        )
+    return chosen
+
+
+def _import_run(ws: Workspace, facts: dict[str, Any],
+                previous: Mapping[tuple[str, str], ProvenRecord]) -> ImportedRun:
+    digest = sha256_digest(canonical_json(facts))
+    seen = previous.get((facts["mlflow_run_id"], digest))
+    if seen is not None:
+        return ImportedRun(facts["mlflow_run_id"], str(seen.payload["run_id"]),
+                           int(seen.payload["run_index"]), seen.index, digest, new=False)
+    registry = ws.registry
+    record = registry.log_run(facts["experiment"], params=facts["params"],
+                              metrics=facts["metrics"], code=facts["code"])
+    payload = {**facts, "content_digest": digest, "run_id": record.run_id,
+               "run_index": record.index}
+    index = ws.ledger.append(RUN_KIND, payload)
+    return ImportedRun(facts["mlflow_run_id"], record.run_id, record.index, index, digest,
+                       new=True)
+
+
+def _import_model(ws: Workspace, client: Any, uri: str, version: Any, run: ImportedRun,
+                  previous: Mapping[tuple[str, int, str], ProvenRecord]) -> ImportedModelVersion:
+    data, manifest = _artifact(client, uri, version)
+    digest = sha256_digest(data)
+    key = (str(version.name), int(version.version), digest)
+    seen = previous.get(key)
+    if seen is not None:
+        p = seen.payload
+        return ImportedModelVersion(key[0], key[1], str(p["name"]), int(p["version"]), digest,
+                                    int(p["model_index"]), seen.index, new=False)
+    registry = ws.registry
+    model = registry.register_model(key[0], data, run=registry.run(run.run_id), flavor="bytes")
+    payload = {
+        "mlflow_name": key[0], "mlflow_version": key[1], "artifact_digest": digest,
+        "source": str(version.source), "mlflow_run_id": run.mlflow_run_id,
+        "status": getattr(version, "status", None),
+        "created_at": _utc(getattr(version, "creation_timestamp", None)),
+        "mlflow_user": getattr(version, "user_id", None),
+        "aliases": sorted(getattr(version, "aliases", None) or []),
+        "tags": dict(sorted((getattr(version, "tags", None) or {}).items())),
+        "files": manifest, "name": model.name, "version": model.version,
+        "model_index": model.index, "run_id": run.run_id,
+    }
+    index = ws.ledger.append(MODEL_KIND, payload, blobs=[digest])
+    return ImportedModelVersion(key[0], key[1], model.name, model.version, digest, model.index,
+                                index, new=True)
+
+
+def import_mlflow(
+    ws: Workspace, tracking_uri: str, *, experiment: str | None = None
+) -> MLflowImport:
+    """Import MLflow runs and their registered model versions into the workspace's registry.
+
+    See the module docstring for what is recorded and how re-imports are recognised.
+
+    Parameters
+    ----------
+    ws : Workspace
+        A writable workspace; its actor is recorded on every event.
+    tracking_uri : str
+        The MLflow tracking store (``sqlite:////abs/path/mlflow.db``, a ``file:`` directory,
+        ``http(s)://…``); also used as the model registry URI.
+    experiment : str, optional
+        Import only this experiment's runs (default: every active experiment).
+
+    Returns
+    -------
+    MLflowImport
+        Every run and model version found, each with ``new`` telling whether it was recorded
+        now; ``n_new == 0`` on a re-import of an unchanged store.
+
+    Raises
+    ------
+    InvalidInputError
+        A malformed or missing store, an unknown experiment; nothing is written.
+    StorageError
+        MLflow failed to read the store.
+    MissingDependencyError
+        ``mlflow`` is not installed (``pip install 'rowtrail[mlflow]'``).
+    """
+    uri = check_tracking_uri(tracking_uri, "import_mlflow")
+    mlflow_exceptions = require("mlflow.exceptions", extra="mlflow", feature=_FEATURE)
+    client = _client(uri)
+    try:
+        experiments = _experiments(client, experiment)
+        runs = list(_paged(client.search_runs, list(experiments))) if experiments else []
+        versions = list(_paged(client.search_model_versions, ""))
+    except mlflow_exceptions.MlflowException as exc:
+        raise _mlflow_error(exc, "tracking_uri", "import_mlflow") from exc
+    previous_runs, previous_models = _previous(ws)
+    result = MLflowImport()
+    by_run: dict[str, ImportedRun] = {}
+    for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
+        facts = run_facts(run, experiments[run.info.experiment_id])
+        imported = _import_run(ws, facts, previous_runs)
+        by_run[imported.mlflow_run_id] = imported
+        result.runs.append(imported)
+    for version in sorted(versions, key=lambda v: (v.name, int(v.version))):
+        run = by_run.get(str(version.run_id))
+        if run is None:
+            continue  # a version of a run outside this import: its run is not recorded
+        try:
+            imported = _import_model(ws, client, uri, version, run, previous_models)
+        except mlflow_exceptions.MlflowException as exc:
+            raise _mlflow_error(exc, f"model {version.name} version {version.version}",
+                                "import_mlflow") from exc
+        result.model_versions.append(imported)
+    return result
+
+
+# ------------------------------------------------------------------ attach
+def _matching_import(ws: Workspace, run_id: str) -> tuple[ProvenRecord, Any] | None:
+    evidence = collect_evidence(ws, (RUN_KIND,))
+    found = [r for r in evidence.of(RUN_KIND) if r.payload.get("mlflow_run_id") == run_id]
+    return (found[-1], evidence) if found else None
+
+
+def _lineage_tags(run: Any) -> dict[str, str]:
+    datasets = [{"name": d.name, "version": d.version, "lineage_digest": d.lineage_digest,
+                 "lineage_status": d.lineage_status} for d in run.datasets]
+    known = [d["lineage_digest"] for d in datasets if d["lineage_status"] == "recorded"]
+    single = known[0] if len(datasets) == 1 and len(known) == 1 else "unknown"
+    return {
+        "lineage_digest": str(single),
+        "datasets": json.dumps(datasets, sort_keys=True, separators=(",", ":")),
+    }
+
+
+def attach_to_mlflow(
+    ws: Workspace,
+    run_id: str,
+    *,
+    tracking_uri: str,
+    registry_run: str | None = None,
+) -> dict[str, str]:
+    """Set ``rowtrail.*`` tags on MLflow run ``run_id``: where and how to verify its record.
+
+    The registry run is the one imported from ``run_id`` (the latest import) or, for a run
+    logged in rowtrail directly, ``registry_run``. Reads the workspace only.
+
+    Tags set: ``rowtrail.origin``, ``rowtrail.vkey`` (the pinned verifier key),
+    ``rowtrail.registry_run``, ``rowtrail.ledger_index`` / ``rowtrail.leaf_hash`` /
+    ``rowtrail.inclusion_path`` of its ``registry.run`` event, ``rowtrail.checkpoint.size`` /
+    ``.root`` / ``.note`` of the signed checkpoint that proof is for,
+    ``rowtrail.lineage_digest`` (the lineage DAG digest of its one dataset version;
+    ``"unknown"`` when it has none, several, or one whose lineage was not traced),
+    ``rowtrail.datasets`` (JSON) and ``rowtrail.model_digest`` (the sealed weights, when the
+    run wraps a training run).
+
+    Returns
+    -------
+    dict
+        The tags set.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown MLflow run, bad URI, or no registry run matches; nothing is written.
+    """
+    uri = check_tracking_uri(tracking_uri, "attach_to_mlflow")
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidInputError(
+            f"run_id of attach_to_mlflow must be an MLflow run id; got {run_id!r}"
+        )
+    mlflow_exceptions = require("mlflow.exceptions", extra="mlflow", feature=_FEATURE)
+    client = _client(uri)
+    try:
+        client.get_run(run_id)
+    except mlflow_exceptions.MlflowException as exc:
+        raise _mlflow_error(exc, "run_id", "attach_to_mlflow") from exc
+    tags = evidence_tags(ws, run_id, registry_run)
+    entities = require("mlflow.entities", extra="mlflow", feature=_FEATURE)
+    try:
+        client.log_batch(run_id, tags=[entities.RunTag(k, v) for k, v in sorted(tags.items())])
+    except mlflow_exceptions.MlflowException as exc:
+        raise _mlflow_error(exc, "run_id", "attach_to_mlflow") from exc
+    return tags
+
+
+def evidence_tags(ws: Workspace, mlflow_run_id: str, registry_run: str | None) -> dict[str, str]:
+    """Return the ``rowtrail.*`` tags for an MLflow run (see :func:`attach_to_mlflow`)."""
+    registry = ws.registry
+    if registry_run is None:
+        matched = _matching_import(ws, mlflow_run_id)
+        if matched is None:
+            raise InvalidInputError(
+                f"run_id of attach_to_mlflow: MLflow run {mlflow_run_id!r} was not imported "
+                "into this workspace. Import it first (rowtrail import mlflow) or name the "
+                "registry run it matches (registry_run=). Nothing was written."
+            )
+        registry_run = str(matched[0].payload["run_id"])
+    run = registry.run(registry_run)
+    evidence = collect_evidence(ws, ("registry.run",))
+    record = next((r for r in evidence.of("registry.run") if r.index == run.index), None)
+    if record is None:
+        raise InvalidInputError(
+            f"registry_run of attach_to_mlflow: run {registry_run!r} is not covered by the "
+            "signed checkpoint yet. Nothing was written."
+        )
+    head = evidence.head
+    model_digest = run.model_digest
+    tags = {
+        "origin": evidence.origin,
+        "vkey": ws.trust_root().verifier.vkey,
+        "registry_run": run.run_id,
+        "ledger_index": str(record.index),
+        "leaf_hash": record.leaf_hash_hex,
+        "inclusion_path": json.dumps([step.hex() for step in record.proof.path]),
+        "checkpoint.size": str(head.size),
+        "checkpoint.root": head.root.hex(),
+        "checkpoint.note": evidence.checkpoint_note,
+        **_lineage_tags(run),
+    }
+    if model_digest is not None:
+        tags["model_digest"] = str(model_digest)
+    return {TAG_PREFIX + key: value for key, value in tags.items()}
+
+
+def verify_mlflow_tags(key: object, tags: Mapping[str, str]) -> None:
+    """Check the ``rowtrail.*`` tags of an MLflow run with a verifier key; raise if they fail.
+
+    The checkpoint note must be signed by ``key`` (a :class:`~rowtrail.ledger.NoteVerifier`
+    or a verifier key string — not the ``rowtrail.vkey`` tag itself, which anyone who can
+    write tags could replace) and name the tagged size and root; the inclusion path must place
+    the tagged leaf hash at the tagged ledger index of that tree.
+
+    Raises
+    ------
+    VerificationError
+        A tag is missing or malformed, the signature or the proof fails.
+    """
+    verifier = key if isinstance(key, NoteVerifier) else None
+    if verifier is None:
+        if not isinstance(key, str):
+            raise InvalidInputError(
+                "key of verify_mlflow_tags must be a NoteVerifier or a verifier key string; "
+                f"got {type(key).__name__}"
+            )
+        verifier = NoteVerifier.from_vkey(key.strip())
+    try:
+        origin = tags[TAG_PREFIX + "origin"]
+        index = int(tags[TAG_PREFIX + "ledger_index"])
+        leaf = bytes.fromhex(tags[TAG_PREFIX + "leaf_hash"])
+        path: Sequence[bytes] = [bytes.fromhex(s) for s in
+                                 json.loads(tags[TAG_PREFIX + "inclusion_path"])]
+        size = int(tags[TAG_PREFIX + "checkpoint.size"])
+        root = bytes.fromhex(tags[TAG_PREFIX + "checkpoint.root"])
+        note = tags[TAG_PREFIX + "checkpoint.note"]
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise VerificationError(f"rowtrail tags of the MLflow run are missing or malformed: "
+                                f"{exc!r}") from exc
+    checkpoint = open_checkpoint(note, [verifier], origin=origin)
+    if checkpoint.size != size or not hmac.compare_digest(checkpoint.root, root):
+        raise CheckpointError(
+            "rowtrail.checkpoint.size/root of the MLflow run are not those of the signed note"
+        )
+    verify_inclusion(index, size, leaf, path, root)
