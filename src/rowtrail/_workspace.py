@@ -64,9 +64,15 @@ from rowtrail.ledger import (
 from rowtrail.lineage import SOURCE_EVENT_KINDS, PipelineContext
 from rowtrail.lineage import pipeline as lineage_pipeline
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
+from rowtrail.store.registry_tables import (
+    REGISTRY_EVENT_KINDS,
+    project_registry,
+    verify_registry_caches,
+)
 
 if TYPE_CHECKING:
     from rowtrail.attribution import Attributor, Explanation
+    from rowtrail.registry import Registry
     from rowtrail.training import TrainingRun
     from rowtrail.unlearning._job import ErasureJob
 
@@ -144,6 +150,11 @@ def _verify_bound_files(ws: Workspace) -> int:
     return verify_attribution_files(ws) + verify_feature_stores(ws)
 
 
+def _default_actor() -> str:
+    """Return ``$ROWTRAIL_ACTOR`` or ``"rowtrail"``: configured, never the OS user."""
+    return os.environ.get("ROWTRAIL_ACTOR") or "rowtrail"
+
+
 def _create_layout(path: Path) -> None:
     """Make a new workspace's directory and keys (mode 0700/0600); keep an existing one's."""
     if path.exists() and not path.is_dir():
@@ -215,7 +226,7 @@ class Workspace:
         self,
         path: Path,
         *,
-        actor: str = "rowtrail",
+        actor: str | None = None,
         now: Callable[[], datetime] | None = None,
         create: bool = False,
         read_only: bool = False,
@@ -254,12 +265,14 @@ class Workspace:
             self.blobs,
             signer,
             origin=self.origin,
-            actor=actor,
+            actor=_default_actor() if actor is None else actor,
             now=now,
             trust=self.trust,
         )
         self.lineage_store = SQLiteLineageStore(self.db, self.ledger)
         ledger_store.add_projection(SOURCE_EVENT_KINDS, self.lineage_store.project)
+        ledger_store.add_projection(REGISTRY_EVENT_KINDS, project_registry)
+        self._registry: Registry | None = None
         if new:
             self.ledger.pin_trust()
             self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
@@ -295,6 +308,20 @@ class Workspace:
         checkpoint = self.ledger.pin_trust()
         self.trust.pin_subject_key(self.origin, subject_key_check(self._secret))
         return checkpoint
+
+    # ------------------------------------------------------------ registry
+    @property
+    def registry(self) -> Registry:
+        """The registry audit trail (:class:`rowtrail.registry.Registry`) of this workspace.
+
+        Its actor is this handle's (``rt.open(..., actor=...)`` or ``$ROWTRAIL_ACTOR``).
+        """
+        self._check_open()
+        if self._registry is None:
+            from rowtrail.registry import Registry
+
+            self._registry = Registry(self)
+        return self._registry
 
     # ------------------------------------------------------------ training
     def training_run(self, name: str, **options: Any) -> TrainingRun:
@@ -442,7 +469,7 @@ class Workspace:
         progress: Callable[[int], None] | None,
     ) -> tuple[VerifyReport, int]:
         """Verify the log, then rebuild the cache tables from the events it decoded."""
-        kinds = set(SOURCE_EVENT_KINDS)
+        kinds = set(SOURCE_EVENT_KINDS) | set(REGISTRY_EVENT_KINDS)
         events: list[tuple[int, Event]] = []
         report = verify_log(
             self.ledger,
@@ -453,7 +480,10 @@ class Workspace:
             if event.kind in kinds
             else None,
         )
-        rows = self.lineage_store.verify_caches(self.ledger, events, verifier=root.verifier)
+        registry = set(REGISTRY_EVENT_KINDS)
+        lineage = [(i, e) for i, e in events if e.kind not in registry]
+        rows = self.lineage_store.verify_caches(self.ledger, lineage, verifier=root.verifier)
+        rows += verify_registry_caches(self.db, [(i, e) for i, e in events if e.kind in registry])
         return report, rows
 
     # ------------------------------------------------------------ lifecycle
@@ -485,7 +515,7 @@ class Workspace:
 def open_workspace(
     location: str | os.PathLike[str] | None = None,
     *,
-    actor: str = "rowtrail",
+    actor: str | None = None,
     now: Callable[[], datetime] | None = None,
     create: bool = False,
     read_only: bool = False,
@@ -500,8 +530,9 @@ def open_workspace(
     location : str or path, optional
         A directory, ``sqlite:///<dir>``, or (reserved) ``postgresql://…``. Defaults to
         ``$ROWTRAIL_WORKSPACE`` or ``./.rowtrail``.
-    actor : str
-        Default actor recorded on events appended through this handle.
+    actor : str, optional
+        Default actor recorded on events appended through this handle; default
+        ``$ROWTRAIL_ACTOR`` or ``"rowtrail"`` (never the operating-system user).
     now : callable, optional
         Clock returning an aware UTC datetime (inject for reproducible tests).
     create : bool
@@ -538,7 +569,7 @@ def open_workspace(
 def init_workspace(
     location: str | os.PathLike[str] | None = None,
     *,
-    actor: str = "rowtrail",
+    actor: str | None = None,
     now: Callable[[], datetime] | None = None,
 ) -> Workspace:
     """Create a workspace (or open the one already there) and return it.

@@ -9,7 +9,8 @@ keep ``except ValueError`` / ``except RuntimeError`` / ``except ImportError`` wo
     │   ├── CanonicalEncodingError
     │   └── WorkspaceNotFoundError
     ├── StateError (RuntimeError)
-    │   └── ShreddedError
+    │   ├── ShreddedError
+    │   └── PolicyRefusedError
     ├── LineageError
     │   └── UnknownSourceError (KeyError-free lookup failures)
     ├── StorageError
@@ -34,6 +35,8 @@ Warnings: ``RowtrailWarning`` > ``LineageFallbackWarning``, ``LineageLostWarning
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "BlobNotFoundError",
     "CanonicalEncodingError",
@@ -49,6 +52,7 @@ __all__ = [
     "LogIntegrityError",
     "MissingDependencyError",
     "MissingKeyError",
+    "PolicyRefusedError",
     "ReplayMismatchError",
     "RowtrailError",
     "RowtrailWarning",
@@ -95,6 +99,20 @@ class ShreddedError(StateError):
 
     The payload's record, its digest and every proof stay valid; only the plaintext is lost.
     """
+
+
+class PolicyRefusedError(StateError):
+    """The registry's declarative policy refused an action (a promotion, a run, a model).
+
+    ``reasons`` lists every reason (not only the first), and ``index`` is the ledger index of
+    the ``registry.refusal`` event that records the refusal (``None`` when nothing could be
+    recorded, e.g. on a read-only handle).
+    """
+
+    def __init__(self, message: str, *, reasons: Sequence[str], index: int | None) -> None:
+        super().__init__(message)
+        self.reasons = tuple(reasons)
+        self.index = index
 
 
 class LineageError(RowtrailError):

@@ -23,6 +23,7 @@ from rowtrail.cli._erase import erase
 from rowtrail.cli._explain import explain
 from rowtrail.cli._interop import export_app, import_app, mlflow_app
 from rowtrail.cli._ledger import init, ledger_app, trust, verify
+from rowtrail.cli._registry import registry_app
 
 __all__ = ["app", "main"]
 
@@ -40,6 +41,7 @@ app.command("explain")(explain)
 app.command("erase")(erase)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(certificate_app, name="certificate")
+app.add_typer(registry_app, name="registry")
 app.add_typer(export_app, name="export")
 app.add_typer(import_app, name="import")
 app.add_typer(mlflow_app, name="mlflow")

@@ -18,7 +18,7 @@ from rowtrail.cli._common import (
     handle_errors,
     open_ws,
 )
-from rowtrail.errors import InvalidInputError, StateError
+from rowtrail.errors import InvalidInputError, StateError, TrustRootError
 from rowtrail.ledger import TrustRoot
 
 __all__ = ["init", "ledger_app", "trust", "verify"]
@@ -194,6 +194,32 @@ def checkpoint(workspace: WorkspaceOption = None, as_json: JsonOption = False) -
             signed = ws.ledger.checkpoint()
         data = {"size": signed.size, "root": signed.root.hex(), "checkpoint": signed.note}
         emit(data, as_json=as_json, human=lambda: console.print(signed.note))
+
+
+@ledger_app.command("key")
+def key(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """Print the log's verifier key (C2SP vkey), so a third party can pin it.
+
+    The key is the workspace's, checked against the trust root kept outside the workspace;
+    save it and later run: rowtrail verify --vkey FILE --checkpoint FILE. Writes nothing.
+    """
+    with handle_errors(as_json=as_json):
+        ws = open_ws(workspace)
+        verifier = ws.ledger.verifier
+        pinned = ws.trust_root().verifier
+        if pinned.vkey != verifier.vkey:
+            raise TrustRootError(
+                f"the workspace's key {verifier.vkey} is not the key pinned for {ws.origin} "
+                f"({pinned.vkey}); do not publish it. Run `rowtrail verify`."
+            )
+        data = {
+            "origin": ws.origin,
+            "vkey": verifier.vkey,
+            "key_name": verifier.name,
+            "key_id": verifier.key_id.hex(),
+            "public_key": base64.b64encode(verifier.public_key).decode("ascii"),
+        }
+        emit(data, as_json=as_json, human=lambda: console.print(data["vkey"], soft_wrap=True))
 
 
 @ledger_app.command("export-trust")

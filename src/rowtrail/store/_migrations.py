@@ -106,3 +106,95 @@ MIGRATIONS.append(
     )
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+MIGRATIONS.append(
+    (
+        5,
+        [
+            # The registry's cache tables (rowtrail.store.registry_tables): one row per
+            # registry.* ledger event, keyed by its ledger index; rebuilt and compared by verify.
+            """CREATE TABLE registry_datasets (
+                ledger_index INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                lineage_digest TEXT,
+                lineage_status TEXT NOT NULL,
+                sources_json TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX registry_datasets_name ON registry_datasets (name, version)",
+            """CREATE TABLE registry_runs (
+                ledger_index INTEGER PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                training_run TEXT,
+                git_commit TEXT,
+                dirty INTEGER,
+                packages_digest TEXT,
+                params_json TEXT NOT NULL,
+                metrics_json TEXT NOT NULL,
+                datasets_json TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX registry_runs_id ON registry_runs (run_id)",
+            """CREATE TABLE registry_models (
+                ledger_index INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                run_id TEXT,
+                artifact_digest TEXT NOT NULL,
+                flavor TEXT NOT NULL,
+                weights_digest TEXT,
+                actor TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX registry_models_name ON registry_models (name, version)",
+            """CREATE TABLE registry_aliases (
+                ledger_index INTEGER PRIMARY KEY,
+                model TEXT NOT NULL,
+                alias TEXT NOT NULL,
+                version INTEGER,
+                previous INTEGER,
+                via TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX registry_aliases_model ON registry_aliases (model, alias)",
+            """CREATE TABLE registry_deployments (
+                ledger_index INTEGER PRIMARY KEY,
+                deployment_id TEXT NOT NULL,
+                model TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                alias TEXT,
+                environment TEXT NOT NULL,
+                config_digest TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX registry_deployments_id ON registry_deployments (deployment_id)",
+            """CREATE TABLE registry_reviews (
+                ledger_index INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,
+                model TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                passed INTEGER,
+                report_digest TEXT,
+                actor TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX registry_reviews_model ON registry_reviews (model, version)",
+            """CREATE TABLE registry_governance (
+                ledger_index INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                detail_json TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+        ],
+    )
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
