@@ -142,7 +142,7 @@ def _utc(ms: object) -> str | None:
 
 
 def _metric(value: float) -> float | str:
-    """A metric as JSON: non-finite values are kept as their text (canonical JSON has no NaN)."""
+    """Return a metric as JSON: non-finite values as their text (canonical JSON has no NaN)."""
     return value if math.isfinite(value) else str(value)
 
 
@@ -384,22 +384,20 @@ def import_mlflow(
         raise _mlflow_error(exc, "tracking_uri", "import_mlflow") from exc
     previous_runs, previous_models = _previous(ws)
     result = MLflowImport()
-    by_run: dict[str, ImportedRun] = {}
     for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
         facts = run_facts(run, experiments[run.info.experiment_id])
-        imported = _import_run(ws, facts, previous_runs)
-        by_run[imported.mlflow_run_id] = imported
-        result.runs.append(imported)
+        result.runs.append(_import_run(ws, facts, previous_runs))
+    by_run = {imported.mlflow_run_id: imported for imported in result.runs}
     for version in sorted(versions, key=lambda v: (v.name, int(v.version))):
-        run = by_run.get(str(version.run_id))
-        if run is None:
+        if str(version.run_id) not in by_run:
             continue  # a version of a run outside this import: its run is not recorded
         try:
-            imported = _import_model(ws, client, uri, version, run, previous_models)
+            model = _import_model(ws, client, uri, version, by_run[str(version.run_id)],
+                                  previous_models)
         except mlflow_exceptions.MlflowException as exc:
             raise _mlflow_error(exc, f"model {version.name} version {version.version}",
                                 "import_mlflow") from exc
-        result.model_versions.append(imported)
+        result.model_versions.append(model)
     return result
 
 
@@ -419,6 +417,13 @@ def _lineage_tags(run: Any) -> dict[str, str]:
         "lineage_digest": str(single),
         "datasets": json.dumps(datasets, sort_keys=True, separators=(",", ":")),
     }
+
+
+def _check_run_id(run_id: object) -> None:
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidInputError(
+            f"run_id of attach_to_mlflow must be an MLflow run id; got {run_id!r}"
+        )
 
 
 def attach_to_mlflow(
@@ -453,10 +458,7 @@ def attach_to_mlflow(
         Unknown MLflow run, bad URI, or no registry run matches; nothing is written.
     """
     uri = check_tracking_uri(tracking_uri, "attach_to_mlflow")
-    if not isinstance(run_id, str) or not run_id:
-        raise InvalidInputError(
-            f"run_id of attach_to_mlflow must be an MLflow run id; got {run_id!r}"
-        )
+    _check_run_id(run_id)
     mlflow_exceptions = require("mlflow.exceptions", extra="mlflow", feature=_FEATURE)
     client = _client(uri)
     try:

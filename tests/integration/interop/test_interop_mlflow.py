@@ -132,13 +132,15 @@ def test_import_records_runs_and_model_versions(
     assert sorted(r.mlflow_run_id for r in result.runs) == sorted(
         [store.lr_run, store.plain_run, store.other_run]
     )
-    assert all(r.new for r in result.runs) and len(result.model_versions) == 2
+    assert all(r.new for r in result.runs)
+    assert len(result.model_versions) == 2
     by_mlflow = {r.mlflow_run_id: ws.registry.run(r.run_id) for r in result.runs}
     lr = by_mlflow[store.lr_run]
     assert (lr.name, dict(lr.params), dict(lr.metrics)) == (
         "credit", {"C": "1.0", "penalty": "l2"}, {"auc": 0.81, "loss": 0.3}
     )
-    assert lr.code["git_commit"] == "0123abcd" and lr.code["dirty"] is None
+    assert lr.code["git_commit"] == "0123abcd"
+    assert lr.code["dirty"] is None
     assert lr.actor == "importer"  # the configured actor, not MLflow's user
     assert by_mlflow[store.plain_run].code["git_commit"] is None  # unknown, not guessed
     assert by_mlflow[store.plain_run].metrics == {"auc": "nan"}
@@ -146,7 +148,8 @@ def test_import_records_runs_and_model_versions(
     assert facts[store.lr_run]["mlflow_user"] == store.client().get_run(
         store.lr_run).info.user_id
     (dataset,) = facts[store.lr_run]["datasets"]
-    assert dataset["name"] == "train" and len(dataset["mlflow_digest"]) == 8
+    assert dataset["name"] == "train"
+    assert len(dataset["mlflow_digest"]) == 8
     assert facts[store.lr_run]["start_time"].endswith("Z")
 
 
@@ -183,7 +186,8 @@ def test_reimport_records_nothing_new_until_mlflow_changes(
     first = import_mlflow(ws, store.uri)
     size = ws.ledger.size
     again = import_mlflow(ws, store.uri)
-    assert again.n_new == 0 and ws.ledger.size == size
+    assert again.n_new == 0
+    assert ws.ledger.size == size
     assert [r.run_id for r in again.runs] == [r.run_id for r in first.runs]
     store.client().log_metric(store.other_run, "mae", 0.5)
     changed = import_mlflow(ws, store.uri)
@@ -198,7 +202,7 @@ def test_experiment_filter_and_bad_input_write_nothing(
     assert [r.mlflow_run_id for r in only.runs] == [store.other_run]
     assert only.model_versions == []
     size = ws.ledger.size
-    with pytest.raises(InvalidInputError, match="Known: .*credit"):
+    with pytest.raises(InvalidInputError, match=r"Known: .*credit"):
         import_mlflow(ws, store.uri, experiment="nope")
     missing = tmp_path / "none" / "mlflow.db"
     with pytest.raises(InvalidInputError, match="no existing MLflow database"):
@@ -273,16 +277,19 @@ def test_cli_import_attach_and_export(store: Store, tmp_path: Path) -> None:
                                 "--json"])
     assert again.exit_code == 0, again.output
     new = {r["mlflow_run_id"] for r in json.loads(again.output)["runs"] if r["new"]}
-    assert new and new.isdisjoint({store.lr_run, store.plain_run})  # only "other"'s runs
+    assert new
+    assert new.isdisjoint({store.lr_run, store.plain_run})
     human = runner.invoke(app, ["import", "mlflow", "--tracking-uri", store.uri, "-w", location])
-    assert human.exit_code == 0 and "0 recorded now" in human.output
+    assert human.exit_code == 0
+    assert "0 recorded now" in human.output
     result = runner.invoke(app, ["mlflow", "attach", store.plain_run, "--tracking-uri",
                                  store.uri, "-w", location, "--json"])
     assert result.exit_code == 0, result.output
     assert "rowtrail.checkpoint.note" in json.loads(result.output)
     bad = runner.invoke(app, ["mlflow", "attach", "f" * 32, "--tracking-uri", store.uri,
                               "-w", location, "--json"])
-    assert bad.exit_code == 1 and json.loads(bad.output)["error"] == "InvalidInputError"
+    assert bad.exit_code == 1
+    assert json.loads(bad.output)["error"] == "InvalidInputError"
 
 
 def test_missing_mlflow_names_the_extra(
