@@ -10,7 +10,10 @@
   facts: run and experiment ids, run name, status, start and end times, the user MLflow
   recorded (``mlflow_user``; the rowtrail actor stays the configured one), its tags, and its
   dataset inputs with MLflow's own dataset hash kept only as ``mlflow_digest`` (a truncated
-  MD5 that rowtrail never relies on);
+  MD5 that rowtrail never relies on). Its ``environment`` and ``hardware`` are ``None``:
+  unknown, as MLflow records neither (:meth:`Registry.log_run` takes no override for them
+  yet, so the registry run's own ``environment``/``hardware`` fields describe the importing
+  process, not the MLflow run);
 - each registered model version of an imported run as a registry model version
   (:meth:`Registry.register_model`, flavor ``"bytes"``): the MLflow model directory, read
   from the artifact store, packed as a deterministic tar whose SHA-256 is the artifact digest;
@@ -23,6 +26,10 @@ a run whose ``(mlflow_run_id, content_digest)`` is already named by a proven
 ``interop.mlflow_run`` event is skipped; a model version is skipped when a proven
 ``interop.mlflow_model_version`` event names its ``(name, version, artifact_digest)``. A run
 that changed in MLflow since (more metrics, finished) is imported again as a new registry run.
+The registry record and its ``interop.*`` event are two appends (the registry's own refusal
+events must commit even when an import fails, so they are not wrapped in one transaction):
+should the process die between them, the next import records that run or version again — a
+duplicate record, never a missing one.
 
 :func:`attach_to_mlflow` sets ``rowtrail.*`` tags on an MLflow run: the matching registry
 record's ledger index, leaf hash and inclusion proof, the signed checkpoint (size, root, note),
@@ -175,6 +182,9 @@ def run_facts(run: Any, experiment: str) -> dict[str, Any]:
         "metrics": {k: _metric(float(v)) for k, v in sorted(data.metrics.items())},
         "tags": tags,
         "code": {"git_commit": tags.get("mlflow.source.git.commit"), "dirty": None},
+        # MLflow records no environment lock or hardware: unknown for this run.
+        "environment": None,
+        "hardware": None,
         "datasets": datasets,
     }
 

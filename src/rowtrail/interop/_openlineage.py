@@ -11,8 +11,11 @@ Each rowtrail activity becomes an OpenLineage run (`OpenLineage spec 2-0-2
 - a **pipeline** (``lineage.persisted``): COMPLETE only — the ledger records when its lineage
   was persisted, not when it started. Inputs are its sources, outputs its named outputs
   (dataset version = the lineage DAG digest);
-- a **registry run** (``registry.run``, when the registry records one): COMPLETE, inputs the
-  sources of its dataset versions, outputs the model versions registered from it.
+- an **erasure job** (``erasure.requested`` / ``erasure.completed``): START, then COMPLETE
+  (FAIL for another recorded status); inputs the models before (version = weights digest),
+  outputs the updated models;
+- a **registry run** (``registry.run``): COMPLETE, inputs the sources of its dataset versions,
+  outputs the model versions registered from it (version = artifact digest).
 
 Datasets live in the namespace ``rowtrail://<origin>``; a source's ``version`` facet is its
 content digest (SHA-256 of its bytes), and its ``schema`` facet the recorded column types.
@@ -78,6 +81,9 @@ OPENLINEAGE_KINDS = (
     "lineage.persisted",
     "training.started",
     "training.completed",
+    "erasure.requested",
+    "erasure.model_updated",
+    "erasure.completed",
     *REGISTRY_KINDS,
 )
 _FEATURE = "OpenLineage export"
@@ -164,6 +170,11 @@ class _Builder:
         facets = {} if version is None else {"version": self._version(version)}
         return self.ol.OutputDataset(self.namespace, name, facets=facets)
 
+    def model_input(self, name: str, version: object) -> Any:
+        """Return a model as an input dataset, with its weights digest as version if known."""
+        facets = {"version": self._version(version)} if isinstance(version, str) else {}
+        return self.ol.InputDataset(self.namespace, name, facets=facets)
+
     def _version(self, digest: str) -> Any:
         return self._facet_module("dataset_version_dataset").DatasetVersionDatasetFacet(
             datasetVersion=digest, producer=PRODUCER
@@ -220,6 +231,8 @@ def run_key(kind: str, payload: Mapping[str, Any], index: int) -> tuple[str, str
         return "training", str(payload["run"])
     if kind == "registry.run":
         return "registry-run", str(payload.get("run_id", index))
+    if kind.startswith("erasure."):
+        return "erasure", str(payload["job"])
     return "pipeline", str(index)
 
 
@@ -279,10 +292,42 @@ def _pipeline_events(builder: _Builder) -> list[tuple[int, Any]]:
     return found
 
 
+def _erasure_events(builder: _Builder) -> list[tuple[int, Any]]:
+    evidence = builder.evidence
+    names = {str(r.payload.get("run")): str(r.payload.get("name"))
+             for r in evidence.of("training.started")}
+    updates: dict[str, list[ProvenRecord]] = {}
+    for record in evidence.of("erasure.model_updated"):
+        updates.setdefault(str(record.payload.get("job")), []).append(record)
+    done = {str(r.payload.get("job")): r for r in evidence.of("erasure.completed")}
+    found: list[tuple[int, Any]] = []
+    for requested in evidence.of("erasure.requested"):
+        job = str(requested.payload.get("job"))
+        found.append((requested.index, builder.event(
+            "START", requested, job="erasure", job_type="ERASURE", run_key=("erasure", job))))
+        completed = done.get(job)
+        if completed is None:
+            continue  # not completed: how it ended is unknown
+        changed = [(names.get(str(u.payload.get("run")), str(u.payload.get("run"))), u.payload)
+                   for u in updates.get(job, [])]
+        status = str(completed.payload.get("status"))
+        found.append((completed.index, builder.event(
+            "COMPLETE" if status == "completed" else "FAIL", completed, job="erasure",
+            job_type="ERASURE", run_key=("erasure", job),
+            inputs=[builder.model_input(f"model/{name}", p.get("model_digest_before"))
+                    for name, p in changed],
+            outputs=[builder.output(f"model/{name}", p.get("model_digest_after"))
+                     for name, p in changed],
+            error=None if status == "completed" else status,
+        )))
+    return found
+
+
 def build_events(evidence: Evidence) -> list[Any]:
     """Return the OpenLineage client RunEvents of ``evidence``, in ledger order."""
     builder = _Builder(evidence)
-    found = _training_events(builder) + _pipeline_events(builder) + registry_events(builder)
+    found = (_training_events(builder) + _pipeline_events(builder) + _erasure_events(builder)
+             + registry_events(builder))
     return [event for _, event in sorted(found, key=lambda item: item[0])]
 
 
@@ -333,7 +378,8 @@ def export_openlineage(ws: Workspace, path: str | os.PathLike[str]) -> OpenLinea
     Raises
     ------
     InvalidInputError
-        ``path`` exists or its directory does not; nothing is written.
+        ``path`` exists or its directory does not (nothing is written), or an event the
+        client wrote does not validate (the file is removed).
     StateError
         ``OPENLINEAGE_DISABLED`` is set (the client would drop every event).
     VerificationError
@@ -374,8 +420,12 @@ def export_openlineage(ws: Workspace, path: str | os.PathLike[str]) -> OpenLinea
     for event in events:
         client.emit(event)
     written = [json.loads(line) for line in target.read_text("utf-8").splitlines() if line]
-    for event in written:
-        validate_openlineage_event(event)
+    try:
+        for event in written:
+            validate_openlineage_event(event)
+    except InvalidInputError:
+        target.unlink()  # an invalid export is not left behind
+        raise
     runs = {event["run"]["runId"] for event in written}
     return OpenLineageExport(target, len(written), len(runs), evidence.head.size)
 

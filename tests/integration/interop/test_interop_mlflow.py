@@ -26,6 +26,7 @@ from rowtrail.errors import (
     InclusionProofError,
     InvalidInputError,
     MissingDependencyError,
+    StateError,
     VerificationError,
 )
 from rowtrail.interop import attach_to_mlflow, import_mlflow, verify_mlflow_tags
@@ -208,6 +209,8 @@ def test_experiment_filter_and_bad_input_write_nothing(
     with pytest.raises(InvalidInputError, match="no existing MLflow database"):
         import_mlflow(ws, f"sqlite:///{missing}")
     assert not missing.parent.exists()
+    with rt.open(ws.path, read_only=True) as reader, pytest.raises(StateError, match="read-only"):
+        import_mlflow(reader, store.uri)
     for bad in ("ftp://host/x", "", 3):
         with pytest.raises(InvalidInputError, match="tracking_uri of import_mlflow"):
             import_mlflow(ws, bad)  # type: ignore[arg-type]

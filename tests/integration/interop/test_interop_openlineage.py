@@ -235,3 +235,20 @@ def test_registry_runs_are_emitted_with_their_model_versions(
     (output,) = event["outputs"]
     assert output["facets"]["version"]["datasetVersion"] == version.artifact_digest
     verify_openlineage_event(built.ws, event)
+
+
+def test_erasure_jobs_replace_the_model_version(
+    built: Built, exported: list[dict[str, Any]]
+) -> None:
+    start, complete = _by_job(exported)["erasure"]
+    assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
+    assert start["run"]["runId"] == complete["run"]["runId"]
+    (update,) = built.ws.ledger.entries_of_kind("erasure.model_updated")
+    (before,) = complete["inputs"]
+    (after,) = complete["outputs"]
+    assert before["name"] == after["name"] == "model/scorecard"
+    assert before["facets"]["version"]["datasetVersion"] == built.model_digest
+    assert after["facets"]["version"]["datasetVersion"] == update.event.payload[
+        "model_digest_after"
+    ]
+    verify_openlineage_event(built.ws, complete)
