@@ -163,3 +163,32 @@ def test_registry_entities_link_data_run_model_and_deployment(
     assert (f"rt:run/{run.run_id}", f"rt:training/{run.training_run}") in informed
     version = document["entity"]["rt:model-version/scorecard/v1"]
     assert version["rtx:artifactDigest"] == built.model_digest  # the sealed weights, bound
+
+
+def test_served_predictions_are_generated_by_their_deployment(tmp_path: Path) -> None:
+    # The serving logger's batch event, as its module documents it (parallel lists per
+    # prediction); appended here directly, as the logger lives on another branch.
+    with rt.init(tmp_path / "ws", actor="svc") as ws:
+        ws.registry.register_model("m", b"weights", flavor="bytes")
+        deployment = ws.registry.deploy("m", 1, environment="prod")
+        mine, other = ws.pseudonymize("a-1"), ws.pseudonymize("a-2")
+        ws.ledger.append("registry.prediction_batch", {
+            "format": 1, "deployment": deployment.deployment_id, "method": "predict",
+            "n_predictions": 2, "ids": ["pred-x-0", "pred-x-1"],
+            "times": ["2026-03-01T00:00:00.000000Z", "2026-03-01T00:00:01.000000Z"],
+            "outputs": [[0.2, 0.8], 1], "input_digests": ["sha256:" + "a" * 64, None],
+            "input_lineage": [{"status": "unknown", "reason": "test"}] * 2,
+            "subjects": [mine, other],
+        }, subjects=[mine, other])
+        document = json.loads(prov_document(ws).serialize(format="json"))
+        only = json.loads(prov_document(ws, subject="a-1").serialize(format="json"))
+    prediction = document["entity"]["rt:prediction/pred-x-0"]
+    assert prediction["rtx:output"] == "[0.2,0.8]"
+    assert prediction["rtx:subject"] == mine
+    generated = {r["prov:entity"]: r["prov:activity"]
+                 for r in document["wasGeneratedBy"].values()}
+    assert generated["rt:prediction/pred-x-1"] == f"rt:deployment/{deployment.deployment_id}"
+    used = {(r["prov:activity"], r["prov:entity"]) for r in document["used"].values()}
+    assert (f"rt:deployment/{deployment.deployment_id}", "rt:model-version/m/v1") in used
+    assert "rt:prediction/pred-x-0" in only["entity"]
+    assert "rt:prediction/pred-x-1" not in only["entity"]
