@@ -29,6 +29,7 @@ from rowtrail.cli._demo_evidence import section as _evidence
 from rowtrail.cli._demo_frames import section as _frames
 from rowtrail.cli._demo_guard import MARKER, finish_marker, prepare_demo_dir, start_marker
 from rowtrail.cli._demo_lineage import section as _lineage
+from rowtrail.cli._demo_registry import section as _registry
 from rowtrail.cli._demo_replay import section as _replay
 from rowtrail.cli._demo_training import section as _training
 from rowtrail.errors import InvalidInputError, VerificationError
@@ -179,6 +180,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("training", _training),
     ("attribution", _attribution),
     ("replay", _replay),
+    ("registry", _registry),
     ("erasure", _erasure),
     ("evidence", _evidence),
     ("seal", _seal),

@@ -208,4 +208,4 @@ def stage_reasons(
                            "did not pass")
         else:
             used_attestations.append(latest[0])
-    return reasons, counted[:needed] if needed else [], used_attestations
+    return reasons, counted[:needed] if needed else [], sorted(used_attestations)

@@ -57,6 +57,17 @@ def _source_entry(info: Any) -> dict[str, Any]:
     }
 
 
+def _registered(sources: Sequence[Any], params: Mapping[str, Any]) -> Any:
+    """Return the registered source a lineage source op names (by index, else by bytes)."""
+    index = params.get("source_index")
+    name = params.get("name", params.get("source"))
+    for info in sources:
+        same = info.index == index if index is not None else info.name == name
+        if same and info.digest == params.get("digest"):
+            return info
+    return None
+
+
 def _lineage_digest(view: Any) -> str:
     """Digest of a lineage DAG: every op's name, kind, parameters, node and inputs."""
     ops = [
@@ -150,16 +161,17 @@ class Registry(Governance):
                 "rt.load_csv, ...) or a list of source names / (name, version); got "
                 f"{type(sources).__name__} ({exc})"
             ) from None
-        by_index = {s.index: s for s in store.list_sources()}
+        registered = store.list_sources()
         infos = []
         for op in view.ops():
             if op.kind != "source":
                 continue
-            info = by_index.get(int(op.params.get("source_index", -1)))
-            if info is None or info.digest != op.params.get("digest"):
+            info = _registered(registered, op.params)
+            if info is None:
+                name = op.params.get("name", op.params.get("source"))
                 raise InvalidInputError(
-                    f"sources of Registry.register_dataset come from {op.params.get('name')!r}, "
-                    "which is not registered in this workspace; trace it with workspace=ws"
+                    f"sources of Registry.register_dataset come from {name!r}, which is not "
+                    "registered in this workspace; trace it with workspace=ws"
                 )
             if info not in infos:
                 infos.append(info)

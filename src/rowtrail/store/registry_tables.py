@@ -115,12 +115,9 @@ def _row(kind: str, p: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
             _flag(p.get("passed")), p.get("report_digest"),
         )
     if kind in ("registry.policy", "registry.role", "registry.override", "registry.refusal"):
-        name = {
-            "registry.policy": "policy",
-            "registry.role": p.get("grantee"),
-            "registry.override": p.get("target_key"),
-            "registry.refusal": p.get("action"),
-        }[kind]
+        field = {"registry.policy": "policy", "registry.role": "grantee",
+                 "registry.override": "target_key", "registry.refusal": "action"}[kind]
+        name = "policy" if kind == "registry.policy" and p[field] is not None else p[field]
         return "registry_governance", (kind.removeprefix("registry."), str(name), _text(p))
     return None
 

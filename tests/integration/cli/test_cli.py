@@ -177,6 +177,21 @@ def test_demo_json_walks_the_chain(tmp_path: Path) -> None:
     assert replay["verified"] is True
     assert replay["method"] == "metagradient (exact, this model)"
     assert "replay" in methods
+    # Issue 13: registered, attested, one promotion refused (logged, with its reason), a
+    # second approval, promoted, deployed; the version is bound to the sealed fit.
+    registry = data["registry"]
+    assert registry["dataset"]["lineage_status"] == "recorded"
+    assert registry["binding"] == "artifact"
+    assert registry["refusal"]["reasons"] == [
+        "approvals: 1 of 2 required by distinct actors with the 'approver' role"
+    ]
+    assert registry["promotion_index"] > registry["refusal"]["index"]
+    code, out = invoke("registry", "deployments", "--workspace", str(tmp_path / "demo"),
+                       "--json")
+    assert code == 0
+    [deployment] = json.loads(out)
+    assert deployment["deployment_id"] == registry["deployment_id"]
+    assert deployment["alias"] == "production"
     code, out = invoke("verify", "--workspace", str(tmp_path / "demo"), "--json")
     assert code == 0
     assert json.loads(out)["size"] == data["ledger"]["size"]
