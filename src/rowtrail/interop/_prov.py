@@ -3,11 +3,14 @@
 The document (`PROV-DM <https://www.w3.org/TR/prov-dm/>`_, serialized as
 `PROV-JSON <https://www.w3.org/submissions/prov-json/>`_) answers "what was this decision, this
 model, made from, by whom": entities are sources (by content digest), pipeline outputs, model
-weights (by digest), registry dataset and model versions, and predictions; activities are
-pipelines, training runs, registry runs and erasures; agents are the actors recorded on the
-events. Relations: ``used``, ``wasGeneratedBy``, ``wasDerivedFrom`` (a model from its sources,
-a prediction from its model, an erased model's update from the model before, as a revision),
-``wasAssociatedWith`` and ``wasAttributedTo``.
+weights (by digest), registry dataset and model versions, and predictions (logged ones and
+those served by a deployment); activities are pipelines, training runs, registry runs,
+deployments, approvals, attestations, alias moves (promotions) and erasures; agents are the
+actors recorded on the events. Relations: ``used``, ``wasGeneratedBy``, ``wasDerivedFrom`` (a
+model from its sources, a prediction from its model, an erased model's update from the model
+before, as a revision), ``wasInformedBy`` (a promotion by the approvals and attestations its
+gate relied on; a registry run by its training run), ``wasAssociatedWith`` and
+``wasAttributedTo``. Free-text comments are not exported.
 
 Every element names the ledger entry it was built from (``rtx:ledgerIndex``,
 ``rtx:leafHash``), and the entity ``rt:checkpoint`` the signed checkpoint (tree size, root,

@@ -23,7 +23,15 @@ REGISTRY_KINDS = (
     "registry.run",
     "registry.model",
     "registry.deployment",
+    "registry.approval",
+    "registry.attestation",
+    "registry.alias",
     "registry.prediction_batch",
+)
+_GOVERNANCE = (
+    ("registry.approval", "Approval", ("version", "stage")),
+    ("registry.attestation", "Attestation", ("version", "kind", "passed", "report_digest")),
+    ("registry.alias", "AliasChange", ("alias", "version", "previous", "via")),
 )
 
 
@@ -92,6 +100,9 @@ def add_registry_prov(graph: Any) -> None:
         _add_run(graph, record)
     for record in evidence.of("registry.model"):
         _add_model(graph, record)
+    for kind, name, fields in _GOVERNANCE:
+        for record in evidence.of(kind):
+            _add_governance(graph, record, name, fields)
     for record in evidence.of("registry.deployment"):
         p = record.payload
         activity = graph.rt[local("deployment", p.get("deployment_id"))]
@@ -104,6 +115,28 @@ def add_registry_prov(graph: Any) -> None:
             graph.doc.used(activity, model)
     for record in evidence.of("registry.prediction_batch"):
         _add_predictions(graph, record)
+
+
+def _add_governance(graph: Any, record: Any, name: str, fields: tuple[str, ...]) -> None:
+    """Add an approval, attestation or alias move: an activity on a model version by an actor.
+
+    Free-text comments are not exported. An alias move is informed by the approvals and
+    attestations its policy gate relied on.
+    """
+    p = record.payload
+    camel = {f: "".join(w.capitalize() if i else w for i, w in enumerate(f.split("_")))
+             for f in fields}
+    camel.update({"kind": "attestationKind"} if "kind" in camel else {})
+    activity = graph.rt[graph.local(name.lower(), record.index)]
+    graph.doc.activity(activity, None, record.entry.event.time, graph.attrs(
+        record, name, model=p.get("model"), **{camel[f]: p.get(f) for f in fields}))
+    graph.doc.wasAssociatedWith(activity, graph.agent(record))
+    model = graph.rt[graph.local("model-version", p.get("model"), f"v{p.get('version')}")]
+    if str(model) in graph.entities:
+        graph.doc.used(activity, model)
+    for field_name, kind in (("approvals", "approval"), ("attestations", "attestation")):
+        for index in p.get(field_name) or []:
+            graph.doc.wasInformedBy(activity, graph.rt[graph.local(kind, index)])
 
 
 def _add_predictions(graph: Any, record: Any) -> None:

@@ -64,7 +64,14 @@ def build(root: Path, *, actor: str = "alice") -> Built:
     logged = ws.registry.log_run("scorecard", params={"l2": 1.0}, datasets=[dataset],
                                  training_run=run)
     ws.registry.register_model("scorecard", weights, run=logged, flavor="bytes")
-    ws.registry.deploy("scorecard", 1, environment="prod-eu", config={"threshold": 0.5})
+    ws.registry.grant_role(actor, "approver")
+    ws.registry.set_policy({"stages": {"production": {
+        "approvals": 1, "approver_role": "approver", "attestations": {"tests": "passed"}}}})
+    ws.registry.attest("scorecard", 1, kind="tests", passed=True, report={"auc": 0.8})
+    ws.registry.approve("scorecard", 1, stage="production", comment="ok")
+    ws.registry.promote("scorecard", 1, stage="production")
+    ws.registry.deploy("scorecard", "production", environment="prod-eu",
+                       config={"threshold": 0.5})
     try:
         with ws.training_run("broken"):
             raise ArithmeticError("diverged")

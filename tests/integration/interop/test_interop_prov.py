@@ -192,3 +192,23 @@ def test_served_predictions_are_generated_by_their_deployment(tmp_path: Path) ->
     assert (f"rt:deployment/{deployment.deployment_id}", "rt:model-version/m/v1") in used
     assert "rt:prediction/pred-x-0" in only["entity"]
     assert "rt:prediction/pred-x-1" not in only["entity"]
+
+
+def test_approvals_and_promotions_name_their_actors_and_evidence(
+    built: Built, exported: tuple[Any, Any]
+) -> None:
+    _, document = exported
+    (change,) = built.ws.registry.history("scorecard")
+    assert change.approvals and change.attestations  # the policy's gate relied on them
+    activity = f"rt:aliaschange/{change.index}"
+    assert document["activity"][activity]["rtx:alias"] == "production"
+    informed = {r["prov:informant"] for r in document["wasInformedBy"].values()
+                if r["prov:informed"] == activity}
+    assert informed == {f"rt:approval/{i}" for i in change.approvals} | {
+        f"rt:attestation/{i}" for i in change.attestations
+    }
+    used = {(r["prov:activity"], r["prov:entity"]) for r in document["used"].values()}
+    for name in informed | {activity}:
+        assert (name, "rt:model-version/scorecard/v1") in used
+    assert "ok" not in {v for a in document["activity"].values() for v in a.values()
+                        if isinstance(v, str)}  # free-text comments are not exported
