@@ -199,7 +199,9 @@ def test_approvals_and_promotions_name_their_actors_and_evidence(
 ) -> None:
     _, document = exported
     (change,) = built.ws.registry.history("scorecard")
-    assert change.approvals and change.attestations  # the policy's gate relied on them
+    # the policy's gate relied on them
+    assert change.approvals
+    assert change.attestations
     activity = f"rt:aliaschange/{change.index}"
     assert document["activity"][activity]["rtx:alias"] == "production"
     informed = {r["prov:informant"] for r in document["wasInformedBy"].values()
