@@ -381,7 +381,8 @@ def export_openlineage(ws: Workspace, path: str | os.PathLike[str]) -> OpenLinea
         ``path`` exists or its directory does not (nothing is written), or an event the
         client wrote does not validate (the file is removed).
     StateError
-        ``OPENLINEAGE_DISABLED`` is set (the client would drop every event).
+        ``OPENLINEAGE_DISABLED`` is set (the client would drop every event), or the client's
+        own configuration filtered some events out (the file is removed).
     VerificationError
         A record's proof fails; nothing is written.
 
@@ -421,10 +422,16 @@ def export_openlineage(ws: Workspace, path: str | os.PathLike[str]) -> OpenLinea
         client.emit(event)
     written = [json.loads(line) for line in target.read_text("utf-8").splitlines() if line]
     try:
+        if len(written) != len(events):
+            raise StateError(
+                f"the OpenLineage client wrote {len(written)} of {len(events)} events: its "
+                "configuration (openlineage.yml, OPENLINEAGE__* variables) filters events. "
+                "Remove the filter to export. Nothing was kept."
+            )
         for event in written:
             validate_openlineage_event(event)
-    except InvalidInputError:
-        target.unlink()  # an invalid export is not left behind
+    except (InvalidInputError, StateError):
+        target.unlink()  # an invalid or partial export is not left behind
         raise
     runs = {event["run"]["runId"] for event in written}
     return OpenLineageExport(target, len(written), len(runs), evidence.head.size)

@@ -252,3 +252,14 @@ def test_erasure_jobs_replace_the_model_version(
         "model_digest_after"
     ]
     verify_openlineage_event(built.ws, complete)
+
+
+def test_a_client_configured_to_drop_events_leaves_no_partial_export(
+    built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "openlineage.yml"
+    config.write_text("filters:\n  - type: exact\n    match: training/broken\n")
+    monkeypatch.setenv("OPENLINEAGE_CONFIG", str(config))
+    with pytest.raises(StateError, match="filters events"):
+        export_openlineage(built.ws, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
