@@ -120,3 +120,32 @@ def mlflow_attach_command(
             f"set {len(tags)} rowtrail.* tags on MLflow run {run_id} (ledger index "
             f"{tags['rowtrail.ledger_index']}, checkpoint size {tags['rowtrail.checkpoint.size']})"
         ))
+
+
+@mlflow_app.command("verify")
+def mlflow_verify_command(
+    run_id: Annotated[str, typer.Argument(help="The MLflow run id.")],
+    tracking_uri: TrackingUriOption,
+    vkey: Annotated[
+        str,
+        typer.Option(help="The log's verifier key, or a file holding it (`rowtrail ledger "
+                     "key`); never taken from the run's own tags."),
+    ],
+    as_json: JsonOption = False,
+    traceback: TracebackOption = False,
+) -> None:
+    """Check an MLflow run's rowtrail.* tags against a pinned verifier key (no workspace)."""
+    from rowtrail.interop import read_mlflow_tags, verify_mlflow_tags
+
+    with handle_errors(as_json=as_json, traceback=traceback):
+        key = Path(vkey).read_text("utf-8").strip() if Path(vkey).is_file() else vkey
+        tags = read_mlflow_tags(run_id, tracking_uri=tracking_uri)
+        verify_mlflow_tags(key, tags)
+        result = {"ok": True, "run_id": run_id,
+                  "ledger_index": int(tags["rowtrail.ledger_index"]),
+                  "checkpoint_size": int(tags["rowtrail.checkpoint.size"])}
+        emit(result, as_json=as_json, human=lambda: console.print(
+            f"[green]verified[/]: MLflow run {run_id}'s record is ledger entry "
+            f"{result['ledger_index']} of the signed checkpoint of size "
+            f"{result['checkpoint_size']}"
+        ))

@@ -11,7 +11,8 @@ Each speaks another tool's format from rowtrail's verified records; the extras i
 - :func:`export_prov` / :func:`prov_document`: a W3C PROV-JSON document.
 - :func:`import_mlflow`: MLflow runs and registered model versions as registry records;
   :func:`attach_to_mlflow` tags an MLflow run with its record's proof and signed checkpoint,
-  which :func:`verify_mlflow_tags` checks with the verifier key.
+  which :func:`verify_mlflow_tags` checks with the verifier key (:func:`read_mlflow_tags`
+  reads them back).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rowtrail.interop._mlflow import (
     MLflowImport,
     attach_to_mlflow,
     import_mlflow,
+    read_mlflow_tags,
     verify_mlflow_tags,
 )
 from rowtrail.interop._openlineage import (
@@ -43,6 +45,7 @@ __all__ = [
     "import_mlflow",
     "openlineage_events",
     "prov_document",
+    "read_mlflow_tags",
     "validate_openlineage_event",
     "verify_mlflow_tags",
     "verify_openlineage_event",

@@ -73,6 +73,7 @@ __all__ = [
     "MLflowImport",
     "attach_to_mlflow",
     "import_mlflow",
+    "read_mlflow_tags",
     "verify_mlflow_tags",
 ]
 
@@ -429,11 +430,9 @@ def _lineage_tags(run: Any) -> dict[str, str]:
     }
 
 
-def _check_run_id(run_id: object) -> None:
+def _check_run_id(run_id: object, caller: str = "attach_to_mlflow") -> None:
     if not isinstance(run_id, str) or not run_id:
-        raise InvalidInputError(
-            f"run_id of attach_to_mlflow must be an MLflow run id; got {run_id!r}"
-        )
+        raise InvalidInputError(f"run_id of {caller} must be an MLflow run id; got {run_id!r}")
 
 
 def attach_to_mlflow(
@@ -521,6 +520,24 @@ def evidence_tags(ws: Workspace, mlflow_run_id: str, registry_run: str | None) -
     if model_digest is not None:
         tags["model_digest"] = str(model_digest)
     return {TAG_PREFIX + key: value for key, value in tags.items()}
+
+
+def read_mlflow_tags(run_id: str, *, tracking_uri: str) -> dict[str, str]:
+    """Return the ``rowtrail.*`` tags of MLflow run ``run_id`` (reads MLflow only).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown run or bad URI.
+    """
+    uri = check_tracking_uri(tracking_uri, "read_mlflow_tags")
+    _check_run_id(run_id, "read_mlflow_tags")
+    mlflow_exceptions = require("mlflow.exceptions", extra="mlflow", feature=_FEATURE)
+    try:
+        run = _client(uri).get_run(run_id)
+    except mlflow_exceptions.MlflowException as exc:
+        raise _mlflow_error(exc, "run_id", "read_mlflow_tags") from exc
+    return {k: v for k, v in run.data.tags.items() if k.startswith(TAG_PREFIX)}
 
 
 def verify_mlflow_tags(key: object, tags: Mapping[str, str]) -> None:

@@ -289,6 +289,20 @@ def test_cli_import_attach_and_export(store: Store, tmp_path: Path) -> None:
                                  store.uri, "-w", location, "--json"])
     assert result.exit_code == 0, result.output
     assert "rowtrail.checkpoint.note" in json.loads(result.output)
+    vkey = tmp_path / "vkey"
+    with rt.open(location, read_only=True) as reader:
+        vkey.write_text(reader.ledger.verifier.vkey + "\n")
+    checked = runner.invoke(app, ["mlflow", "verify", store.plain_run, "--tracking-uri",
+                                  store.uri, "--vkey", str(vkey), "--json"])
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.output)["ok"] is True
+    with rt.init(tmp_path / "stranger") as stranger:
+        stranger.ledger.append("audit.note", {"text": "x"})
+        foreign = stranger.ledger.verifier.vkey
+    refused = runner.invoke(app, ["mlflow", "verify", store.plain_run, "--tracking-uri",
+                                  store.uri, "--vkey", foreign])
+    assert refused.exit_code == 1
+    assert "unknown keys" in refused.output, refused.output
     bad = runner.invoke(app, ["mlflow", "attach", "f" * 32, "--tracking-uri", store.uri,
                               "-w", location, "--json"])
     assert bad.exit_code == 1
