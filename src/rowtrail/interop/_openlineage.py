@@ -140,9 +140,6 @@ class _Builder:
         self.evidence = evidence
         self.namespace = f"rowtrail://{evidence.origin}"
         self.ol = _ol()
-        self.facets = require(
-            "openlineage.client.generated", extra="interop", feature=_FEATURE
-        )
         self.sources: dict[tuple[int, str], Mapping[str, Any]] = {}
         for record in evidence.of("source.registered"):
             payload = record.payload
