@@ -432,7 +432,8 @@ class Workspace:
         Checks, without writing anything: every ledger entry, tree node and index; every
         signed checkpoint and the chain of their records; the log against the trust root kept
         outside the workspace (or ``trust_root``, e.g. files a third party saved); every cache
-        table rebuilt from the ledger; every blob; every file bound to the ledger by a digest.
+        table rebuilt from the ledger; every blob; every file bound to the ledger by a digest;
+        every registry decision against the roles and policy in force when it was made.
 
         Raises
         ------
@@ -451,6 +452,7 @@ class Workspace:
         with self.db.read_snapshot():  # the log and its caches as of one committed state
             report, cache_rows = self._verify_snapshot(root, trust_root, progress)
         from rowtrail.attribution import verify_decision_keys
+        from rowtrail.registry import verify_registry
         from rowtrail.unlearning._commitments import verify_commitment_keys
 
         extra = {
@@ -459,6 +461,7 @@ class Workspace:
             "bound_files": _verify_bound_files(self),
             "data_keys": verify_decision_keys(self),
             "commitment_keys": verify_commitment_keys(self),
+            "registry_decisions": verify_registry(self),
         }
         return report.with_counts(extra)
 

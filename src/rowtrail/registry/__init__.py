@@ -10,6 +10,8 @@ declarative policy; refusals are ledger events too.
   (``ModelVersion.load()``), ``attest``, ``approve``, ``promote``, ``set_alias``,
   ``history``, ``alias_at``, ``deploy``, ``deployment``, ``set_policy``, ``grant_role``,
   ``override``.
+- :func:`verify_registry` (run by ``Workspace.verify``): re-checks every registry decision
+  against the roles and policy in force when it was made.
 - Records: :class:`DatasetVersion`, :class:`RunRecord`, :class:`ModelVersion`,
   :class:`Deployment`, :class:`AliasChange`, :class:`Approval`, :class:`Attestation`,
   :class:`Override`, :class:`Refusal`.
@@ -17,6 +19,7 @@ declarative policy; refusals are ledger events too.
 
 from __future__ import annotations
 
+from rowtrail.registry._audit import verify_registry
 from rowtrail.registry._policy import check_policy
 from rowtrail.registry._records import (
     AliasChange,
@@ -43,4 +46,5 @@ __all__ = [
     "Registry",
     "RunRecord",
     "check_policy",
+    "verify_registry",
 ]

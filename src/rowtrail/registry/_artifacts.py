@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ def _guess_flavor(model: object) -> str:
     if isinstance(model, (bytes, bytearray, memoryview, str, os.PathLike)):
         return "bytes"
     if callable(getattr(model, "state_dict", None)):
+        return "torch"
+    torch = sys.modules.get("torch")  # a state dict holds tensors only if torch is loaded
+    if (isinstance(model, Mapping) and model and torch is not None
+            and all(isinstance(v, torch.Tensor) for v in model.values())):
         return "torch"
     if callable(getattr(model, "get_params", None)):
         return "sklearn"

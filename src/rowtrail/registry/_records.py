@@ -81,7 +81,8 @@ class RunRecord:
     was logged without one); ``training_seal`` the ledger index of that run's seal and
     ``model_digest`` the weights/fit digest the seal names. ``code`` holds ``git_commit`` and
     ``dirty`` (``None`` when unknown); ``environment`` the Python version and the packages
-    lock digest; ``hardware`` the CPU, memory and accelerators.
+    lock digest; ``hardware`` the CPU, memory and accelerators; ``origin`` where an imported
+    run came from (``None`` for a run recorded here).
     """
 
     run_id: str
@@ -99,6 +100,7 @@ class RunRecord:
     index: int
     actor: str
     created_at: datetime
+    origin: Mapping[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -120,6 +122,7 @@ class RunRecord:
             "environment": dict(self.environment),
             "hardware": dict(self.hardware),
             "overrides": list(self.overrides),
+            "origin": None if self.origin is None else dict(self.origin),
             **_common(self),
         }
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rowtrail.errors import InvalidInputError, StateError
+from rowtrail.errors import InvalidInputError, LineageError, StateError
 from rowtrail.hashing import canonical_json, sha256_digest
 from rowtrail.ledger import LedgerEntry
 from rowtrail.registry import _build
@@ -140,11 +140,11 @@ class Registry(Governance):
         payload = {"name": name, "sources": listed, "lineage_digest": digest,
                    "lineage_status": status}
         index = self._append_versioned("registry.dataset", "registry_datasets", "name", payload,
-                                       [d.version for d in self.datasets(name)])
+                                       self._versions("registry.dataset", name))
         return self._dataset_at(index)
 
     def _resolve_sources(self, sources: object) -> tuple[list[Any], str | None]:
-        from rowtrail.lineage import lineage
+        from rowtrail.lineage import LineageView, lineage
 
         store = self.ws.lineage_store
         if isinstance(sources, (list, tuple)):
@@ -154,8 +154,8 @@ class Registry(Governance):
                 )
             return [self._source_info(item) for item in sources], None
         try:
-            view = lineage(sources)
-        except Exception as exc:
+            view = sources if isinstance(sources, LineageView) else lineage(sources)
+        except LineageError as exc:
             raise InvalidInputError(
                 "sources of Registry.register_dataset must be traced data (rt.track, "
                 "rt.load_csv, ...) or a list of source names / (name, version); got "
@@ -241,6 +241,9 @@ class Registry(Governance):
         datasets: Sequence[DatasetVersion] = (),
         training_run: object = None,
         code: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
+        hardware: Mapping[str, Any] | None = None,
+        origin: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """Record a run: parameters, metrics, datasets, code, environment and hardware.
 
@@ -258,6 +261,12 @@ class Registry(Governance):
         code : mapping, optional
             ``{"git_commit", "dirty"}`` when the code is not the current directory's git
             checkout (e.g. imported runs); default: read with git (``None`` when unknown).
+        environment, hardware : mapping, optional
+            What the run ran on, when it ran elsewhere (an imported run: give what the other
+            system recorded, or ``{}`` for unknown); default: this process's environment
+            (or the training run's sealed one) and this machine's hardware.
+        origin : mapping, optional
+            Where an imported run comes from (``{"system": "mlflow", "run_id": ...}``).
 
         Raises
         ------
@@ -269,6 +278,9 @@ class Registry(Governance):
         check_name(name, "name", "Registry.log_run")
         params = _check_json(params, "params", "Registry.log_run")
         metrics = _check_json(metrics, "metrics", "Registry.log_run")
+        for value, what in ((environment, "environment"), (hardware, "hardware"),
+                            (origin, "origin")):
+            _check_json(value, what, "Registry.log_run")
         used = self._check_datasets(datasets)
         run_id_in = getattr(training_run, "run_id", training_run)
         seal = self._seal_of(run_id_in) if run_id_in is not None else None
@@ -278,6 +290,11 @@ class Registry(Governance):
                                           self._failed_sources())
         overrides = self._gate_provenance("log_run", f"run:{name}", findings, scopes=())
         payload = self._run_payload(name, params, metrics, used, run_id_in, seal, code)
+        if environment is not None:
+            payload["environment"] = dict(environment)
+        if hardware is not None:
+            payload["hardware"] = dict(hardware)
+        payload["origin"] = None if origin is None else dict(origin)
         payload["overrides"] = overrides
         index = self._append("registry.run", payload)
         return self._run_from(self._entry("registry.run", index))
@@ -351,6 +368,7 @@ class Registry(Governance):
             training_seal=p.get("training_seal"), model_digest=p.get("model_digest"),
             code=p.get("code") or {}, environment=p.get("environment") or {},
             hardware=p.get("hardware") or {}, overrides=tuple(p.get("overrides") or ()),
+            origin=p.get("origin"),
             index=entry.index, actor=entry.event.actor, created_at=entry.event.time,
         )
 
@@ -427,7 +445,7 @@ class Registry(Governance):
                    "run_index": None if proven_run is None else proven_run.index,
                    "weights_digest": weights, "binding": binding, "overrides": overrides}
         index = self._append_versioned("registry.model", "registry_models", "name", payload,
-                                       [m.version for m in self.model_versions(name)],
+                                       self._versions("registry.model", name),
                                        blobs=[digest])
         return self._model_from(self._entry("registry.model", index))
 
@@ -563,6 +581,10 @@ class Registry(Governance):
         return [self._deployment_from(e) for e in entries]
 
     # ------------------------------------------------------------ plumbing
+    def _versions(self, kind: str, name: str) -> list[int]:
+        return [int(e.event.payload["version"]) for e in self._events.entries(kind)
+                if e.event.payload["name"] == name]
+
     def _check_writable(self) -> None:
         if getattr(self.ws, "read_only", False):
             raise StateError(

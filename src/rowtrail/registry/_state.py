@@ -9,9 +9,9 @@ to answer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from rowtrail.errors import LogIntegrityError
+from rowtrail.errors import InvalidInputError, LogIntegrityError
 from rowtrail.ledger import LedgerEntry
 from rowtrail.store.registry_tables import REGISTRY_EVENT_KINDS
 
@@ -22,6 +22,62 @@ __all__ = ["KINDS", "ProvenEvents"]
 
 #: The kinds read: the registry's own, training seals and schema violations it gates on.
 KINDS = (*REGISTRY_EVENT_KINDS, "training.completed", "rows.validation_failed")
+
+#: The fields (and their JSON types) every registry event of a kind carries.
+_SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "registry.dataset": {"name": str, "version": int, "sources": list, "lineage_status": str},
+    "registry.run": {"run_id": str, "name": str, "params": dict, "metrics": dict,
+                     "datasets": list},
+    "registry.model": {"name": str, "version": int, "artifact_digest": str, "flavor": str,
+                       "size": int},
+    "registry.alias": {"model": str, "alias": str, "via": str},
+    "registry.deployment": {"deployment_id": str, "model": str, "version": int,
+                            "environment": str, "config": dict, "config_digest": str},
+    "registry.approval": {"model": str, "version": int, "stage": str},
+    "registry.attestation": {"model": str, "version": int, "kind": str, "passed": bool},
+    "registry.policy": {"policy": dict},
+    "registry.role": {"grantee": str, "role": str},
+    "registry.override": {"target_key": str, "checks": list, "reason": str},
+    "registry.refusal": {"action": str, "target_key": str, "reasons": list},
+}
+
+#: Fields that may be absent or null, but have this type when given.
+_OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "registry.dataset": {"lineage_digest": str},
+    "registry.run": {"code": dict, "environment": dict, "hardware": dict, "origin": dict,
+                     "training_run": str, "training_seal": int, "model_digest": str,
+                     "overrides": list},
+    "registry.model": {"run_id": str, "weights_digest": str, "binding": str, "overrides": list},
+    "registry.alias": {"version": int, "previous": int, "approvals": list,
+                       "attestations": list, "overrides": list},
+    "registry.deployment": {"alias": str},
+    "registry.approval": {"comment": str},
+    "registry.attestation": {"report_digest": str},
+}
+
+
+def _check_shape(entry: LedgerEntry) -> None:
+    """Raise unless a registry event carries the fields its kind needs (typed errors only)."""
+    shape = _SHAPES.get(entry.event.kind)
+    if shape is None:
+        return
+    payload: Any = entry.event.payload
+    bad = sorted(k for k, t in shape.items() if not isinstance(payload.get(k), t))
+    bad += sorted(k for k, t in _OPTIONAL.get(entry.event.kind, {}).items()
+                  if payload.get(k) is not None and not isinstance(payload[k], t))
+    if not bad and entry.event.kind == "registry.policy":
+        from rowtrail.registry._policy import check_policy
+
+        try:
+            check_policy(payload["policy"])
+        except InvalidInputError:
+            bad = ["policy"]
+    if bad:
+        raise LogIntegrityError(
+            f"registry event {entry.index} ({entry.event.kind}) lacks or mistypes {bad}: it "
+            "was not written by the registry; run `rowtrail verify`",
+            index=entry.index,
+        )
 
 
 class ProvenEvents:
@@ -50,6 +106,7 @@ class ProvenEvents:
                         f"{entry.event.kind!r}: the index was edited; run `rowtrail verify`",
                         index=entry.index,
                     )
+                _check_shape(entry)
                 self._by_kind[kind][entry.index] = entry
             self._size = size
 

@@ -130,7 +130,7 @@ def registry_rows(index: int, event: Event) -> dict[str, list[tuple[Any, ...]]]:
     """
     try:
         found = _row(event.kind, event.payload)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return {}
     if found is None:
         return {}

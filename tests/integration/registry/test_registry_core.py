@@ -309,3 +309,43 @@ def test_actor_comes_from_configuration_never_the_os_user(
     monkeypatch.delenv("ROWTRAIL_ACTOR")
     with rt.open(tmp_path / "a") as ws:
         assert ws.registry.register_model("m", b"w4").actor == "rowtrail"
+
+
+def test_register_dataset_takes_a_lineage_view(trained: Any) -> None:
+    view = rt.lineage(trained.X[:10])
+    dv = trained.ws.registry.register_dataset("view", sources=view)
+    assert dv.lineage_status == "recorded"
+    assert dv.sources[0]["name"] == "applicants"
+
+
+def test_imported_run_records_what_the_other_system_recorded(ws: rt.Workspace) -> None:
+    run = ws.registry.log_run(
+        "imported", code={"git_commit": None, "dirty": None}, environment={},
+        hardware={}, origin={"system": "mlflow", "run_id": "abc"},
+    )
+    assert (run.environment, run.hardware) == ({}, {})
+    assert run.origin == {"system": "mlflow", "run_id": "abc"}
+    assert run.to_json()["origin"] == {"system": "mlflow", "run_id": "abc"}
+    before = _size(ws)
+    with pytest.raises(InvalidInputError, match="origin of Registry.log_run"):
+        ws.registry.log_run("imported", origin=["mlflow"])
+    assert _size(ws) == before
+
+
+def test_torch_model_is_bound_to_the_sealed_weights(ws: rt.Workspace) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    with ws.training_run("net", model=model) as run:
+        pass
+    record = ws.registry.log_run("net", training_run=run)
+    mv = ws.registry.register_model("net", model, run=record)
+    assert (mv.flavor, mv.binding) == ("torch", "artifact")
+    assert mv.artifact_digest == record.model_digest
+    state = mv.load()
+    assert torch.equal(state["weight"], model.state_dict()["weight"])
+    assert ws.registry.register_model("net-state", model.state_dict()).flavor == "torch"
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    with pytest.raises(InvalidInputError, match="not the model that run trained"):
+        ws.registry.register_model("net", model, run=record)
