@@ -6,30 +6,28 @@
 - each MLflow run as a registry run (:meth:`Registry.log_run`) named after its experiment, with
   its params (as MLflow stores them: strings), latest metrics and the code commit MLflow
   recorded (tag ``mlflow.source.git.commit``; ``None`` when absent — its dirty flag is
-  unknown), followed by an ``interop.mlflow_run`` event binding the registry run to the MLflow
-  facts: run and experiment ids, run name, status, start and end times, the user MLflow
-  recorded (``mlflow_user``; the rowtrail actor stays the configured one), its tags, and its
-  dataset inputs with MLflow's own dataset hash kept only as ``mlflow_digest`` (a truncated
-  MD5 that rowtrail never relies on). Its ``environment`` and ``hardware`` are ``None``:
-  unknown, as MLflow records neither (:meth:`Registry.log_run` takes no override for them
-  yet, so the registry run's own ``environment``/``hardware`` fields describe the importing
-  process, not the MLflow run);
+  unknown); its environment and hardware are recorded as unknown (``{}``: MLflow records
+  neither), and its ``origin`` holds the MLflow facts: ``system="mlflow"``, run and
+  experiment ids, run name, status, start and end times, the user MLflow recorded
+  (``mlflow_user``; the rowtrail actor stays the configured one), its tags, and its dataset
+  inputs with MLflow's own dataset hash kept only as ``mlflow_digest`` (a truncated MD5 that
+  rowtrail never relies on) — one ledger event per run;
 - each registered model version of an imported run as a registry model version
   (:meth:`Registry.register_model`, flavor ``"bytes"``): the MLflow model directory, read
   from the artifact store, packed as a deterministic tar whose SHA-256 is the artifact digest;
-  an ``interop.mlflow_model_version`` event records the MLflow name, version, source URI,
-  status, aliases and the SHA-256 of every file.
+  an ``interop.mlflow_model_version`` event then records the MLflow name, version, source
+  URI, status, aliases and the SHA-256 of every file.
 
 Re-importing is idempotent: every fact recorded for an MLflow run is hashed
-(``content_digest``, over the canonical JSON of those facts, ``rowtrail.*`` tags excluded), and
-a run whose ``(mlflow_run_id, content_digest)`` is already named by a proven
-``interop.mlflow_run`` event is skipped; a model version is skipped when a proven
+(``content_digest``, over the canonical JSON of those facts, ``rowtrail.*`` tags excluded, kept
+in its ``origin``), and a run whose ``(mlflow_run_id, content_digest)`` a proven registry run
+already records is skipped; a model version is skipped when a proven
 ``interop.mlflow_model_version`` event names its ``(name, version, artifact_digest)``. A run
 that changed in MLflow since (more metrics, finished) is imported again as a new registry run.
-The registry record and its ``interop.*`` event are two appends (the registry's own refusal
-events must commit even when an import fails, so they are not wrapped in one transaction):
-should the process die between them, the next import records that run or version again — a
-duplicate record, never a missing one.
+A model version and its ``interop.*`` event are two appends (the registry's refusal events must
+commit even when an import fails, so they are not wrapped in one transaction): should the
+process die between them, the next import registers that version again — a duplicate record,
+never a missing one.
 
 :func:`attach_to_mlflow` sets ``rowtrail.*`` tags on an MLflow run: the matching registry
 record's ledger index, leaf hash and inclusion proof, the signed checkpoint (size, root, note),
@@ -77,10 +75,9 @@ __all__ = [
     "verify_mlflow_tags",
 ]
 
-RUN_KIND = "interop.mlflow_run"
 MODEL_KIND = "interop.mlflow_model_version"
 #: The ledger event kinds the MLflow import writes (beside the registry's own).
-MLFLOW_KINDS = (RUN_KIND, MODEL_KIND)
+MLFLOW_KINDS = (MODEL_KIND,)
 TAG_PREFIX = "rowtrail."
 _FEATURE = "MLflow interop"
 _LOCAL_SCHEMES = ("sqlite", "file", "")
@@ -183,9 +180,6 @@ def run_facts(run: Any, experiment: str) -> dict[str, Any]:
         "metrics": {k: _metric(float(v)) for k, v in sorted(data.metrics.items())},
         "tags": tags,
         "code": {"git_commit": tags.get("mlflow.source.git.commit"), "dirty": None},
-        # MLflow records no environment lock or hardware: unknown for this run.
-        "environment": None,
-        "hardware": None,
         "datasets": datasets,
     }
 
@@ -233,7 +227,6 @@ class ImportedRun:
     mlflow_run_id: str
     run_id: str
     run_index: int
-    import_index: int
     content_digest: str
     new: bool
 
@@ -281,14 +274,19 @@ class MLflowImport:
         }
 
 
-def _previous(ws: Workspace) -> tuple[dict[tuple[str, str], ProvenRecord],
+def _previous(ws: Workspace) -> tuple[dict[tuple[str, str], Any],
                                       dict[tuple[str, int, str], ProvenRecord]]:
-    """Return the proven import events, keyed by what makes an import the same."""
+    """Return the proven imports: registry runs by ``(mlflow_run_id, content_digest)``, model
+    version events by ``(name, version, artifact_digest)``.
+    """
     if ws.ledger.latest_checkpoint() is None:
         return {}, {}
+    runs = {}
+    for run in ws.registry.runs():
+        origin = run.origin or {}
+        if origin.get("system") == "mlflow":
+            runs[(str(origin.get("mlflow_run_id")), str(origin.get("content_digest")))] = run
     evidence = collect_evidence(ws, MLFLOW_KINDS)
-    runs = {(str(r.payload["mlflow_run_id"]), str(r.payload["content_digest"])): r
-            for r in evidence.of(RUN_KIND)}
     models = {(str(r.payload["mlflow_name"]), int(r.payload["mlflow_version"]),
                str(r.payload["artifact_digest"])): r for r in evidence.of(MODEL_KIND)}
     return runs, models
@@ -308,20 +306,19 @@ def _experiments(client: Any, experiment: str | None) -> dict[str, str]:
 
 
 def _import_run(ws: Workspace, facts: dict[str, Any],
-                previous: Mapping[tuple[str, str], ProvenRecord]) -> ImportedRun:
+                previous: Mapping[tuple[str, str], Any]) -> ImportedRun:
     digest = sha256_digest(canonical_json(facts))
     seen = previous.get((facts["mlflow_run_id"], digest))
     if seen is not None:
-        return ImportedRun(facts["mlflow_run_id"], str(seen.payload["run_id"]),
-                           int(seen.payload["run_index"]), seen.index, digest, new=False)
-    registry = ws.registry
-    record = registry.log_run(facts["experiment"], params=facts["params"],
-                              metrics=facts["metrics"], code=facts["code"])
-    payload = {**facts, "content_digest": digest, "run_id": record.run_id,
-               "run_index": record.index}
-    index = ws.ledger.append(RUN_KIND, payload)
-    return ImportedRun(facts["mlflow_run_id"], record.run_id, record.index, index, digest,
-                       new=True)
+        return ImportedRun(facts["mlflow_run_id"], seen.run_id, seen.index, digest, new=False)
+    own = ("params", "metrics", "code")  # recorded as the run's own fields
+    origin = {"system": "mlflow", "content_digest": digest,
+              **{k: v for k, v in facts.items() if k not in own}}
+    record = ws.registry.log_run(
+        facts["experiment"], params=facts["params"], metrics=facts["metrics"],
+        code=facts["code"], environment={}, hardware={}, origin=origin,
+    )
+    return ImportedRun(facts["mlflow_run_id"], record.run_id, record.index, digest, new=True)
 
 
 def _import_model(ws: Workspace, client: Any, uri: str, version: Any, run: ImportedRun,
@@ -413,10 +410,12 @@ def import_mlflow(
 
 
 # ------------------------------------------------------------------ attach
-def _matching_import(ws: Workspace, run_id: str) -> tuple[ProvenRecord, Any] | None:
-    evidence = collect_evidence(ws, (RUN_KIND,))
-    found = [r for r in evidence.of(RUN_KIND) if r.payload.get("mlflow_run_id") == run_id]
-    return (found[-1], evidence) if found else None
+def _matching_import(ws: Workspace, run_id: str) -> Any:
+    """Return the latest registry run imported from MLflow run ``run_id``, or ``None``."""
+    found = [r for r in ws.registry.runs()
+             if (r.origin or {}).get("system") == "mlflow"
+             and (r.origin or {}).get("mlflow_run_id") == run_id]
+    return found[-1] if found else None
 
 
 def _lineage_tags(run: Any) -> dict[str, str]:
@@ -494,7 +493,7 @@ def evidence_tags(ws: Workspace, mlflow_run_id: str, registry_run: str | None) -
                 "into this workspace. Import it first (rowtrail import mlflow) or name the "
                 "registry run it matches (registry_run=). Nothing was written."
             )
-        registry_run = str(matched[0].payload["run_id"])
+        registry_run = str(matched.run_id)
     run = registry.run(registry_run)
     evidence = collect_evidence(ws, ("registry.run",))
     record = next((r for r in evidence.of("registry.run") if r.index == run.index), None)

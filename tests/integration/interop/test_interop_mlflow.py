@@ -145,7 +145,10 @@ def test_import_records_runs_and_model_versions(
     assert lr.actor == "importer"  # the configured actor, not MLflow's user
     assert by_mlflow[store.plain_run].code["git_commit"] is None  # unknown, not guessed
     assert by_mlflow[store.plain_run].metrics == {"auc": "nan"}
-    facts = {e["mlflow_run_id"]: e for e in _events(ws, "interop.mlflow_run")}
+    assert lr.environment == {}  # MLflow records no environment: unknown, not the importer's
+    assert lr.hardware == {}
+    facts = {r.origin["mlflow_run_id"]: r.origin for r in ws.registry.runs() if r.origin}
+    assert facts[store.lr_run]["system"] == "mlflow"
     assert facts[store.lr_run]["mlflow_user"] == store.client().get_run(
         store.lr_run).info.user_id
     (dataset,) = facts[store.lr_run]["datasets"]
