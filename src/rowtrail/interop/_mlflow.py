@@ -276,8 +276,10 @@ class MLflowImport:
 
 def _previous(ws: Workspace) -> tuple[dict[tuple[str, str], Any],
                                       dict[tuple[str, int, str], ProvenRecord]]:
-    """Return the proven imports: registry runs by ``(mlflow_run_id, content_digest)``, model
-    version events by ``(name, version, artifact_digest)``.
+    """Return the proven imports, keyed by what makes an import the same.
+
+    Registry runs by ``(mlflow_run_id, content_digest)`` of their origin; model version events
+    by ``(name, version, artifact_digest)``.
     """
     if ws.ledger.latest_checkpoint() is None:
         return {}, {}
