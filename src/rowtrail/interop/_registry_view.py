@@ -165,11 +165,16 @@ def _add_predictions(graph: Any, record: Any) -> None:
 def _add_run(graph: Any, record: Any) -> None:
     p = record.payload
     code = p.get("code") if isinstance(p.get("code"), Mapping) else {}
+    origin = p.get("origin") if isinstance(p.get("origin"), Mapping) else {}
     activity = graph.rt[graph.local("run", p.get("run_id"))]
     graph.doc.activity(activity, None, record.entry.event.time, graph.attrs(
         record, "RegistryRun", name=p.get("name"), run=p.get("run_id"),
         gitCommit=code.get("git_commit"), codeDirty=code.get("dirty"),
-        trainingRun=p.get("training_run"), modelDigest=p.get("model_digest")))
+        trainingRun=p.get("training_run"), modelDigest=p.get("model_digest"),
+        # An imported run: what the other system recorded (its claims, kept as such).
+        originSystem=origin.get("system"), originRunId=origin.get("mlflow_run_id"),
+        originStartTime=origin.get("start_time"), originEndTime=origin.get("end_time"),
+        originUser=origin.get("mlflow_user")))
     graph.doc.wasAssociatedWith(activity, graph.agent(record))
     for used in p.get("datasets", []):
         dataset = graph.rt[graph.local("dataset", used.get("name"), f"v{used.get('version')}")]

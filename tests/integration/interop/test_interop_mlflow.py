@@ -319,3 +319,24 @@ def test_missing_mlflow_names_the_extra(
     with pytest.raises(MissingDependencyError, match=r"rowtrail\[mlflow\]"):
         import_mlflow(ws, store.uri)
     assert ws.ledger.size == 0
+
+
+def test_imported_runs_and_versions_appear_in_the_exports(
+    store: Store, ws: rt.Workspace, tmp_path: Path
+) -> None:
+    from rowtrail.interop import export_openlineage, prov_document, verify_openlineage_event
+
+    result = import_mlflow(ws, store.uri, experiment="credit")
+    document = json.loads(prov_document(ws).serialize(format="json"))
+    lr = next(r for r in result.runs if r.mlflow_run_id == store.lr_run)
+    activity = document["activity"][f"rt:run/{lr.run_id}"]
+    assert activity["rtx:originSystem"] == "mlflow"
+    assert activity["rtx:originRunId"] == store.lr_run
+    versions = {e for e in document["entity"] if e.startswith("rt:model-version/scorecard/")}
+    assert len(versions) == len(result.model_versions) == 2
+    out = export_openlineage(ws, tmp_path / "ol.jsonl")
+    events = [json.loads(line) for line in out.path.read_text("utf-8").splitlines()]
+    registry = [e for e in events if e["job"]["name"] == "registry/credit"]
+    assert len(registry) == len(result.runs)
+    for event in registry:
+        verify_openlineage_event(ws, event)
