@@ -20,6 +20,10 @@ from rowtrail.errors import (
     StateError,
     VerificationError,
 )
+
+pytest.importorskip("openlineage.client")
+pytest.importorskip("jsonschema")
+
 from rowtrail.interop import (
     PROOF_FACET,
     export_openlineage,
