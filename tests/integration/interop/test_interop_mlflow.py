@@ -271,14 +271,19 @@ def test_attach_to_an_unknown_run_writes_nothing(store: Store, ws: rt.Workspace)
         attach_to_mlflow(ws, store.lr_run, tracking_uri="sqlite:////no/such.db")
 
 
-def test_cli_import_attach_and_export(store: Store, tmp_path: Path) -> None:
+def test_cli_import_attach_and_export(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner()
     location = str(tmp_path / "cli-ws")
     rt.init(location, actor="cli").close()
+    monkeypatch.setenv("ROWTRAIL_ACTOR", "importer-bot")
     result = runner.invoke(app, ["import", "mlflow", "--tracking-uri", store.uri,
                                  "--experiment", "credit", "-w", location, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["n_new"] == 4
+    with rt.open(location, read_only=True) as reader:
+        assert {r.actor for r in reader.registry.runs()} == {"importer-bot"}
     again = runner.invoke(app, ["import", "mlflow", "--tracking-uri", store.uri, "-w", location,
                                 "--json"])
     assert again.exit_code == 0, again.output
