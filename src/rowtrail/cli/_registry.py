@@ -129,13 +129,32 @@ def show(
 @registry_app.command("deployments")
 def deployments(
     model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", help="Only this environment.")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="ISO 8601 time with offset: what --environment ran then."),
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
     traceback: TracebackOption = False,
 ) -> None:
-    """Print every recorded deployment: id, model version, environment, config digest."""
+    """Print every recorded deployment: id, model version, environment, config digest.
+
+    With --environment and --at, print what was deployed there at that time.
+    """
     with handle_errors(as_json=as_json, traceback=traceback):
-        found = open_ws(workspace).registry.deployments(model)
+        if at is not None and environment is None:
+            raise InvalidInputError("--at of rowtrail registry deployments needs --environment")
+        reg = open_ws(workspace).registry
+        if at is not None and environment is not None:
+            then = reg.deployment_at(environment, at)
+            found = [] if then is None else [then]
+        else:
+            found = reg.deployments(model)
+        found = [d for d in found if (environment is None or d.environment == environment)
+                 and (model is None or d.model_version.name == model)]
 
         def human() -> None:
             if not found:

@@ -44,7 +44,7 @@ def dataset_version(entry: LedgerEntry, failed_sources: set[int]) -> DatasetVers
         sources=sources,
         lineage_digest=p.get("lineage_digest"),
         lineage_status=str(p["lineage_status"]),
-        schema_status="failed" if failed else "ok",
+        schema_status="failed" if failed else "none_recorded",
         index=entry.index,
         actor=event.actor,
         created_at=event.time,

@@ -42,7 +42,9 @@ class DatasetVersion:
     ``sources`` are ``{"name", "version", "source_index", "digest"}`` of each source version;
     ``lineage_status`` is ``"recorded"`` (its lineage DAG digest is ``lineage_digest``) or
     ``"unknown"`` (registered from source names only: how it was derived was not traced);
-    ``schema_status`` is ``"failed"`` when a source recorded schema violations, else ``"ok"``.
+    ``schema_status`` is ``"failed"`` when a source recorded schema violations at ingestion,
+    else ``"none_recorded"`` (validated and clean, or never validated: the log does not say
+    which, so it is not called valid).
     """
 
     name: str

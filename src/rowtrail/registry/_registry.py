@@ -11,79 +11,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from rowtrail.errors import InvalidInputError, LineageError, StateError
+from rowtrail.errors import InvalidInputError, StateError
 from rowtrail.hashing import canonical_json, sha256_digest
 from rowtrail.ledger import LedgerEntry
 from rowtrail.registry import _build
-from rowtrail.registry._artifacts import (
-    deserialize_artifact,
-    parameters_digest,
-    serialize_artifact,
-)
+from rowtrail.registry._artifacts import deserialize_artifact, serialize_artifact
 from rowtrail.registry._governance import Governance, check_name
 from rowtrail.registry._hardware import hardware_info
+from rowtrail.registry._inputs import artifact_binding, check_json, resolve_sources, source_entry
 from rowtrail.registry._provenance import dataset_findings, training_findings
 from rowtrail.registry._records import DatasetVersion, Deployment, ModelVersion, RunRecord
 
 __all__ = ["Registry"]
-
-
-def _check_json(value: object, what: str, caller: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise InvalidInputError(
-            f"{what} of {caller} must be a mapping with str keys; got {type(value).__name__}"
-        )
-    try:
-        canonical_json(dict(value))
-    except InvalidInputError as exc:
-        raise InvalidInputError(
-            f"{what} of {caller} must be JSON-ready (str, int, float, bool, None, lists, "
-            f"mappings; no NaN); {exc}. Nothing was written."
-        ) from exc
-    return dict(value)
-
-
-def _source_entry(info: Any) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "version": int(info.version),
-        "source_index": int(info.index),
-        "digest": info.digest,
-        "ledger_index": info.ledger_index,
-    }
-
-
-def _registered(sources: Sequence[Any], params: Mapping[str, Any]) -> Any:
-    """Return the registered source a lineage source op names (by index, else by bytes)."""
-    index = params.get("source_index")
-    name = params.get("name", params.get("source"))
-    for info in sources:
-        same = info.index == index if index is not None else info.name == name
-        if same and info.digest == params.get("digest"):
-            return info
-    return None
-
-
-def _lineage_digest(view: Any) -> str:
-    """Digest of a lineage DAG: every op's name, kind, parameters, node and inputs."""
-    ops = [
-        {k: v for k, v in op.to_json().items() if k not in ("created_at", "depth", "location")}
-        for op in view.ops()
-    ]
-    return sha256_digest(canonical_json(ops))
-
-
-def _binding(model: object, flavor: str, digest: str, weights: str) -> str | None:
-    """How an artifact is bound to its run's sealed weights: ``"artifact"``, ``"parameters"``."""
-    if digest == weights:
-        return "artifact"  # the very bytes the seal names
-    if flavor == "sklearn" and parameters_digest(model) == weights:
-        return "parameters"  # the convex fit's parameters the seal names
-    return None
 
 
 class Registry(Governance):
@@ -131,8 +73,8 @@ class Registry(Governance):
         """
         self._check_writable()
         check_name(name, "name", "Registry.register_dataset")
-        infos, digest = self._resolve_sources(sources)
-        listed = [_source_entry(info) for info in infos]
+        infos, digest = resolve_sources(self.ws, sources)
+        listed = [source_entry(info) for info in infos]
         status = "unknown" if digest is None else "recorded"
         for existing in reversed(self.datasets(name)):
             if [dict(s) for s in existing.sources] == listed and existing.lineage_digest == digest:
@@ -142,64 +84,6 @@ class Registry(Governance):
         index = self._append_versioned("registry.dataset", "registry_datasets", "name", payload,
                                        self._versions("registry.dataset", name))
         return self._dataset_at(index)
-
-    def _resolve_sources(self, sources: object) -> tuple[list[Any], str | None]:
-        from rowtrail.lineage import LineageView, lineage
-
-        store = self.ws.lineage_store
-        if isinstance(sources, (list, tuple)):
-            if not sources:
-                raise InvalidInputError(
-                    "sources of Registry.register_dataset must name at least one source; got []"
-                )
-            return [self._source_info(item) for item in sources], None
-        try:
-            view = sources if isinstance(sources, LineageView) else lineage(sources)
-        except LineageError as exc:
-            raise InvalidInputError(
-                "sources of Registry.register_dataset must be traced data (rt.track, "
-                "rt.load_csv, ...) or a list of source names / (name, version); got "
-                f"{type(sources).__name__} ({exc})"
-            ) from None
-        registered = store.list_sources()
-        infos = []
-        for op in view.ops():
-            if op.kind != "source":
-                continue
-            info = _registered(registered, op.params)
-            if info is None:
-                name = op.params.get("name", op.params.get("source"))
-                raise InvalidInputError(
-                    f"sources of Registry.register_dataset come from {name!r}, which is not "
-                    "registered in this workspace; trace it with workspace=ws"
-                )
-            if info not in infos:
-                infos.append(info)
-        if not infos:
-            raise InvalidInputError(
-                "sources of Registry.register_dataset must come from registered sources; the "
-                "traced data names none"
-            )
-        infos.sort(key=lambda info: info.index)
-        return infos, _lineage_digest(view)
-
-    def _source_info(self, item: object) -> Any:
-        name, version = (item if isinstance(item, tuple) and len(item) == 2 else (item, None))
-        if not isinstance(name, str) or (version is not None and type(version) is not int):
-            raise InvalidInputError(
-                "sources of Registry.register_dataset must be source names or (name, version) "
-                f"pairs; got {item!r}"
-            )
-        versions = [s for s in self.ws.lineage_store.list_sources() if s.name == name]
-        if version is not None:
-            versions = [s for s in versions if s.version == version]
-        if not versions:
-            names = sorted({s.name for s in self.ws.lineage_store.list_sources()})
-            raise InvalidInputError(
-                f"sources of Registry.register_dataset: no source {item!r} is registered; "
-                f"known sources: {names}"
-            )
-        return max(versions, key=lambda s: s.version)
 
     def _failed_sources(self) -> set[int]:
         return {
@@ -276,11 +160,11 @@ class Registry(Governance):
         """
         self._check_writable()
         check_name(name, "name", "Registry.log_run")
-        params = _check_json(params, "params", "Registry.log_run")
-        metrics = _check_json(metrics, "metrics", "Registry.log_run")
+        params = check_json(params, "params", "Registry.log_run")
+        metrics = check_json(metrics, "metrics", "Registry.log_run")
         for value, what in ((environment, "environment"), (hardware, "hardware"),
                             (origin, "origin")):
-            _check_json(value, what, "Registry.log_run")
+            check_json(value, what, "Registry.log_run")
         used = self._check_datasets(datasets)
         run_id_in = getattr(training_run, "run_id", training_run)
         seal = self._seal_of(run_id_in) if run_id_in is not None else None
@@ -426,7 +310,7 @@ class Registry(Governance):
         weights = None if proven_run is None else proven_run.model_digest
         binding = None
         if weights is not None:
-            binding = _binding(model, chosen, digest, weights)
+            binding = artifact_binding(model, chosen, digest, weights)
             if binding is None:
                 trained_by = None if proven_run is None else proven_run.training_run
                 raise InvalidInputError(
@@ -540,7 +424,7 @@ class Registry(Governance):
                 f"version of Registry.deploy must be a version number or an alias; got "
                 f"{version!r}"
             )
-        settings = _check_json(config, "config", "Registry.deploy")
+        settings = check_json(config, "config", "Registry.deploy")
         found = self.model_version(name, version)
         payload = {
             "deployment_id": f"dep-{uuid.uuid4().hex[:16]}",
@@ -579,6 +463,20 @@ class Registry(Governance):
         entries = [e for e in self._events.entries("registry.deployment")
                    if name is None or e.event.payload.get("model") == name]
         return [self._deployment_from(e) for e in entries]
+
+    def deployment_at(self, environment: str, when: datetime | str) -> Deployment | None:
+        """Return what was deployed to ``environment`` at ``when`` (``None``: nothing yet).
+
+        The last deployment to it recorded at or before ``when`` (event times, in ledger
+        order), replayed from proven events.
+        """
+        moment = _build.parse_when(when, "Registry.deployment_at")
+        found = None
+        for entry in self._events.entries("registry.deployment"):
+            payload = entry.event.payload
+            if payload.get("environment") == environment and entry.event.time <= moment:
+                found = entry
+        return None if found is None else self._deployment_from(found)
 
     # ------------------------------------------------------------ plumbing
     def _versions(self, kind: str, name: str) -> list[int]:

@@ -35,7 +35,7 @@ def _forge(ws: rt.Workspace, kind: str, payload: dict[str, Any], actor: str = "m
     return ws.ledger.append(kind, payload, actor=actor)
 
 
-FORGERIES = {
+FORGERIES: dict[str, tuple[str, dict[str, Any], str]] = {
     "promotion without approvals": ("registry.alias", {
         "model": "scorecard", "alias": "production", "version": 1, "previous": None,
         "via": "promote", "approvals": [], "attestations": [], "overrides": []},

@@ -132,3 +132,22 @@ def _latest_note(path: Path) -> str:
         latest = ws.ledger.latest_checkpoint()
         assert latest is not None
         return latest.note
+
+
+def test_deployments_in_an_environment_at_a_time(workspace: tuple[Path, dict[str, Any]]) -> None:
+    path, made = workspace
+    at = made["dep"].created_at.isoformat()
+    code, out = invoke("registry", "deployments", "--environment", "prod-eu", "--at", at,
+                       "--workspace", str(path), "--json")
+    assert code == 0, out
+    assert [d["deployment_id"] for d in json.loads(out)] == [made["dep"].deployment_id]
+    code, out = invoke("registry", "deployments", "--environment", "prod-eu", "--at",
+                       "2000-01-01T00:00:00+00:00", "--workspace", str(path))
+    assert (code, "no deployment" in out) == (0, True)
+    code, out = invoke("registry", "deployments", "--environment", "prod-us",
+                       "--workspace", str(path), "--json")
+    assert json.loads(out) == []
+    code, out = invoke("registry", "deployments", "--at", at, "--workspace", str(path),
+                       "--json")
+    assert code == 1
+    assert "needs --environment" in json.loads(out)["message"]

@@ -29,7 +29,7 @@ def test_register_dataset_from_traced_data_records_sources_and_lineage(trained: 
     dv = ws.registry.register_dataset("credit", sources=derived)
     assert isinstance(dv, DatasetVersion)
     assert (dv.name, dv.version, dv.lineage_status, dv.schema_status) == (
-        "credit", 1, "recorded", "ok"
+        "credit", 1, "recorded", "none_recorded"
     )
     assert dv.lineage_digest is not None
     assert dv.lineage_digest.startswith("sha256:")
@@ -327,8 +327,8 @@ def test_imported_run_records_what_the_other_system_recorded(ws: rt.Workspace) -
     assert run.origin == {"system": "mlflow", "run_id": "abc"}
     assert run.to_json()["origin"] == {"system": "mlflow", "run_id": "abc"}
     before = _size(ws)
-    with pytest.raises(InvalidInputError, match="origin of Registry.log_run"):
-        ws.registry.log_run("imported", origin=["mlflow"])
+    with pytest.raises(InvalidInputError, match=r"origin of Registry\.log_run"):
+        ws.registry.log_run("imported", origin=["mlflow"])  # type: ignore[arg-type]
     assert _size(ws) == before
 
 
@@ -349,3 +349,18 @@ def test_torch_model_is_bound_to_the_sealed_weights(ws: rt.Workspace) -> None:
         model.weight.add_(1.0)
     with pytest.raises(InvalidInputError, match="not the model that run trained"):
         ws.registry.register_model("net", model, run=record)
+
+
+def test_deployment_at_answers_what_ran_in_an_environment(ws: rt.Workspace) -> None:
+    reg = ws.registry
+    reg.register_model("m", b"v1")
+    reg.register_model("m", b"v2")
+    first = reg.deploy("m", 1, environment="prod")
+    reg.deploy("m", 2, environment="staging")
+    second = reg.deploy("m", 2, environment="prod")
+    assert reg.deployment_at("prod", first.created_at.replace(year=2000)) is None
+    assert reg.deployment_at("prod", first.created_at) == first
+    assert reg.deployment_at("prod", second.created_at.isoformat()) == second
+    assert reg.deployment_at("nowhere", second.created_at) is None
+    with pytest.raises(InvalidInputError, match=r"when of Registry\.deployment_at"):
+        reg.deployment_at("prod", "noon")
