@@ -17,22 +17,17 @@ Each speaks another tool's format from rowtrail's verified records; the extras i
 
 from __future__ import annotations
 
-from rowtrail.interop._mlflow import (
-    MLflowImport,
-    attach_to_mlflow,
-    import_mlflow,
-    read_mlflow_tags,
-    verify_mlflow_tags,
-)
+from rowtrail.interop._mlflow import MLflowImport, import_mlflow
+from rowtrail.interop._mlflow_attach import attach_to_mlflow, read_mlflow_tags
 from rowtrail.interop._openlineage import (
     PROOF_FACET,
     OpenLineageExport,
     export_openlineage,
     openlineage_events,
-    verify_openlineage_event,
 )
 from rowtrail.interop._prov import ProvExport, export_prov, prov_document
 from rowtrail.interop._schemas import validate_openlineage_event
+from rowtrail.interop._verify import verify_mlflow_tags, verify_openlineage_event
 
 __all__ = [
     "PROOF_FACET",

@@ -1,4 +1,4 @@
-"""MLflow: import runs and model versions into the registry; attach rowtrail evidence to runs.
+"""MLflow: import runs and model versions into the registry (attaching: ``_mlflow_attach``).
 
 :func:`import_mlflow` reads an MLflow tracking store (any URI MLflow accepts; a local
 ``sqlite:///…`` store or a ``file:`` directory must exist — nothing is created) and records:
@@ -29,22 +29,16 @@ commit even when an import fails, so they are not wrapped in one transaction): s
 process die between them, the next import registers that version again — a duplicate record,
 never a missing one.
 
-:func:`attach_to_mlflow` sets ``rowtrail.*`` tags on an MLflow run: the matching registry
-record's ledger index, leaf hash and inclusion proof, the signed checkpoint (size, root, note),
-the verifier key, and the lineage digest of the run's data, so an MLflow user can find the
-evidence and check it (:func:`verify_mlflow_tags`) with the verifier key alone.
+Attaching rowtrail's evidence to MLflow runs lives in :mod:`rowtrail.interop._mlflow_attach`.
 """
 
 from __future__ import annotations
 
-import binascii
-import hmac
 import io
-import json
 import math
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,33 +47,32 @@ from urllib.parse import urlparse
 
 from rowtrail._optional import require
 from rowtrail.errors import (
-    CheckpointError,
     InvalidInputError,
     StorageError,
-    VerificationError,
 )
 from rowtrail.hashing import canonical_json, sha256_digest
 from rowtrail.interop._evidence import ProvenRecord, collect_evidence
-from rowtrail.ledger import NoteVerifier, open_checkpoint, verify_inclusion
 from rowtrail.ledger._events import format_time
 
 if TYPE_CHECKING:
     from rowtrail._workspace import Workspace
 
 __all__ = [
+    "FEATURE",
     "MLFLOW_KINDS",
+    "TAG_PREFIX",
     "MLflowImport",
-    "attach_to_mlflow",
+    "check_tracking_uri",
     "import_mlflow",
-    "read_mlflow_tags",
-    "verify_mlflow_tags",
+    "mlflow_client",
+    "mlflow_error",
 ]
 
 MODEL_KIND = "interop.mlflow_model_version"
 #: The ledger event kinds the MLflow import writes (beside the registry's own).
 MLFLOW_KINDS = (MODEL_KIND,)
 TAG_PREFIX = "rowtrail."
-_FEATURE = "MLflow interop"
+FEATURE = "MLflow interop"
 _LOCAL_SCHEMES = ("sqlite", "file", "")
 _REMOTE_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
 
@@ -117,12 +110,12 @@ def check_tracking_uri(uri: object, caller: str) -> str:
     return uri
 
 
-def _client(uri: str) -> Any:
-    tracking = require("mlflow.tracking", extra="mlflow", feature=_FEATURE)
+def mlflow_client(uri: str) -> Any:
+    tracking = require("mlflow.tracking", extra="mlflow", feature=FEATURE)
     return tracking.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _mlflow_error(exc: Exception, what: str, caller: str) -> Exception:
+def mlflow_error(exc: Exception, what: str, caller: str) -> Exception:
     """Return the rowtrail error for an MLflow exception."""
     code = getattr(exc, "error_code", "")
     if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
@@ -205,7 +198,7 @@ def pack_directory(root: Path) -> tuple[bytes, list[dict[str, Any]]]:
 
 def _artifact(client: Any, uri: str, version: Any) -> tuple[bytes, list[dict[str, Any]]]:
     """Return the bytes of a model version's artifact (a directory packed) and its manifest."""
-    artifacts = require("mlflow.artifacts", extra="mlflow", feature=_FEATURE)
+    artifacts = require("mlflow.artifacts", extra="mlflow", feature=FEATURE)
     # The registry's download URI is the artifact store location itself; a ``models:/`` source
     # would be resolved against MLflow's global tracking URI, not this store.
     location = client.get_model_version_download_uri(version.name, version.version)
@@ -384,14 +377,14 @@ def import_mlflow(
         ``mlflow`` is not installed (``pip install 'rowtrail[mlflow]'``).
     """
     uri = check_tracking_uri(tracking_uri, "import_mlflow")
-    mlflow_exceptions = require("mlflow.exceptions", extra="mlflow", feature=_FEATURE)
-    client = _client(uri)
+    mlflow_exceptions = require("mlflow.exceptions", extra="mlflow", feature=FEATURE)
+    client = mlflow_client(uri)
     try:
         experiments = _experiments(client, experiment)
         runs = list(_paged(client.search_runs, list(experiments))) if experiments else []
         versions = list(_paged(client.search_model_versions, ""))
     except mlflow_exceptions.MlflowException as exc:
-        raise _mlflow_error(exc, "tracking_uri", "import_mlflow") from exc
+        raise mlflow_error(exc, "tracking_uri", "import_mlflow") from exc
     previous_runs, previous_models = _previous(ws)
     result = MLflowImport()
     for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
@@ -405,178 +398,7 @@ def import_mlflow(
             model = _import_model(ws, client, uri, version, by_run[str(version.run_id)],
                                   previous_models)
         except mlflow_exceptions.MlflowException as exc:
-            raise _mlflow_error(exc, f"model {version.name} version {version.version}",
+            raise mlflow_error(exc, f"model {version.name} version {version.version}",
                                 "import_mlflow") from exc
         result.model_versions.append(model)
     return result
-
-
-# ------------------------------------------------------------------ attach
-def _matching_import(ws: Workspace, run_id: str) -> Any:
-    """Return the latest registry run imported from MLflow run ``run_id``, or ``None``."""
-    found = [r for r in ws.registry.runs()
-             if (r.origin or {}).get("system") == "mlflow"
-             and (r.origin or {}).get("mlflow_run_id") == run_id]
-    return found[-1] if found else None
-
-
-def _lineage_tags(run: Any) -> dict[str, str]:
-    datasets = [{"name": d.name, "version": d.version, "lineage_digest": d.lineage_digest,
-                 "lineage_status": d.lineage_status} for d in run.datasets]
-    known = [d["lineage_digest"] for d in datasets if d["lineage_status"] == "recorded"]
-    single = known[0] if len(datasets) == 1 and len(known) == 1 else "unknown"
-    return {
-        "lineage_digest": str(single),
-        "datasets": json.dumps(datasets, sort_keys=True, separators=(",", ":")),
-    }
-
-
-def _check_run_id(run_id: object, caller: str = "attach_to_mlflow") -> None:
-    if not isinstance(run_id, str) or not run_id:
-        raise InvalidInputError(f"run_id of {caller} must be an MLflow run id; got {run_id!r}")
-
-
-def attach_to_mlflow(
-    ws: Workspace,
-    run_id: str,
-    *,
-    tracking_uri: str,
-    registry_run: str | None = None,
-) -> dict[str, str]:
-    """Set ``rowtrail.*`` tags on MLflow run ``run_id``: where and how to verify its record.
-
-    The registry run is the one imported from ``run_id`` (the latest import) or, for a run
-    logged in rowtrail directly, ``registry_run``. Reads the workspace only.
-
-    Tags set: ``rowtrail.origin``, ``rowtrail.vkey`` (the pinned verifier key),
-    ``rowtrail.registry_run``, ``rowtrail.ledger_index`` / ``rowtrail.leaf_hash`` /
-    ``rowtrail.inclusion_path`` of its ``registry.run`` event, ``rowtrail.checkpoint.size`` /
-    ``.root`` / ``.note`` of the signed checkpoint that proof is for,
-    ``rowtrail.lineage_digest`` (the lineage DAG digest of its one dataset version;
-    ``"unknown"`` when it has none, several, or one whose lineage was not traced),
-    ``rowtrail.datasets`` (JSON) and ``rowtrail.model_digest`` (the sealed weights, when the
-    run wraps a training run).
-
-    Returns
-    -------
-    dict
-        The tags set.
-
-    Raises
-    ------
-    InvalidInputError
-        Unknown MLflow run, bad URI, or no registry run matches; nothing is written.
-    """
-    uri = check_tracking_uri(tracking_uri, "attach_to_mlflow")
-    _check_run_id(run_id)
-    mlflow_exceptions = require("mlflow.exceptions", extra="mlflow", feature=_FEATURE)
-    client = _client(uri)
-    try:
-        client.get_run(run_id)
-    except mlflow_exceptions.MlflowException as exc:
-        raise _mlflow_error(exc, "run_id", "attach_to_mlflow") from exc
-    tags = evidence_tags(ws, run_id, registry_run)
-    entities = require("mlflow.entities", extra="mlflow", feature=_FEATURE)
-    try:
-        client.log_batch(run_id, tags=[entities.RunTag(k, v) for k, v in sorted(tags.items())])
-    except mlflow_exceptions.MlflowException as exc:
-        raise _mlflow_error(exc, "run_id", "attach_to_mlflow") from exc
-    return tags
-
-
-def evidence_tags(ws: Workspace, mlflow_run_id: str, registry_run: str | None) -> dict[str, str]:
-    """Return the ``rowtrail.*`` tags for an MLflow run (see :func:`attach_to_mlflow`)."""
-    registry = ws.registry
-    if registry_run is None:
-        matched = _matching_import(ws, mlflow_run_id)
-        if matched is None:
-            raise InvalidInputError(
-                f"run_id of attach_to_mlflow: MLflow run {mlflow_run_id!r} was not imported "
-                "into this workspace. Import it first (rowtrail import mlflow) or name the "
-                "registry run it matches (registry_run=). Nothing was written."
-            )
-        registry_run = str(matched.run_id)
-    run = registry.run(registry_run)
-    evidence = collect_evidence(ws, ("registry.run",))
-    record = next((r for r in evidence.of("registry.run") if r.index == run.index), None)
-    if record is None:
-        raise InvalidInputError(
-            f"registry_run of attach_to_mlflow: run {registry_run!r} is not covered by the "
-            "signed checkpoint yet. Nothing was written."
-        )
-    head = evidence.head
-    model_digest = run.model_digest
-    tags = {
-        "origin": evidence.origin,
-        "vkey": ws.trust_root().verifier.vkey,
-        "registry_run": run.run_id,
-        "ledger_index": str(record.index),
-        "leaf_hash": record.leaf_hash_hex,
-        "inclusion_path": json.dumps([step.hex() for step in record.proof.path]),
-        "checkpoint.size": str(head.size),
-        "checkpoint.root": head.root.hex(),
-        "checkpoint.note": evidence.checkpoint_note,
-        **_lineage_tags(run),
-    }
-    if model_digest is not None:
-        tags["model_digest"] = str(model_digest)
-    return {TAG_PREFIX + key: value for key, value in tags.items()}
-
-
-def read_mlflow_tags(run_id: str, *, tracking_uri: str) -> dict[str, str]:
-    """Return the ``rowtrail.*`` tags of MLflow run ``run_id`` (reads MLflow only).
-
-    Raises
-    ------
-    InvalidInputError
-        Unknown run or bad URI.
-    """
-    uri = check_tracking_uri(tracking_uri, "read_mlflow_tags")
-    _check_run_id(run_id, "read_mlflow_tags")
-    mlflow_exceptions = require("mlflow.exceptions", extra="mlflow", feature=_FEATURE)
-    try:
-        run = _client(uri).get_run(run_id)
-    except mlflow_exceptions.MlflowException as exc:
-        raise _mlflow_error(exc, "run_id", "read_mlflow_tags") from exc
-    return {k: v for k, v in run.data.tags.items() if k.startswith(TAG_PREFIX)}
-
-
-def verify_mlflow_tags(key: object, tags: Mapping[str, str]) -> None:
-    """Check the ``rowtrail.*`` tags of an MLflow run with a verifier key; raise if they fail.
-
-    The checkpoint note must be signed by ``key`` (a :class:`~rowtrail.ledger.NoteVerifier`
-    or a verifier key string — not the ``rowtrail.vkey`` tag itself, which anyone who can
-    write tags could replace) and name the tagged size and root; the inclusion path must place
-    the tagged leaf hash at the tagged ledger index of that tree.
-
-    Raises
-    ------
-    VerificationError
-        A tag is missing or malformed, the signature or the proof fails.
-    """
-    verifier = key if isinstance(key, NoteVerifier) else None
-    if verifier is None:
-        if not isinstance(key, str):
-            raise InvalidInputError(
-                "key of verify_mlflow_tags must be a NoteVerifier or a verifier key string; "
-                f"got {type(key).__name__}"
-            )
-        verifier = NoteVerifier.from_vkey(key.strip())
-    try:
-        origin = tags[TAG_PREFIX + "origin"]
-        index = int(tags[TAG_PREFIX + "ledger_index"])
-        leaf = bytes.fromhex(tags[TAG_PREFIX + "leaf_hash"])
-        path: Sequence[bytes] = [bytes.fromhex(s) for s in
-                                 json.loads(tags[TAG_PREFIX + "inclusion_path"])]
-        size = int(tags[TAG_PREFIX + "checkpoint.size"])
-        root = bytes.fromhex(tags[TAG_PREFIX + "checkpoint.root"])
-        note = tags[TAG_PREFIX + "checkpoint.note"]
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise VerificationError(f"rowtrail tags of the MLflow run are missing or malformed: "
-                                f"{exc!r}") from exc
-    checkpoint = open_checkpoint(note, [verifier], origin=origin)
-    if checkpoint.size != size or not hmac.compare_digest(checkpoint.root, root):
-        raise CheckpointError(
-            "rowtrail.checkpoint.size/root of the MLflow run are not those of the signed note"
-        )
-    verify_inclusion(index, size, leaf, path, root)

@@ -27,9 +27,6 @@ with the log's verifier key alone.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -40,22 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from rowtrail._optional import require
 from rowtrail.errors import (
-    CheckpointError,
-    InclusionProofError,
     InvalidInputError,
     StateError,
-    VerificationError,
 )
 from rowtrail.interop._evidence import PRODUCER, Evidence, ProvenRecord, run_uuid
 from rowtrail.interop._registry_view import REGISTRY_KINDS, registry_events
 from rowtrail.interop._schemas import validate_openlineage_event
-from rowtrail.ledger import (
-    Event,
-    NoteVerifier,
-    leaf_hash,
-    open_checkpoint,
-    verify_inclusion,
-)
 from rowtrail.ledger._events import format_time
 
 if TYPE_CHECKING:
@@ -66,7 +53,6 @@ __all__ = [
     "OpenLineageExport",
     "export_openlineage",
     "openlineage_events",
-    "verify_openlineage_event",
 ]
 
 #: Name of rowtrail's custom run facet.
@@ -432,121 +418,3 @@ def export_openlineage(ws: Workspace, path: str | os.PathLike[str]) -> OpenLinea
         raise
     runs = {event["run"]["runId"] for event in written}
     return OpenLineageExport(target, len(written), len(runs), evidence.head.size)
-
-
-# ------------------------------------------------------------------ verification
-def _verifier_of(key: object) -> NoteVerifier:
-    if isinstance(key, NoteVerifier):
-        return key
-    if isinstance(key, str):
-        return NoteVerifier.from_vkey(key.strip())
-    trust_root = getattr(key, "trust_root", None)
-    if callable(trust_root):
-        verifier = trust_root().verifier
-        if isinstance(verifier, NoteVerifier):
-            return verifier
-    raise InvalidInputError(
-        "key of verify_openlineage_event must be a Workspace (its pinned key is used), a "
-        f"NoteVerifier or a verifier key string (`rowtrail ledger key`); got {type(key).__name__}"
-    )
-
-
-def _proof_fields(event: Mapping[str, Any]) -> dict[str, Any]:
-    run = event.get("run")
-    facets = run.get("facets") if isinstance(run, Mapping) else None
-    facet = facets.get(PROOF_FACET) if isinstance(facets, Mapping) else None
-    if not isinstance(facet, Mapping):
-        raise VerificationError(
-            f"event of verify_openlineage_event carries no {PROOF_FACET} run facet: there is no "
-            "rowtrail evidence to check"
-        )
-    try:
-        return {
-            "origin": str(facet["origin"]),
-            "index": int(facet["ledgerIndex"]),
-            "kind": str(facet["eventKind"]),
-            "leaf": base64.b64decode(str(facet["leaf"]), validate=True),
-            "leaf_hash": bytes.fromhex(str(facet["leafHash"])),
-            "size": int(facet["treeSize"]),
-            "root": bytes.fromhex(str(facet["rootHash"])),
-            "path": tuple(bytes.fromhex(str(step)) for step in facet["inclusionPath"]),
-            "note": str(facet["checkpoint"]),
-        }
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise VerificationError(f"{PROOF_FACET} facet is malformed: {exc}") from exc
-
-
-def _check_binding(event: Mapping[str, Any], fields: Mapping[str, Any], decoded: Event) -> None:
-    """Raise unless the proven ledger event is the one this run event says it was made from."""
-    if decoded.kind != fields["kind"]:
-        raise VerificationError(
-            f"{PROOF_FACET} says entry {fields['index']} is {fields['kind']!r} but its leaf is "
-            f"a {decoded.kind!r} event"
-        )
-    try:
-        key = run_key(decoded.kind, decoded.payload, fields["index"])
-    except KeyError as exc:
-        raise VerificationError(
-            f"{PROOF_FACET}: ledger entry {fields['index']} names no run: {exc}"
-        ) from exc
-    expected_run = run_uuid(fields["origin"], *key)
-    if event["run"].get("runId") != expected_run:
-        raise VerificationError(
-            f"runId {event['run'].get('runId')!r} is not the run of ledger entry "
-            f"{fields['index']} ({expected_run}): the proof was moved to another event"
-        )
-    if event.get("eventTime") != format_time(decoded.time):
-        raise VerificationError(
-            f"eventTime {event.get('eventTime')!r} differs from the time of ledger entry "
-            f"{fields['index']} ({format_time(decoded.time)})"
-        )
-
-
-def verify_openlineage_event(key: object, event: Mapping[str, Any]) -> None:
-    """Check an OpenLineage event's ``rowtrail_ledgerProof`` facet; raise if it does not hold.
-
-    Checks, with the verifier key only (no access to the workspace is needed): the checkpoint
-    note is signed by ``key`` and names the facet's tree size and root; the leaf bytes hash to
-    the leaf hash; the inclusion proof places that leaf at the index in that tree; the leaf
-    is a canonical rowtrail event of the stated kind, whose run and time are the event's
-    ``runId`` and ``eventTime``.
-
-    Parameters
-    ----------
-    key : Workspace, NoteVerifier or str
-        Whose signature to require: a workspace (its pinned verifier key, kept outside it), a
-        :class:`~rowtrail.ledger.NoteVerifier`, or a verifier key string as printed by
-        ``rowtrail ledger key``.
-    event : mapping
-        One event as JSON (a line of the export file, parsed).
-
-    Raises
-    ------
-    VerificationError
-        :class:`~rowtrail.errors.CheckpointError` (bad signature, another log),
-        :class:`~rowtrail.errors.InclusionProofError` (leaf or path altered), or a
-        :class:`~rowtrail.errors.VerificationError` naming the mismatch.
-    InvalidInputError
-        ``key`` is none of the accepted kinds.
-    """
-    verifier = _verifier_of(key)
-    fields = _proof_fields(event)
-    checkpoint = open_checkpoint(fields["note"], [verifier], origin=fields["origin"])
-    if checkpoint.size != fields["size"] or not hmac.compare_digest(
-        checkpoint.root, fields["root"]
-    ):
-        raise CheckpointError(
-            f"{PROOF_FACET}: the signed checkpoint is of size {checkpoint.size} and root "
-            f"{checkpoint.root.hex()}, not the proof's {fields['size']} and {fields['root'].hex()}"
-        )
-    if not hmac.compare_digest(leaf_hash(fields["leaf"]), fields["leaf_hash"]):
-        raise InclusionProofError(
-            f"{PROOF_FACET}: the leaf bytes of entry {fields['index']} do not hash to its leaf hash"
-        )
-    verify_inclusion(fields["index"], fields["size"], fields["leaf_hash"], fields["path"],
-                     fields["root"])
-    try:
-        decoded = Event.from_leaf(fields["leaf"])
-    except InvalidInputError as exc:
-        raise VerificationError(f"{PROOF_FACET}: the leaf is not a rowtrail event: {exc}") from exc
-    _check_binding(event, fields, decoded)
