@@ -363,9 +363,14 @@ class Governance:
             check_name(name, "name", "Registry.set_alias")
             check_name(alias, "alias", "Registry.set_alias")
             current = self.current_alias(name, alias)
+            if current is None:
+                raise InvalidInputError(
+                    f"alias of Registry.set_alias: {alias!r} of model {name!r} is not set, so "
+                    "there is nothing to remove. Nothing was written."
+                )
             index = self._append("registry.alias", {
                 "model": name, "alias": alias, "version": None, "via": "set_alias",
-                "previous": None if current is None else current.version,
+                "previous": current.version,
                 "approvals": [], "attestations": [], "overrides": [],
             })
             return _build.alias_change(self._entry("registry.alias", index))

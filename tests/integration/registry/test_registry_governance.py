@@ -175,6 +175,7 @@ def test_failed_latest_attestation_blocks_promotion(ws: rt.Workspace) -> None:
         (lambda r: r.approve("scorecard", 1, stage="s", comment=3), "comment of"),
         (lambda r: r.promote("nope", 1, stage="production"), "no model 'nope'"),
         (lambda r: r.set_alias("scorecard", "", 1), "alias of Registry.set_alias"),
+        (lambda r: r.set_alias("scorecard", "canary", None), "nothing to remove"),
         (lambda r: r.alias_at("scorecard", "production", "yesterday"), "timezone-aware"),
         (lambda r: r.override("scorecard", checks=["lineage"], reason="x"), "target of"),
         (lambda r: r.override("run:x", checks=["speed"], reason="x"), "checks of"),
