@@ -21,10 +21,11 @@ from rowtrail.cli._common import (
 from rowtrail.cli._demo import run_demo
 from rowtrail.cli._erase import erase
 from rowtrail.cli._explain import explain
+from rowtrail.cli._interop import export_app, import_app, mlflow_app
 from rowtrail.cli._ledger import init, ledger_app, trust, verify
-from rowtrail.cli._witness import verify_offline, witness_app
 from rowtrail.cli._registry import registry_app
 from rowtrail.cli._reproduce import reconcile, reproduce, retention_app
+from rowtrail.cli._witness import verify_offline, witness_app
 
 __all__ = ["app", "main"]
 
@@ -48,6 +49,9 @@ app.add_typer(registry_app, name="registry")
 app.command("reproduce")(reproduce)
 app.command("reconcile")(reconcile)
 app.add_typer(retention_app, name="retention")
+app.add_typer(export_app, name="export")
+app.add_typer(import_app, name="import")
+app.add_typer(mlflow_app, name="mlflow")
 
 
 @app.command("demo")
