@@ -313,6 +313,7 @@ class Ledger:
         except BaseException:
             self._entry_cache.clear()
             self._proof_cache.clear()
+            self._node_cache.clear()  # nodes read inside the block may be of discarded entries
             self._kind_checked = self._subjects_checked = None
             self._trusted_cache = None
             self._pending_note = None if self._depth == 0 else self._pending_note

@@ -24,6 +24,7 @@ from rowtrail.registry._policy import (
     required_findings,
     stage_reasons,
 )
+from rowtrail.registry._provenance import input_findings
 from rowtrail.registry._records import (
     AliasChange,
     Approval,
@@ -456,7 +457,10 @@ class Governance:
             reasons, approvals, attestations = stage_reasons(
                 gate, listed, latest, lambda who, role, at: self.has_role(who, role, at)
             )
-        findings = [] if found.run is None else self._run_findings(found.run)
+        findings = (
+            input_findings(found.key, 0, None) if found.run is None
+            else self._run_findings(found.run)
+        )
         scopes = (found.key,) if found.run is None else (found.key, found.run.key)
         waivers: dict[tuple[str, str], int] = {}
         for item in self.overrides():

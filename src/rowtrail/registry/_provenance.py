@@ -18,7 +18,7 @@ from rowtrail.registry._records import DatasetVersion
 if TYPE_CHECKING:
     from rowtrail.ledger import Ledger
 
-__all__ = ["dataset_findings", "training_findings"]
+__all__ = ["dataset_findings", "input_findings", "training_findings"]
 
 
 def _prove_sources(ledger: Ledger, sources: list[Mapping[str, Any]], target: str) -> list[Finding]:
@@ -58,6 +58,20 @@ def dataset_findings(ledger: Ledger, dataset: DatasetVersion) -> list[Finding]:
             "schema", target, f"{target}: a source recorded schema violations at ingestion",
         ))
     return found + _prove_sources(ledger, list(dataset.sources), target)
+
+
+def input_findings(target: str, n_datasets: int, training_run: object) -> list[Finding]:
+    """Return the lineage finding of a run that names neither a dataset version nor a training run.
+
+    Such a run (e.g. one imported from another tracker) says nothing about the data it used:
+    its lineage is unknown, not clean.
+    """
+    if n_datasets or training_run is not None:
+        return []
+    return [Finding(
+        "lineage", target,
+        f"{target} names no dataset version and no training run: the data it used is unknown",
+    )]
 
 
 def training_findings(

@@ -22,7 +22,7 @@ from rowtrail.registry._artifacts import deserialize_artifact, serialize_artifac
 from rowtrail.registry._governance import Governance, check_name
 from rowtrail.registry._hardware import hardware_info
 from rowtrail.registry._inputs import artifact_binding, check_json, resolve_sources, source_entry
-from rowtrail.registry._provenance import dataset_findings, training_findings
+from rowtrail.registry._provenance import dataset_findings, input_findings, training_findings
 from rowtrail.registry._records import DatasetVersion, Deployment, ModelVersion, RunRecord
 
 __all__ = ["Registry"]
@@ -169,6 +169,7 @@ class Registry(Governance):
         run_id_in = getattr(training_run, "run_id", training_run)
         seal = self._seal_of(run_id_in) if run_id_in is not None else None
         findings = [f for d in used for f in dataset_findings(self.ws.ledger, d)]
+        findings += input_findings(f"run:{name}", len(used), run_id_in)
         if run_id_in is not None:
             findings += training_findings(self.ws.ledger, str(run_id_in), seal,
                                           self._failed_sources())
@@ -335,6 +336,7 @@ class Registry(Governance):
 
     def _run_findings(self, run: RunRecord) -> list[Any]:
         findings = [f for d in run.datasets for f in dataset_findings(self.ws.ledger, d)]
+        findings += input_findings(run.key, len(run.datasets), run.training_run)
         if run.training_run is not None:
             seal = None
             if run.training_seal is not None:

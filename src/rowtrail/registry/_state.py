@@ -87,14 +87,20 @@ class ProvenEvents:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self._size = -1
+        self._root = b""
         self._by_kind: dict[str, dict[int, LedgerEntry]] = {kind: {} for kind in KINDS}
 
     def _refresh(self) -> None:
         ledger = self._ledger
         with ledger.snapshot():  # the size and every index read in one committed state
             size = ledger.size
-            if size == self._size:
+            root = ledger.root(size) if size else b""
+            if size == self._size and root == self._root:
                 return
+            if size < self._size or (self._size > 0 and ledger.root(self._size) != self._root):
+                # What was kept is not a prefix of this log (a write it saw was rolled back):
+                # read everything again.
+                self._by_kind = {kind: {} for kind in KINDS}
             wanted: dict[int, str] = {}
             for kind in KINDS:
                 known = self._by_kind[kind]
@@ -109,7 +115,7 @@ class ProvenEvents:
                     )
                 _check_shape(entry)
                 self._by_kind[kind][entry.index] = entry
-            self._size = size
+            self._size, self._root = size, root
 
     def entries(self, kind: str) -> list[LedgerEntry]:
         """Return the proven entries of ``kind`` (one of :data:`KINDS`), ascending by index."""

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-from _serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
 from typer.testing import CliRunner
 
 import rowtrail as rt
@@ -23,6 +22,8 @@ from rowtrail.registry._reconcile import (
     RECONCILED_KIND,
     reconcile,
 )
+
+from ._serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
 
 
 def _workspace(tmp_path: Path, opened: Keep) -> tuple[rt.Workspace, list[str]]:

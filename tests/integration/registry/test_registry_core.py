@@ -364,3 +364,16 @@ def test_deployment_at_answers_what_ran_in_an_environment(ws: rt.Workspace) -> N
     assert reg.deployment_at("nowhere", second.created_at) is None
     with pytest.raises(InvalidInputError, match=r"when of Registry\.deployment_at"):
         reg.deployment_at("prod", "noon")
+
+
+def test_answers_forget_a_write_that_was_rolled_back(ws: rt.Workspace) -> None:
+    """A run logged inside a transaction that rolls back is not answered afterwards."""
+    reg = ws.registry
+    reg.log_run("kept", code={})
+    with pytest.raises(RuntimeError, match="abandon"), ws.ledger.transaction():
+        reg.log_run("discarded", code={})
+        assert [r.name for r in reg.runs()] == ["kept", "discarded"]  # seen inside it
+        raise RuntimeError("abandon")
+    reg.log_run("later", code={})
+    assert [r.name for r in reg.runs()] == ["kept", "later"]
+    assert [r.name for r in Registry(ws).runs()] == ["kept", "later"]

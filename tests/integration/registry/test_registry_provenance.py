@@ -151,3 +151,17 @@ def test_promotion_checks_the_runs_provenance_and_a_model_override(trained: Any)
     change = reg.promote("scorecard", 1, stage="production")
     assert change.overrides == (waiver.index,)
     assert [r.action for r in reg.refusals()] == ["register_model", "promote"]
+
+
+def test_a_run_naming_no_data_has_unknown_lineage(trained: Any) -> None:
+    """A run with neither a dataset version nor a training run (e.g. an import) is not clean."""
+    ws = trained.ws
+    reg, rita = _strict(ws)
+    before = ws.ledger.size
+    with pytest.raises(PolicyRefusedError, match="names no dataset version and no training run"):
+        reg.log_run("imported", params={"C": 1.0})
+    assert ws.ledger.size == before + 1  # only the refusal
+    assert reg.runs() == []
+    waiver = rita.override("run:imported", checks=["lineage"], reason="imported, reviewed")
+    run = reg.log_run("imported", params={"C": 1.0})
+    assert run.overrides == (waiver.index,)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 (the fixture)
 from typer.testing import CliRunner
 
 import rowtrail as rt
@@ -30,6 +29,8 @@ from rowtrail.registry._retention import (
     retention_policy,
     set_retention_policy,
 )
+
+from ._serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 (the fixture)
 
 KIND = "registry.prediction_batch"
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 (the fixture)
 
 import rowtrail as rt
 from _rawdb import raw_connection
@@ -39,6 +38,8 @@ from rowtrail.registry._predictions import (
     load_prediction_input,
     replay_prediction_spool,
 )
+
+from ._serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 (the fixture)
 
 CHILD = Path(__file__).with_name("_serving_child.py")
 
