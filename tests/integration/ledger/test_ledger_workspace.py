@@ -297,15 +297,20 @@ def test_proofs_of_the_wrong_length_are_rejected(tmp_path: Path) -> None:
     assert ws.ledger.size == 25
 
 
+def _abandoned_append(ws: rt.Workspace) -> None:
+    with ws.ledger.transaction():
+        ws.ledger.append("rows.ingested", {"n_rows": 99})
+        ws.ledger.root(4)  # reads (and would keep) nodes over the uncommitted entry
+        raise RuntimeError("abandon")
+
+
 def test_tree_hashes_read_inside_a_rolled_back_write_are_forgotten(tmp_path: Path) -> None:
     """Roots and proofs after a rollback come from the committed tree, not discarded nodes."""
     with rt.init(tmp_path / "ws") as ws:
         for i in range(3):
             ws.ledger.append("rows.ingested", {"n_rows": i})
-        with pytest.raises(RuntimeError, match="abandon"), ws.ledger.transaction():
-            ws.ledger.append("rows.ingested", {"n_rows": 99})
-            ws.ledger.root(4)  # reads (and would keep) nodes over the uncommitted entry
-            raise RuntimeError("abandon")
+        with pytest.raises(RuntimeError, match="abandon"):
+            _abandoned_append(ws)
         ws.ledger.append("rows.ingested", {"n_rows": 3})
         with rt.open(tmp_path / "ws", read_only=True) as fresh:
             assert ws.ledger.root(4) == fresh.ledger.root(4)

@@ -366,14 +366,19 @@ def test_deployment_at_answers_what_ran_in_an_environment(ws: rt.Workspace) -> N
         reg.deployment_at("prod", "noon")
 
 
+def _abandoned_run(ws: rt.Workspace) -> None:
+    with ws.ledger.transaction():
+        ws.registry.log_run("discarded", code={})
+        assert [r.name for r in ws.registry.runs()] == ["kept", "discarded"]  # seen inside it
+        raise RuntimeError("abandon")
+
+
 def test_answers_forget_a_write_that_was_rolled_back(ws: rt.Workspace) -> None:
     """A run logged inside a transaction that rolls back is not answered afterwards."""
     reg = ws.registry
     reg.log_run("kept", code={})
-    with pytest.raises(RuntimeError, match="abandon"), ws.ledger.transaction():
-        reg.log_run("discarded", code={})
-        assert [r.name for r in reg.runs()] == ["kept", "discarded"]  # seen inside it
-        raise RuntimeError("abandon")
+    with pytest.raises(RuntimeError, match="abandon"):
+        _abandoned_run(ws)
     reg.log_run("later", code={})
     assert [r.name for r in reg.runs()] == ["kept", "later"]
     assert [r.name for r in Registry(ws).runs()] == ["kept", "later"]
