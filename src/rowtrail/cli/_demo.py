@@ -204,7 +204,9 @@ def run_demo(
     prepare_demo_dir(path, from_env=from_env)
     workdir = Path(tempfile.mkdtemp(prefix="rowtrail-demo-"))
     try:
-        with open_workspace(path, actor="demo", create=True) as ws:
+        # The embedded default (SQLite), whatever $ROWTRAIL_DATABASE says: the demo's tamper
+        # steps edit copies of the workspace's database file.
+        with open_workspace(path, actor="demo", create=True, database="sqlite") as ws:
             start_marker(path)
             ctx = DemoContext(
                 ws=ws, workdir=workdir, console=console, quiet=quiet, seed=seed, size=size
