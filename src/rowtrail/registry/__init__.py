@@ -1,4 +1,4 @@
-"""Registry audit trail: datasets, runs, model versions, approvals, deployments.
+"""Registry audit trail: datasets, runs, model versions, approvals, deployments, predictions.
 
 Every entity is an append-only series of ``registry.*`` ledger events naming their actor;
 answers (an alias's history, what served an alias at a time, a deployment's model, run, data
@@ -9,7 +9,11 @@ declarative policy; refusals are ledger events too.
 - :class:`Registry` (``ws.registry``): ``register_dataset``, ``log_run``, ``register_model``
   (``ModelVersion.load()``), ``attest``, ``approve``, ``promote``, ``set_alias``,
   ``history``, ``alias_at``, ``deploy``, ``deployment``, ``deployment_at``, ``set_policy``,
-  ``grant_role``, ``override``.
+  ``grant_role``, ``override``, ``prediction_logger``, ``prediction``, ``reproduce``.
+- Serving: :class:`PredictionLogger` (batched, asynchronous, crash-safe through a spool),
+  :func:`find_prediction`, :func:`reproduce` (prediction -> deployment -> model -> run ->
+  data -> commit, re-scored), :func:`reconcile` (every blob re-hashed), retention
+  (:func:`set_retention_policy`, :func:`apply_retention`: payloads expire, proofs stay).
 - :func:`verify_registry` (run by ``Workspace.verify``): re-checks every registry decision
   against the roles and policy in force when it was made.
 - Records: :class:`DatasetVersion`, :class:`RunRecord`, :class:`ModelVersion`,
@@ -49,7 +53,7 @@ __all__ = [
     "verify_registry",
 ]
 
-# --- serving (issue 13, branch serve): prediction logging, reproduce, reconcile, retention ---
+# Serving: prediction logging, reproduce, reconcile, retention.
 from rowtrail.registry._prediction_logger import PredictionLogger
 from rowtrail.registry._predictions import (
     PREDICTION_BATCH_KIND,
@@ -70,7 +74,7 @@ from rowtrail.registry._retention import (
     set_retention_policy,
 )
 
-__all__ += [  # kept in isort order (CONSTANTS, Classes, functions) below
+__all__ += [
     "LEGAL_MINIMUM_DAYS",
     "PREDICTION_BATCH_KIND",
     "ExpiredPayload",

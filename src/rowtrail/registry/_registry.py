@@ -480,6 +480,33 @@ class Registry(Governance):
                 found = entry
         return None if found is None else self._deployment_from(found)
 
+    # ------------------------------------------------------------ serving
+    def prediction_logger(self, deployment: Deployment | str, **options: Any) -> Any:
+        """Return a :class:`~rowtrail.registry.PredictionLogger` for ``deployment``.
+
+        ``options`` are the logger's (``model=``, ``batch_size=``, ``flush_interval=``,
+        ``fsync=``, ``method=``); use it as a context manager so its last batch is flushed.
+        """
+        from rowtrail.registry._prediction_logger import PredictionLogger
+
+        return PredictionLogger(self.ws, deployment, **options)
+
+    def prediction(self, prediction_id: str) -> Any:
+        """Return the logged :class:`~rowtrail.registry.PredictionRecord` ``prediction_id``."""
+        from rowtrail.registry._predictions import find_prediction
+
+        return find_prediction(self.ws, prediction_id)
+
+    def reproduce(self, prediction_id: str, **tolerance: float) -> Any:
+        """Walk a prediction back to its commit and re-score it (see :func:`reproduce`).
+
+        ``tolerance`` is ``rtol=`` / ``atol=``; returns a
+        :class:`~rowtrail.registry.ReproduceResult`.
+        """
+        from rowtrail.registry._reproduce import reproduce
+
+        return reproduce(self.ws, prediction_id, **tolerance)
+
     # ------------------------------------------------------------ plumbing
     def _versions(self, kind: str, name: str) -> list[int]:
         return [int(e.event.payload["version"]) for e in self._events.entries(kind)
