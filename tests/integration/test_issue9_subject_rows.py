@@ -160,3 +160,17 @@ def test_issue9_a_subject_row_moved_to_another_source_is_refused(tmp_path: Path)
         rows_of_subject(ws, pseudonym)
     with pytest.raises(TableIntegrityError):
         ws.lineage_store.subjects_of_rows([row_id(0, 5)])
+
+
+def test_subjects_given_with_the_rows_answer_like_a_subject_column(tmp_path: Path) -> None:
+    """``rt.track(..., subject_ids=...)`` (no column name) records checkable subject rows."""
+    ws = rt.init(tmp_path / "ws")
+    rt.track(np.zeros((4, 2)), source="t", workspace=ws, subject_ids=["a", "b", "a", "c"])
+    store = ws.lineage_store
+    assert store.rows_of_subject(ws.pseudonymize("a")) == [row_id(0, 0), row_id(0, 2)]
+    assert store.subjects_of_rows([row_id(0, 1)]) == {row_id(0, 1): ws.pseudonymize("b")}
+    assert ws.verify().size == ws.ledger.size
+    with raw(tmp_path / "ws") as conn:
+        conn.execute("DELETE FROM subject_rows WHERE row_id = ?", (row_id(0, 2),))
+    with pytest.raises(TableIntegrityError, match="subject_rows"):
+        store.rows_of_subject(ws.pseudonymize("a"))

@@ -168,7 +168,9 @@ class _Registration:
     def of(cls, info: SourceInfo, event: Event) -> _Registration:
         payload = event.payload
         first = int(info.ledger_index or 0) + 1
-        if info.subject_column is None:
+        # Subjects come from a column, or from ``subject_ids`` given with the rows (no column
+        # name): either way the registration records its subject coverage.
+        if info.subject_column is None and "subject_events" not in payload:
             ranges = np.asarray([[0, info.n_rows]], dtype=np.int64).reshape(-1, 2)
             return cls(info, first, first, ranges[:, 0], ranges[:, 1], None)
         if not {"subject_events", "rows_without_subject", "subject_rows_digest"} <= set(payload):
