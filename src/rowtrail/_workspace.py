@@ -445,6 +445,9 @@ class Workspace:
         from rowtrail.training import TrainingRun
 
         self._check_open()
+        # The registry's provenance policy gates what the run trains on (see
+        # Registry.gate_training); a policy that requires nothing refuses nothing.
+        options.setdefault("provenance_gate", self.registry.gate_training)
         return TrainingRun(self, name, **options)
 
     # ------------------------------------------------------------ attribution

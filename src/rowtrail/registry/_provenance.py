@@ -18,7 +18,7 @@ from rowtrail.registry._records import DatasetVersion
 if TYPE_CHECKING:
     from rowtrail.ledger import Ledger
 
-__all__ = ["dataset_findings", "input_findings", "training_findings"]
+__all__ = ["dataset_findings", "input_findings", "split_findings", "training_findings"]
 
 
 def _prove_sources(ledger: Ledger, sources: list[Mapping[str, Any]], target: str) -> list[Finding]:
@@ -72,6 +72,36 @@ def input_findings(target: str, n_datasets: int, training_run: object) -> list[F
         "lineage", target,
         f"{target} names no dataset version and no training run: the data it used is unknown",
     )]
+
+
+def split_findings(
+    target: str, payload: Mapping[str, Any], failed_sources: set[int]
+) -> list[Finding]:
+    """Return the provenance findings of a ``training.split`` about to be recorded.
+
+    A split without row ids has unknown lineage; rows of a source no registration event
+    records cannot be proven; a source that recorded schema violations fails the schema check.
+    """
+    what = f"{target} ({payload.get('role')} split)"
+    found = []
+    if not payload.get("row_ids", False):
+        found.append(Finding(
+            "lineage", target, f"{what} has no row ids: the data it trains on has unknown lineage",
+        ))
+    sources = list(payload.get("sources") or [])
+    unregistered = sorted(int(s.get("source_index", -1)) for s in sources if s.get("name") is None)
+    if unregistered:
+        found.append(Finding(
+            "records", target,
+            f"{what} uses rows of sources no registration event records: {unregistered}",
+        ))
+    failed = sorted(str(s.get("name")) for s in sources
+                    if int(s.get("source_index", -1)) in failed_sources)
+    if failed:
+        found.append(Finding(
+            "schema", target, f"{what} uses sources that failed schema validation: {failed}",
+        ))
+    return found
 
 
 def training_findings(

@@ -22,7 +22,12 @@ from rowtrail.registry._artifacts import deserialize_artifact, serialize_artifac
 from rowtrail.registry._governance import Governance, check_name
 from rowtrail.registry._hardware import hardware_info
 from rowtrail.registry._inputs import artifact_binding, check_json, resolve_sources, source_entry
-from rowtrail.registry._provenance import dataset_findings, input_findings, training_findings
+from rowtrail.registry._provenance import (
+    dataset_findings,
+    input_findings,
+    split_findings,
+    training_findings,
+)
 from rowtrail.registry._records import DatasetVersion, Deployment, ModelVersion, RunRecord
 
 __all__ = ["Registry"]
@@ -183,6 +188,25 @@ class Registry(Governance):
         payload["overrides"] = overrides
         index = self._append("registry.run", payload)
         return self._run_from(self._entry("registry.run", index))
+
+    def gate_training(self, run_id: str, split: Mapping[str, Any]) -> None:
+        """Refuse a training split whose inputs fail the policy's provenance checks.
+
+        Called by a training run (``ws.training_run``) before it records each split: under a
+        policy requiring known lineage, valid schemas or verified records, a split without
+        row ids, of rows no registration records, or of a source with schema violations is
+        refused (a ``registry.refusal`` event) unless an override of ``training:RUN_ID``
+        (``reg.override("training:" + run_id, ...)``, before the run) waives it.
+
+        Raises
+        ------
+        PolicyRefusedError
+            The split's inputs fail a required check and no override covers it.
+        """
+        target = f"training:{run_id}"
+        findings = split_findings(target, split, self._failed_sources())
+        if findings:
+            self._gate_provenance("training", target, findings, scopes=())
 
     def _check_datasets(self, datasets: object) -> list[DatasetVersion]:
         if not isinstance(datasets, (list, tuple)) or not all(

@@ -145,6 +145,10 @@ class TrainingRun:
     scheduler : torch.optim.lr_scheduler.LRScheduler, optional
         Named in the replay record; replay applies the hyper-parameters each step actually
         used (recorded through the optimizer's step hooks), so any schedule replays exactly.
+    provenance_gate : callable, optional
+        Called with ``(run_id, split payload)`` before each split is recorded; raises to refuse
+        the run's inputs. ``ws.training_run`` passes the registry's provenance policy
+        (:meth:`rowtrail.registry.Registry.gate_training`).
 
     Notes
     -----
@@ -191,6 +195,7 @@ class TrainingRun:
         replayable: bool = False,
         loss_fn: Callable[..., Any] | None = None,
         scheduler: Any = None,
+        provenance_gate: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> None:
         check_args(name, checkpoint_every, checkpoint_unit, checkpoint_policy, flush_every)
         if batch_order not in ("exact", "set"):
@@ -211,6 +216,9 @@ class TrainingRun:
         self.loss_callback = loss_callback
         self.flush_every = flush_every
         self.code_path = code_path
+        # Called with (run id, split payload) before each split is recorded; raises to refuse
+        # inputs a provenance policy rejects (``ws.training_run`` passes the registry's).
+        self.provenance_gate = provenance_gate
         self.finished = False
         self.n_steps = 0
         self.n_sample_uses = 0
@@ -343,6 +351,8 @@ class TrainingRun:
             # Named here because an event's blobs are kept in canonical (sorted) order.
             "ids_blob": blobs[0],
         }
+        if self.provenance_gate is not None:
+            self.provenance_gate(self.run_id, payload)
         if lineage is not None:
             payload["lineage"], more = encode_sample_rows(ledger, lineage)
             every = [lineage.ids, lineage.aggregated, lineage.statistic]

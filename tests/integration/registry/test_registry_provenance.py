@@ -165,3 +165,29 @@ def test_a_run_naming_no_data_has_unknown_lineage(trained: Any) -> None:
     waiver = rita.override("run:imported", checks=["lineage"], reason="imported, reviewed")
     run = reg.log_run("imported", params={"C": 1.0})
     assert run.overrides == (waiver.index,)
+
+
+def test_a_training_run_refuses_data_of_unknown_lineage_until_overridden(ws: rt.Workspace) -> None:
+    """Under the policy, ``ws.training_run`` itself refuses a split without row ids (logged)."""
+    reg, rita = _strict(ws)
+    plain = np.random.default_rng(1).normal(size=(30, 3))  # untraced: no row ids
+    labels = (plain[:, 0] > 0).astype(float)
+    from rowtrail.training import fit_logistic
+
+    before = ws.ledger.size
+    with pytest.raises(PolicyRefusedError, match="no row ids"), \
+            ws.training_run("untraced", run_id="run-untraced") as run:
+        fit_logistic(plain, labels, l2=1.0, run=run)
+    refusal = reg.refusals()[-1]
+    assert (refusal.action, refusal.target) == ("training", "training:run-untraced")
+    kinds = [ws.ledger.entry(i).event.kind for i in range(before, ws.ledger.size)]
+    assert "training.split" not in kinds
+    assert "registry.refusal" in kinds
+    # traced data passes the same gate; an override of the planned run id admits the other
+    traced = rt.track(plain, source="traced", workspace=ws)
+    with ws.training_run("traced") as run:
+        fit_logistic(traced, labels, l2=1.0, run=run)
+    rita.override("training:run-untraced-2", checks=["lineage"], reason="vendor data, reviewed")
+    with ws.training_run("untraced", run_id="run-untraced-2") as run:
+        fit_logistic(plain, labels, l2=1.0, run=run)
+    assert ws.verify().size == ws.ledger.size
