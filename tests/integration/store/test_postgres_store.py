@@ -8,6 +8,7 @@ roots, signed checkpoints and cache bucket hashes) for the same events.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from rowtrail.errors import (
 from rowtrail.ledger import Ledger, NoteSigner, TrustStore
 from rowtrail.lineage import SOURCE_EVENT_KINDS, register_source
 from rowtrail.store import FileBlobStore, SQLiteDatabase, SQLiteLedgerStore, SQLiteLineageStore
-from rowtrail.store._migrations import SCHEMA_VERSION
+from rowtrail.store._migrations import MIGRATIONS, SCHEMA_VERSION
 from rowtrail.store.postgres import (
     PostgresDatabase,
     PostgresLedgerStore,
@@ -139,6 +140,18 @@ def test_read_only_open_writes_nothing(tmp_path: Path, pg_url: str) -> None:
         assert raw.execute("SELECT n FROM change_counter").fetchone() == counter
 
 
+def _tables_created_after(version: int) -> list[str]:
+    """The tables the migrations after ``version`` create (a database of it lacks them)."""
+    return [
+        match.group(1)
+        for number, statements in MIGRATIONS
+        if number > version
+        for statement in statements
+        for match in [re.match(r"\s*CREATE TABLE (\w+)", statement)]
+        if match
+    ]
+
+
 def test_migrations_and_schema_versions(tmp_path: Path, pg_url: str) -> None:
     with pg_workspace(tmp_path, pg_url) as ws:
         assert ws.db.get_meta("schema_version") == str(SCHEMA_VERSION)
@@ -157,6 +170,8 @@ def test_migrations_and_schema_versions(tmp_path: Path, pg_url: str) -> None:
         rt.open(tmp_path / "ws")
     with raw_connection(tmp_path / "ws") as raw:  # as a workspace of schema version 3 was
         raw.execute("ALTER TABLE subject_rows DROP COLUMN ledger_index")
+        for table in _tables_created_after(3):
+            raw.execute(f"DROP TABLE {table}")
         raw.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", ("3",))
     with pytest.raises(SchemaVersionError, match="needs"):
         rt.open(tmp_path / "ws", read_only=True)
