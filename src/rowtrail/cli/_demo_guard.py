@@ -144,7 +144,7 @@ def prepare_demo_dir(path: Path, *, from_env: bool = False) -> None:
     if (path / MARKER).exists() or (path / MARKER).is_symlink():
         _remove_demo(path, _demo_files(path, from_env=from_env))
         return
-    if (path / "rowtrail.db").exists():
+    if (path / "rowtrail.db").exists() or (path / "database.json").exists():  # SQLite / PostgreSQL
         raise _refuse(path, "is a rowtrail workspace the demo did not create", from_env=from_env)
     raise _refuse(path, "holds other files", from_env=from_env)
 
