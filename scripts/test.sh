@@ -27,32 +27,24 @@ echo "== ruff"; ruff check src tests benchmarks
 echo "== mypy"; mypy
 echo "== import layers"; lint-imports
 echo "== pytest (SQLite)"; python -m pytest -q -p no:cacheprovider "$@"
-# Second pass: every workspace the tests create lives in PostgreSQL ($ROWTRAIL_DATABASE).
-# ROWTRAIL_PG_TESTS=storage (the default, to fit the CI budget) runs every test directory
-# that stores or reads a workspace's database (ledger, vectors, store, lineage, CLI, registry,
-# the issue-9 trust and subject-row tests, the erasure jobs, the doctests); =full runs the
-# whole suite again. Left out in both: the tests that drive `rowtrail demo`, whose tamper
-# steps edit a SQLite file with sqlite3 (the demo makes a SQLite workspace).
-PG_SKIP=(
-    --deselect tests/integration/cli/test_cli.py::test_demo_json_walks_the_chain
-    --ignore tests/integration/cli/test_issue9_demo.py
-    --ignore tests/integration/test_issue9_mutations.py
-)
-if [ "${ROWTRAIL_PG_TESTS:-storage}" = full ]; then
-    PG_TESTS=()
-else
+# Second pass: the same suite with every workspace the tests create in PostgreSQL
+# ($ROWTRAIL_DATABASE; `rowtrail demo` keeps its embedded SQLite workspace, whose tamper steps
+# edit database files). ROWTRAIL_PG_TESTS=storage runs only the test directories that store or
+# read a workspace's database (ledger, vectors, store, lineage, CLI, registry, the issue-9
+# trust and subject-row tests, the erasure jobs, the doctests), for a quicker local check.
+if [ "${ROWTRAIL_PG_TESTS:-full}" = storage ]; then
     PG_TESTS=(
         src/rowtrail tests/unit/ledger tests/unit/lineage tests/unit/test_public_api.py
         tests/integration/ledger tests/integration/store tests/vectors tests/integration/lineage
         tests/integration/cli tests/integration/test_issue9_trust.py
         tests/integration/test_issue9_subject_rows.py tests/integration/test_issue11_erasure.py
-        tests/integration/test_issue11_shredding.py
+        tests/integration/test_issue11_shredding.py tests/integration/registry
     )
-    [ -d tests/integration/registry ] && PG_TESTS+=(tests/integration/registry)
+else
+    PG_TESTS=()
 fi
-echo "== pytest (PostgreSQL, ${ROWTRAIL_PG_TESTS:-storage}: $ROWTRAIL_PG_URL)"
-ROWTRAIL_DATABASE="$ROWTRAIL_PG_URL" python -m pytest -q -p no:cacheprovider "${PG_SKIP[@]}" \
-    "${PG_TESTS[@]}" "$@"
+echo "== pytest (PostgreSQL, ${ROWTRAIL_PG_TESTS:-full}: $ROWTRAIL_PG_URL)"
+ROWTRAIL_DATABASE="$ROWTRAIL_PG_URL" python -m pytest -q -p no:cacheprovider "${PG_TESTS[@]}" "$@"
 echo "== benchmarks (smoke, --size small)"
 for bench in benchmarks/bench_*.py; do
     echo "-- $bench"
