@@ -570,6 +570,7 @@ class Workspace:
             report, cache_rows = self._verify_snapshot(root, trust_root, progress, registry)
         from rowtrail.attribution import verify_decision_keys
         from rowtrail.registry import verify_registry
+        from rowtrail.registry._retention import verify_retention
         from rowtrail.unlearning._commitments import verify_commitment_keys
 
         extra = {
@@ -578,6 +579,7 @@ class Workspace:
             "bound_files": _verify_bound_files(self),
             "data_keys": verify_decision_keys(self),
             "commitment_keys": verify_commitment_keys(self),
+            "expired_payloads": verify_retention(self),
             "registry_decisions": verify_registry(self, registry),
         }
         return report.with_counts(extra)

@@ -72,6 +72,7 @@ from rowtrail.registry._retention import (
     apply_retention,
     retention_policy,
     set_retention_policy,
+    verify_retention,
 )
 
 __all__ += [
@@ -93,5 +94,6 @@ __all__ += [
     "reproduce",
     "retention_policy",
     "set_retention_policy",
+    "verify_retention",
 ]
 __all__.sort(key=lambda n: (0 if n.isupper() else 1 if n[:1].isupper() else 2, n))

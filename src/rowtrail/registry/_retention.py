@@ -12,7 +12,8 @@ months (EU AI Act, Regulation 2024/1689, Art. 19(1) for providers and Art. 26(6)
 leaves blobs to delete again, never deleted blobs without a record), then deletes the blob
 files. The events themselves stay, so every leaf hash, tree node, checkpoint and proof is
 unchanged; ``ws.verify()`` accepts a missing blob that a later ``retention.expired`` event
-names. Nothing is deleted before its kind's time has run out by the ledger's clock, and no
+names, and checks (:func:`verify_retention`) that every such event followed the policy in force:
+no payload expired before its kind's days had run out. Nothing is deleted before its kind's time has run out by the ledger's clock, and no
 policy means nothing expires (the retention of a kind nobody set is unknown, never guessed).
 """
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from rowtrail.errors import BlobNotFoundError, InvalidInputError, StorageError
+from rowtrail.errors import BlobNotFoundError, InvalidInputError, LogIntegrityError, StorageError
 from rowtrail.ledger import LedgerEntry
 from rowtrail.ledger._events import format_time
 from rowtrail.registry._predictions import PREDICTION_BATCH_KIND
@@ -44,6 +45,7 @@ __all__ = [
     "expiry_of",
     "retention_policy",
     "set_retention_policy",
+    "verify_retention",
 ]
 
 RETENTION_POLICY_KIND = "retention.policy"
@@ -300,3 +302,63 @@ def apply_retention(
         )
     deleted = _delete(ws, [item.blob for item in due] + leftover)
     return RetentionReport(now, False, policy, due, index, deleted)
+
+
+def _expiry_error(index: int, what: str) -> LogIntegrityError:
+    return LogIntegrityError(
+        f"retention.expired event {index} {what}: a payload was deleted before its retention "
+        "ran out, or the record was forged. The deleted payloads cannot be restored from the "
+        "ledger; restore them from a backup.",
+        index=index,
+    )
+
+
+def verify_retention(ws: Workspace) -> int:
+    """Check that every recorded expiry followed the retention policy in force; return the count.
+
+    Each ``retention.expired`` event must name a ``retention.policy`` event recorded before it
+    that keeps each kind at least its legal minimum, and for each payload the event that
+    wrote it, of that kind, naming that blob; its time plus the policy's days must not be
+    later than the expiry. ``ws.verify()`` accepts the missing blobs only of such events.
+
+    Raises
+    ------
+    LogIntegrityError
+        An expiry names no policy, a policy below the legal minimum, an event or blob it does
+        not match, or a payload whose retention had not run out.
+    """
+    ledger = ws.ledger
+    count = 0
+    for expiry in ledger.entries_of_kind(RETENTION_EXPIRED_KIND):
+        payload = expiry.event.payload
+        at = payload.get("policy")
+        if not isinstance(at, int) or not 0 <= at < expiry.index:
+            raise _expiry_error(expiry.index, f"names no earlier retention policy ({at!r})")
+        policy = ledger.entry(at)
+        days = policy.event.payload.get("days")
+        if policy.event.kind != RETENTION_POLICY_KIND or not isinstance(days, dict):
+            raise _expiry_error(expiry.index, f"names event {at}, which is not a retention policy")
+        columns = [payload.get(k) for k in ("events", "kinds", "blobs")]
+        lists = [c for c in columns if isinstance(c, list)]
+        if len(lists) != len(columns) or len({len(c) for c in lists}) != 1:
+            raise _expiry_error(expiry.index, "lists events, kinds and blobs that do not pair up")
+        for index, kind, blob in zip(*lists, strict=True):
+            kept = days.get(kind)
+            if kind not in _PAYLOAD_BLOB or not isinstance(kept, int) or isinstance(kept, bool):
+                raise _expiry_error(expiry.index, f"expires kind {kind!r}, which policy {at} "
+                                                  "does not keep for a number of days")
+            if kept < LEGAL_MINIMUM_DAYS.get(kind, 0):
+                raise _expiry_error(expiry.index, f"follows policy {at}, which keeps {kind} "
+                                                  f"{kept} days (legal minimum "
+                                                  f"{LEGAL_MINIMUM_DAYS[kind]})")
+            if not isinstance(index, int) or not 0 <= index < expiry.index:
+                raise _expiry_error(expiry.index, f"names event {index!r}, not an earlier one")
+            written = ledger.entry(index)
+            if written.event.kind != kind or written.event.payload.get(_PAYLOAD_BLOB[kind]) != blob:
+                raise _expiry_error(expiry.index, f"names blob {blob!r} of event {index}, which "
+                                                  "did not write it")
+            if written.event.time + timedelta(days=kept) > expiry.event.time:
+                raise _expiry_error(expiry.index, f"expired the payload of event {index} before "
+                                                  f"its {kept} days had run out")
+            count += 1
+    return count

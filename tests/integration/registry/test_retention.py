@@ -183,4 +183,39 @@ def test_only_a_list_of_digests_in_a_retention_event_excuses_a_missing_blob(
     with pytest.raises(LogIntegrityError, match="is missing"):
         ws.verify()
     ws.ledger.append(RETENTION_EXPIRED_KIND, {"blobs": [blob]})
-    ws.verify()
+    # Listed now, but by events that follow no retention policy: still not accepted.
+    with pytest.raises(LogIntegrityError, match="names no earlier retention policy"):
+        ws.verify()
+
+
+def test_an_expiry_before_the_retention_ran_out_fails_verification(
+    tmp_path: Path, opened: Keep
+) -> None:
+    """A ``retention.expired`` event written early (not by apply_retention) is caught."""
+    ws, clock, ids = _logged(tmp_path, opened)
+    policy = set_retention_policy(ws, {KIND: 183})
+    record = find_prediction(ws, ids[0])
+    clock.now = START + timedelta(days=100)  # 83 days too early
+    ws.ledger.append(RETENTION_EXPIRED_KIND, {
+        "policy": policy.ledger_index, "events": [record.ledger_index], "kinds": [KIND],
+        "blobs": [record.blob], "expires_at": ["2026-04-11T00:00:00.000000Z"],
+    })
+    ws.blobs.path_of(record.blob).unlink()
+    with pytest.raises(LogIntegrityError, match="before its 183 days had run out"):
+        ws.verify()
+
+
+def test_an_expiry_naming_another_events_blob_fails_verification(
+    tmp_path: Path, opened: Keep
+) -> None:
+    ws, clock, ids = _logged(tmp_path, opened)
+    policy = set_retention_policy(ws, {KIND: 183})
+    first, second = find_prediction(ws, ids[0]), find_prediction(ws, ids[1])
+    clock.now = START + timedelta(days=200)  # the first batch's retention ran out
+    ws.ledger.append(RETENTION_EXPIRED_KIND, {
+        "policy": policy.ledger_index, "events": [first.ledger_index], "kinds": [KIND],
+        "blobs": [second.blob], "expires_at": ["2026-07-03T00:00:00.000000Z"],
+    })
+    ws.blobs.path_of(second.blob).unlink()
+    with pytest.raises(LogIntegrityError, match="which did not write it"):
+        ws.verify()
