@@ -12,9 +12,10 @@ months (EU AI Act, Regulation 2024/1689, Art. 19(1) for providers and Art. 26(6)
 leaves blobs to delete again, never deleted blobs without a record), then deletes the blob
 files. The events themselves stay, so every leaf hash, tree node, checkpoint and proof is
 unchanged; ``ws.verify()`` accepts a missing blob that a later ``retention.expired`` event
-names, and checks (:func:`verify_retention`) that every such event followed the policy in force:
-no payload expired before its kind's days had run out. Nothing is deleted before its kind's time has run out by the ledger's clock, and no
-policy means nothing expires (the retention of a kind nobody set is unknown, never guessed).
+names, and checks (:func:`verify_retention`) that every such event followed the policy in
+force: no payload expired before its kind's days had run out. Nothing is deleted before its
+kind's time has run out by the ledger's clock, and no policy means nothing expires (the
+retention of a kind nobody set is unknown, never guessed).
 """
 
 from __future__ import annotations
