@@ -8,13 +8,18 @@ from pathlib import Path
 from _interop_fixtures import Built
 from typer.testing import CliRunner
 
+from _rawdb import database_files, dump_tables, raw_connection
 from rowtrail.cli import app
 from rowtrail.interop import verify_openlineage_event
 
 
-def _db_state(built: Built) -> tuple[int, int]:
-    db = built.path / "rowtrail.db"
-    return db.stat().st_size, db.stat().st_mtime_ns
+def _db_state(built: Built) -> tuple[list[tuple[object, ...]], list[tuple[str, int, int]]]:
+    """Every row of the workspace's database, and the size and mtime of its files (if any)."""
+    with raw_connection(built.path) as conn:
+        rows = dump_tables(conn)
+    files = [(name, (built.path / name).stat().st_size, (built.path / name).stat().st_mtime_ns)
+             for name in database_files(built.path) if (built.path / name).exists()]
+    return rows, files
 
 
 def test_export_openlineage_and_prov_read_only(

@@ -3,19 +3,15 @@ edited is refused (DESIGN: the rule that makes answers evidence)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 from _interop_fixtures import build
 
 import rowtrail as rt
+from _rawdb import raw_connection
 from rowtrail.errors import VerificationError
 from rowtrail.interop import openlineage_events, prov_document
-
-
-def _raw(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(str(path / "rowtrail.db"), isolation_level=None)
 
 
 def test_cache_tables_edited_change_no_export(tmp_path: Path) -> None:
@@ -23,14 +19,11 @@ def test_cache_tables_edited_change_no_export(tmp_path: Path) -> None:
     events = openlineage_events(built.ws)
     document = prov_document(built.ws)
     built.ws.close()
-    conn = _raw(built.path)
-    try:
+    with raw_connection(built.path) as conn:
         conn.execute("DELETE FROM registry_runs")
-        conn.execute("UPDATE registry_models SET artifact_digest = 'sha256:' || hex(zeroblob(32))")
+        conn.execute("UPDATE registry_models SET artifact_digest = ?", ("sha256:" + "00" * 32,))
         conn.execute("DELETE FROM registry_deployments")
         conn.execute("DELETE FROM sources WHERE name = 'noise'")
-    finally:
-        conn.close()
     with rt.open(built.path, read_only=True) as ws:
         assert openlineage_events(ws) == events
         assert prov_document(ws) == document
@@ -42,14 +35,11 @@ def test_an_edited_ledger_entry_is_refused(tmp_path: Path) -> None:
     built = build(tmp_path)
     index = built.ws.ledger.entries_of_kind("training.completed")[0].index
     built.ws.close()
-    conn = _raw(built.path)
-    try:
+    with raw_connection(built.path) as conn:
         (leaf,) = conn.execute("SELECT leaf FROM events WHERE idx = ?", (index,)).fetchone()
         forged = bytes(leaf).replace(b'"status":"completed"', b'"status":"failed:Forged"')
         assert forged != bytes(leaf)
         conn.execute("UPDATE events SET leaf = ? WHERE idx = ?", (forged, index))
-    finally:
-        conn.close()
     with rt.open(built.path, read_only=True) as ws:
         with pytest.raises(VerificationError):
             openlineage_events(ws)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import rowtrail as rt
+from _rawdb import copy_directory
 from rowtrail.errors import WitnessError
 from rowtrail.ledger import (
     Witness,
@@ -54,7 +55,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, list[Witness]]:
     append(ws, 5, "real")
     cosign(ws, witnesses)
     ws.close()
-    shutil.copytree(path, backup)
+    copy_directory(path, backup)  # with its database (a schema of its own on PostgreSQL)
     ws = rt.open(path)
     append(ws, 5, "real")
     ten = cosign(ws, witnesses)
