@@ -9,21 +9,30 @@ for, not a mismatch.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 import rowtrail as rt
 from rowtrail.cli import app
 from rowtrail.errors import FileIntegrityError
+from rowtrail.registry import (
+    PREDICTION_BATCH_KIND,
+    PredictionLogger,
+    apply_retention,
+    find_prediction,
+    set_retention_policy,
+)
 from rowtrail.registry._reconcile import (
     RECONCILE_FAILED_KIND,
     RECONCILED_KIND,
     reconcile,
 )
 
-from ._serving_fixtures import Keep, opened_fixture  # noqa: F401 (the fixture)
+from ._serving_fixtures import Keep, deployment_of, opened_fixture  # noqa: F401 (the fixture)
 
 
 def _workspace(tmp_path: Path, opened: Keep) -> tuple[rt.Workspace, list[str]]:
@@ -69,10 +78,18 @@ def test_altered_and_missing_blobs_are_errors_and_events(tmp_path: Path, opened:
 
 
 def test_blobs_accounted_for_by_retention_are_not_mismatches(tmp_path: Path, opened: Keep) -> None:
-    ws, blobs = _workspace(tmp_path, opened)
-    ws.ledger.append("retention.expired", {"blobs": [blobs[1]], "events": [0]})
-    ws.blobs.path_of(blobs[1]).unlink()
-    assert reconcile(ws).ok
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    moments = [start]
+    ws = opened(rt.init(tmp_path / "ws", now=lambda: moments[-1]))
+    with PredictionLogger(ws, deployment_of(ws)) as logger:
+        logged = logger.log(np.array([1.0, 2.0]), 1)
+    set_retention_policy(ws, {PREDICTION_BATCH_KIND: 183})
+    moments.append(start + timedelta(days=200))
+    assert apply_retention(ws).n_deleted == 1
+    assert not ws.blobs.has(find_prediction(ws, logged).blob)
+    report = reconcile(ws)
+    assert report.ok
+    assert report.mismatches == []
     ws.verify()
 
 
