@@ -8,11 +8,12 @@ what an alias pointed to at a time, who holds a role) is replayed from proven ev
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rowtrail.errors import InvalidInputError, PolicyRefusedError
+from rowtrail.errors import InvalidInputError, PolicyRefusedError, StateError
 from rowtrail.hashing import canonical_json, sha256_digest
 from rowtrail.ledger import LedgerEntry
 from rowtrail.registry import _build
@@ -59,7 +60,7 @@ def _check_version(version: object, caller: str) -> int:
     return version
 
 
-class Governance:
+class Governance(ABC):
     """Who may do what in the registry, as ledger events (see the module docstring)."""
 
     def __init__(self, workspace: Workspace, *, actor: str | None = None) -> None:
@@ -75,8 +76,12 @@ class Governance:
         return self._actor if self._actor is not None else self.ws.ledger.actor
 
     # ------------------------------------------------------------ plumbing
-    def _check_writable(self) -> None:  # pragma: no cover - overridden by Registry
-        raise NotImplementedError
+    def _check_writable(self) -> None:
+        if getattr(self.ws, "read_only", False):
+            raise StateError(
+                "the workspace is open read-only; open it with rowtrail.open(path) to write "
+                "to the registry"
+            )
 
     def _append(self, kind: str, payload: Mapping[str, Any], blobs: Sequence[str] = ()) -> int:
         return int(self.ws.ledger.append(kind, payload, actor=self.actor, blobs=list(blobs)))
@@ -309,9 +314,9 @@ class Governance:
         _check_version(version, caller)
         return self.model_version(name, version)
 
+    @abstractmethod
     def model_version(self, name: str, version: int | str | None = None) -> ModelVersion:
         """Return a model version (defined by :class:`~rowtrail.registry.Registry`)."""
-        raise NotImplementedError  # pragma: no cover - overridden
 
     def attest(
         self,
@@ -471,8 +476,9 @@ class Governance:
         relied = {"approvals": approvals, "attestations": attestations, "overrides": overrides}
         return reasons + more, relied
 
+    @abstractmethod
     def _run_findings(self, run: Any) -> list[Finding]:
-        raise NotImplementedError  # pragma: no cover - overridden
+        """Return the provenance findings of a run (defined by the Registry)."""
 
     def history(self, name: str, alias: str | None = None) -> list[AliasChange]:
         """Return every move of the aliases/stages of model ``name`` (or of one), in order."""

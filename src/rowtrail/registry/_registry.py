@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from rowtrail.errors import InvalidInputError, StateError
+from rowtrail.errors import InvalidInputError
 from rowtrail.hashing import canonical_json, sha256_digest
 from rowtrail.ledger import LedgerEntry
 from rowtrail.registry import _build
@@ -536,9 +536,3 @@ class Registry(Governance):
         return [int(e.event.payload["version"]) for e in self._events.entries(kind)
                 if e.event.payload["name"] == name]
 
-    def _check_writable(self) -> None:
-        if getattr(self.ws, "read_only", False):
-            raise StateError(
-                "the workspace is open read-only; open it with rowtrail.open(path) to write "
-                "to the registry"
-            )
